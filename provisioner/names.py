@@ -1,0 +1,66 @@
+"""Name rules shared by manifests, the node layer and the daemon.
+
+A name that becomes a path is checked here, once, so that it cannot leave the root
+it is joined to. The regular expressions are also exported into the JSON Schemas
+(see ``provisioner/manifest/overlay.py``) so editors and the CLI agree.
+"""
+
+from __future__ import annotations
+
+import re
+
+from provisioner.errors import UnsafeName
+
+#: One DNS label (RFC 1123): 1-63 of [a-zA-Z0-9-], no leading or trailing '-'.
+DNS_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+DNS_LABEL_RE = re.compile(rf"^{DNS_LABEL}$")
+#: A cell path: DNS labels joined by '/', e.g. ``web`` or ``web/cache``.
+CELL_PATH = rf"{DNS_LABEL}(?:/{DNS_LABEL})*"
+CELL_PATH_RE = re.compile(rf"^{CELL_PATH}$")
+#: Names of drivers and driver versions (file names in the registry store).
+ARTIFACT_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._+-]{0,126}[A-Za-z0-9])?"
+ARTIFACT_NAME_RE = re.compile(rf"^{ARTIFACT_NAME}$")
+#: Cells may nest this deep; deeper trees are refused (cgroupfs paths stay short).
+MAX_CELL_DEPTH = 8
+
+
+def check_dns_label(name: str, what: str = "name") -> str:
+    """Return ``name`` if it is one DNS label, else raise :class:`UnsafeName`."""
+    if not isinstance(name, str) or not DNS_LABEL_RE.match(name):
+        raise UnsafeName(
+            f"{what} {name!r} is not a DNS label "
+            "(1-63 of a-z, A-Z, 0-9 and '-', not starting or ending with '-')"
+        )
+    return name
+
+
+def check_cell_path(name: str) -> str:
+    """Return ``name`` if it is a valid cell path (``a`` or ``a/b``), else raise."""
+    if not isinstance(name, str) or name == "":
+        raise UnsafeName("cell name is empty")
+    parts = name.split("/")
+    if len(parts) > MAX_CELL_DEPTH:
+        raise UnsafeName(f"cell name {name!r} nests deeper than {MAX_CELL_DEPTH} levels")
+    for part in parts:
+        if part == "":
+            raise UnsafeName(f"cell name {name!r} has an empty part")
+        if part in (".", ".."):
+            raise UnsafeName(f"cell name {name!r} has a {part!r} part")
+        check_dns_label(part, what=f"cell name part of {name!r}:")
+    return name
+
+
+def check_artifact_name(name: str, what: str = "name") -> str:
+    """Return ``name`` if it is safe as one file-name component, else raise."""
+    if not isinstance(name, str) or not ARTIFACT_NAME_RE.match(name) or ".." in name:
+        raise UnsafeName(
+            f"{what} {name!r} is not allowed (1-128 of A-Z a-z 0-9 . _ + -, starting and "
+            "ending with a letter or digit, no '..')"
+        )
+    return name
+
+
+def cell_parent(name: str) -> str | None:
+    """``a/b/c`` -> ``a/b``; a top-level cell has no parent."""
+    head, sep, _ = name.rpartition("/")
+    return head if sep else None
