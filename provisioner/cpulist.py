@@ -1,0 +1,29 @@
+"""Kernel CPU / memory-node list syntax (``0-3,8``), as cpuset.cpus and cpuset.mems use it."""
+
+from __future__ import annotations
+
+import re
+
+from provisioner.errors import InvalidArgument
+
+_ITEM_RE = re.compile(r"^([0-9]+)(?:-([0-9]+))?$")
+MAX_ID = 4095  # the kernel's NR_CPUS ceiling is far below this on any real host
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    """``"0-3,8"`` -> ``[0, 1, 2, 3, 8]``. Refuses empty text, ``5-1`` and any other syntax."""
+    if not isinstance(text, str) or text == "":
+        raise InvalidArgument("empty CPU list (expected kernel list syntax such as 0-3,8)")
+    ids: set[int] = set()
+    for item in text.split(","):
+        match = _ITEM_RE.match(item)
+        if not match:
+            raise InvalidArgument(f"{text!r} is not a CPU list (expected such as 0-3,8)")
+        low = int(match.group(1))
+        high = int(match.group(2)) if match.group(2) is not None else low
+        if high < low:
+            raise InvalidArgument(f"range {item} in {text!r} runs backwards (write {high}-{low})")
+        if high > MAX_ID:
+            raise InvalidArgument(f"CPU id {high} in {text!r} is larger than {MAX_ID}")
+        ids.update(range(low, high + 1))
+    return sorted(ids)

@@ -1,0 +1,122 @@
+"""Turn schema-valid documents into model dataclasses (snake_case, defaults applied)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from provisioner.manifest.yamlsafe import Document
+from provisioner.model import (
+    DEFAULT_STOP_GRACE_S,
+    CellLimits,
+    CellSpec,
+    ContainerSpec,
+    DriverSpec,
+    ExecutableSpec,
+    Kind,
+    Pairs,
+    PersistentExecutableSpec,
+    PodSpec,
+    Ref,
+    ResourceSpec,
+    RestartPolicy,
+    Source,
+)
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """``"1m30s"`` -> 90.0 seconds (the schema has already checked the syntax)."""
+    return sum(float(n) * _UNIT_S[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+class _Fields:
+    """Reads one mapping by proto field name, accepting snake_case or lowerCamelCase."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.data = data
+
+    def get(self, name: str, default: Any = None) -> Any:
+        # Both spellings at once was refused by schema_check before we get here.
+        if name in self.data:
+            return self.data[name]
+        return self.data.get(camel(name), default)
+
+    def sub(self, name: str) -> _Fields:
+        return _Fields(self.get(name) or {})
+
+
+def _pairs(mapping: Mapping[str, Any] | None) -> Pairs:
+    return tuple(sorted((str(k), str(v)) for k, v in (mapping or {}).items()))
+
+
+def _refs(values: list[str] | None) -> tuple[Ref, ...]:
+    refs = []
+    for value in values or []:
+        kind, _, name = value.partition("/")
+        refs.append(Ref(Kind(kind), name))
+    return tuple(refs)
+
+
+def build_resource(doc: Document) -> ResourceSpec:
+    """The model object of one schema-valid document."""
+    data = doc.data
+    meta = data["metadata"]
+    name = meta["name"]
+    labels = _pairs(meta.get("labels"))
+    spec = _Fields(data.get("spec") or {})
+    source = Source(doc.file, doc.line, doc.column)
+    depends_on = _refs(spec.get("depends_on"))
+    kind = Kind(data["kind"])
+    if kind is Kind.CELL:
+        cpu, cpuset = spec.sub("cpu"), spec.sub("cpuset")
+        limits = CellLimits(cpu_weight=cpu.get("weight"), cpu_max_us=cpu.get("max"),
+                            cpuset_cpus=cpuset.get("cpus"), cpuset_mems=cpuset.get("mems"))
+        return CellSpec(name=name, limits=limits,
+                        isolate_process=bool(spec.get("isolate_process", False)),
+                        isolate_network=bool(spec.get("isolate_network", False)),
+                        labels=labels, depends_on=depends_on, source=source)
+    if kind is Kind.EXECUTABLE:
+        return ExecutableSpec(
+            name=name, command=spec.get("command"), cell=spec.get("cell", ""),
+            description=spec.get("description", ""), env=_pairs(spec.get("env")),
+            working_dir=spec.get("working_dir") or "/", uid=spec.get("uid"),
+            gid=spec.get("gid"), restart_policy=RestartPolicy(spec.get("restart_policy", "never")),
+            stop_grace_s=_grace(spec), labels=labels, depends_on=depends_on, source=source)
+    if kind is Kind.POD:
+        containers = []
+        for raw in spec.get("containers") or []:
+            container = _Fields(raw)
+            containers.append(ContainerSpec(
+                name=container.get("name"), image=container.get("image"),
+                registry=container.get("registry", ""),
+                command=tuple(container.get("command") or ()),
+                env=_pairs(container.get("env")), working_dir=container.get("working_dir", "")))
+        return PodSpec(name=name, containers=tuple(containers), cell=spec.get("cell", ""),
+                       restart_policy=RestartPolicy(spec.get("restart_policy", "never")),
+                       stop_grace_s=_grace(spec), labels=labels, depends_on=depends_on,
+                       source=source)
+    if kind is Kind.DRIVER:
+        source_path = Path(doc.file).resolve().parent / spec.get("source")
+        return DriverSpec(name=name, version=spec.get("version"),
+                          runtime_version=spec.get("runtime_version", ""),
+                          source_path=str(source_path), sha256=spec.get("sha256", ""),
+                          labels=labels, depends_on=depends_on, source=source)
+    return PersistentExecutableSpec(name=name, command=spec.get("command"),
+                                    comment=spec.get("comment", ""),
+                                    enabled=bool(spec.get("enabled", True)), labels=labels,
+                                    depends_on=depends_on, source=source)
+
+
+def _grace(spec: _Fields) -> float:
+    text = spec.get("stop_grace_period")
+    return parse_duration(text) if text else DEFAULT_STOP_GRACE_S

@@ -1,0 +1,139 @@
+"""Checks that span documents: duplicates, dangling references, dependency cycles."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from provisioner.manifest.issues import Issue
+from provisioner.manifest.yamlsafe import Document, locate
+from provisioner.model import (
+    CellSpec,
+    DriverSpec,
+    ExecutableSpec,
+    Kind,
+    PodSpec,
+    Ref,
+    ResourceSpec,
+    ref_of,
+)
+from provisioner.names import cell_parent
+
+
+@dataclass(frozen=True)
+class Declared:
+    spec: ResourceSpec
+    doc: Document
+
+
+def _issue(item: Declared, path: tuple[str | int, ...], message: str) -> Issue:
+    return Issue.at(item.doc.file, locate(item.doc.node, path), path, message)
+
+
+def _spec_key(item: Declared, snake: str) -> str:
+    """The spelling the document used for a spec field (for paths in messages)."""
+    spec = item.doc.data.get("spec") or {}
+    head, *rest = snake.split("_")
+    camel = head + "".join(part.title() for part in rest)
+    return camel if camel in spec and snake not in spec else snake
+
+
+def implicit_requirements(spec: ResourceSpec) -> list[Ref]:
+    """Edges the model implies: a nested cell needs its parent, a process its cell."""
+    if isinstance(spec, CellSpec):
+        parent = cell_parent(spec.name)
+        return [Ref(Kind.CELL, parent)] if parent else []
+    if isinstance(spec, ExecutableSpec | PodSpec) and spec.cell:
+        return [Ref(Kind.CELL, spec.cell)]
+    return []
+
+
+def cross_check(items: Sequence[Declared]) -> list[Issue]:
+    issues: list[Issue] = []
+    first: dict[Ref, Declared] = {}
+    for item in items:
+        ref = ref_of(item.spec)
+        if ref in first:
+            where = first[ref].doc
+            issues.append(_issue(item, ("metadata", "name"),
+                                 f"duplicate {ref} (first declared at {where.file}:"
+                                 f"{where.line}:{where.column})"))
+        else:
+            first[ref] = item
+    for item in items:
+        issues.extend(_references(item, first))
+    issues.extend(_cycles(items, first))
+    return issues
+
+
+def _references(item: Declared, declared: dict[Ref, Declared]) -> list[Issue]:
+    spec, issues = item.spec, []
+    if isinstance(spec, CellSpec):
+        parent = cell_parent(spec.name)
+        if parent and Ref(Kind.CELL, parent) not in declared:
+            issues.append(_issue(item, ("metadata", "name"),
+                                 f"parent cell {parent!r} of {spec.name!r} is not declared"))
+    if isinstance(spec, ExecutableSpec | PodSpec) and spec.cell:
+        if Ref(Kind.CELL, spec.cell) not in declared:
+            issues.append(_issue(item, ("spec", "cell"),
+                                 f"cell {spec.cell!r} is not declared by any document"))
+    if isinstance(spec, PodSpec):
+        seen: set[str] = set()
+        for index, container in enumerate(spec.containers):
+            if container.name in seen:
+                issues.append(_issue(item, ("spec", "containers", index, "name"),
+                                     f"duplicate container name {container.name!r}"))
+            seen.add(container.name)
+    if isinstance(spec, DriverSpec) and not os.path.isfile(spec.source_path):
+        issues.append(_issue(item, ("spec", "source"),
+                             f"driver file {spec.source_path} does not exist"))
+    key = _spec_key(item, "depends_on")
+    for index, ref in enumerate(spec.depends_on):
+        if ref not in declared:
+            issues.append(_issue(item, ("spec", key, index),
+                                 f"depends on {ref}, which no document declares"))
+    return issues
+
+
+def _cycles(items: Sequence[Declared], declared: dict[Ref, Declared]) -> list[Issue]:
+    """Report every dependency cycle once, naming its members in order."""
+    graph: dict[Ref, list[Ref]] = {}
+    for item in items:
+        ref = ref_of(item.spec)
+        edges = [r for r in (*item.spec.depends_on, *implicit_requirements(item.spec))
+                 if r in declared]
+        graph.setdefault(ref, []).extend(edges)
+    issues: list[Issue] = []
+    state: dict[Ref, int] = {}  # 1 = on the current path, 2 = done
+    path: list[Ref] = []
+    reported: set[frozenset[Ref]] = set()
+
+    def visit(start: Ref) -> None:
+        stack = [(start, iter(graph.get(start, ())))]
+        state[start] = 1
+        path.append(start)
+        while stack:
+            node, edges = stack[-1]
+            nxt = next(edges, None)
+            if nxt is None:
+                stack.pop()
+                path.pop()
+                state[node] = 2
+            elif state.get(nxt) == 1:
+                cycle = path[path.index(nxt):]
+                if frozenset(cycle) not in reported:
+                    reported.add(frozenset(cycle))
+                    names = " -> ".join(str(r) for r in [*cycle, nxt])
+                    owner = declared[cycle[0]]
+                    issues.append(_issue(owner, ("spec", _spec_key(owner, "depends_on")),
+                                         f"dependency cycle: {names}"))
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append((nxt, iter(graph.get(nxt, ()))))
+
+    for ref in graph:
+        if ref not in state:
+            visit(ref)
+    return issues

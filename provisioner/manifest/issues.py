@@ -1,0 +1,47 @@
+"""A validation finding: where it is (file:line:col, JSON path) and what is wrong."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from provisioner.errors import LoadError
+
+
+@dataclass(frozen=True, order=True)
+class Issue:
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def render(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "column": self.column,
+                "path": self.path, "message": self.message}
+
+    @classmethod
+    def from_load_error(cls, exc: LoadError) -> Issue:
+        return cls(exc.file, exc.line or 0, exc.column or 0, "", exc.message)
+
+    @classmethod
+    def at(cls, file: str, node: yaml.Node, path: tuple[str | int, ...], message: str) -> Issue:
+        return cls(file, node.start_mark.line + 1, node.start_mark.column + 1,
+                   json_path(path), message)
+
+
+def json_path(path: tuple[str | int, ...]) -> str:
+    """("spec", "containers", 0, "name") -> "spec.containers[0].name"."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out

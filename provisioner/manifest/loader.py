@@ -1,0 +1,100 @@
+"""Files -> documents -> validated model: the whole manifest pipeline in one call."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from provisioner.errors import LoadError
+from provisioner.manifest.build import build_resource
+from provisioner.manifest.crosscheck import Declared, cross_check
+from provisioner.manifest.issues import Issue
+from provisioner.manifest.schema_check import check_document
+from provisioner.manifest.template import render
+from provisioner.manifest.yamlsafe import decode, load_documents
+from provisioner.model import DesiredState
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class LoadResult:
+    """Everything learnt from a set of manifest files. Valid when ``issues`` is empty."""
+
+    state: DesiredState
+    issues: list[Issue] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    documents: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+
+def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[Issue]]:
+    """Files as given, and for directories every *.yaml / *.yml below them, sorted."""
+    files: list[str] = []
+    issues: list[Issue] = []
+    for given in paths:
+        if os.path.isdir(given):
+            found = sorted(
+                str(p) for p in Path(given).rglob("*")
+                if p.suffix in MANIFEST_SUFFIXES and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(given).parts)
+            )
+            if not found:
+                issues.append(Issue(given, 0, 0, "", "directory holds no *.yaml or *.yml files"))
+            files.extend(found)
+        elif os.path.isfile(given) or given == "-":
+            files.append(given)
+        else:
+            issues.append(Issue(given, 0, 0, "", "no such file or directory"))
+    return files, issues
+
+
+def _read(file: str) -> bytes:
+    if file == "-":
+        import sys
+
+        return sys.stdin.buffer.read()
+    with open(file, "rb") as handle:
+        return handle.read()
+
+
+def load(paths: Iterable[str], variables: Mapping[str, Any] | None = None,
+         manifest_set: str = "default") -> LoadResult:
+    """Load, template, parse, validate and cross-check manifests; collect every issue."""
+    files, issues = expand_paths(paths)
+    declared: list[Declared] = []
+    documents = 0
+    for file in files:
+        try:
+            text = render(file, decode(file, _read(file)), variables or {})
+            docs = load_documents(file, text)
+        except LoadError as exc:
+            issues.append(Issue.from_load_error(exc))
+            continue
+        except OSError as exc:
+            issues.append(Issue(file, 0, 0, "", f"cannot read: {exc.strerror}"))
+            continue
+        if not docs:
+            issues.append(Issue(file, 0, 0, "", "file holds no YAML documents (it is empty or "
+                                "only comments)"))
+        documents += len(docs)
+        for doc in docs:
+            found = check_document(doc)
+            if found:
+                issues.extend(found)
+                continue
+            spec = build_resource(doc)
+            declared.append(Declared(spec, doc))
+    issues.extend(cross_check(declared))
+    state = DesiredState(tuple(item.spec for item in declared), manifest_set)
+    return LoadResult(state, sorted(set(issues), key=_order), files, documents)
+
+
+def _order(issue: Issue) -> tuple[str, int, int, str, str]:
+    return (issue.file, issue.line, issue.column, issue.path, issue.message)

@@ -1,0 +1,111 @@
+"""What the protos cannot say: ranges, patterns, required fields, defaults.
+
+The schema generator (``schema_gen.py``) merges this overlay into the JSON Schemas it
+derives from the proto descriptors. It is the only hand-written part of the schemas;
+``provisioner/schemas/*.json`` themselves are generated and never edited.
+
+Keys are proto message full names, then field names in snake_case. A field entry is
+merged into the field's generated schema (for repeated fields, put item rules under
+``items``; for maps, key rules under ``propertyNames``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from provisioner.names import ARTIFACT_NAME, CELL_PATH, DNS_LABEL
+
+#: Kernel list syntax for cpuset.cpus / cpuset.mems: "0-3,8". Descending ranges such
+#: as "5-1" match the pattern but are refused by the "cpu-list" format check.
+CPU_LIST = r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$"
+#: Durations such as 10s, 500ms, 1m30s, 2h.
+DURATION = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+KIND_NAMES = ("Cell", "Executable", "Pod", "Driver", "PersistentExecutable")
+#: A reference to another resource: Kind/name.
+REF = rf"^({'|'.join(KIND_NAMES)})/[^\s]+$"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+MAX_ID = 4294967294  # (uid_t)-1 is "no change" for setuid; refuse it
+
+_DEPENDS_ON = {"items": {"type": "string", "pattern": REF}, "uniqueItems": True}
+
+FIELDS: dict[str, dict[str, dict[str, Any]]] = {
+    "aurae.runtime.v0.CpuController": {
+        "weight": {"minimum": 1, "maximum": 10000},
+        "max": {"minimum": 0},
+    },
+    "aurae.runtime.v0.CpusetController": {
+        "cpus": {"pattern": CPU_LIST, "format": "cpu-list"},
+        "mems": {"pattern": CPU_LIST, "format": "cpu-list"},
+    },
+    "provisioner.v1.ObjectMeta": {
+        "labels": {"propertyNames": {"pattern": LABEL_KEY},
+                   "additionalProperties": {"pattern": LABEL_VALUE}},
+    },
+    "provisioner.v1.CellSpec": {"depends_on": _DEPENDS_ON},
+    "provisioner.v1.ExecutableSpec": {
+        "command": {"minLength": 1},
+        "cell": {"pattern": rf"^({CELL_PATH})?$"},
+        "env": {"propertyNames": {"pattern": ENV_NAME}},
+        "working_dir": {"pattern": "^/"},
+        "uid": {"maximum": MAX_ID},
+        "gid": {"maximum": MAX_ID},
+        "stop_grace_period": {"pattern": DURATION},
+        "depends_on": _DEPENDS_ON,
+    },
+    "provisioner.v1.ContainerSpec": {
+        "name": {"pattern": f"^{DNS_LABEL}$"},
+        "image": {"minLength": 1},
+        "env": {"propertyNames": {"pattern": ENV_NAME}},
+    },
+    "provisioner.v1.PodSpec": {
+        "containers": {"minItems": 1},
+        "cell": {"pattern": rf"^({CELL_PATH})?$"},
+        "stop_grace_period": {"pattern": DURATION},
+        "depends_on": _DEPENDS_ON,
+    },
+    "provisioner.v1.DriverSpec": {
+        "version": {"pattern": f"^{ARTIFACT_NAME}$"},
+        "runtime_version": {"pattern": f"^{ARTIFACT_NAME}$"},
+        "source": {"minLength": 1},
+        "sha256": {"pattern": "^[0-9a-f]{64}$"},
+        "depends_on": _DEPENDS_ON,
+    },
+    "provisioner.v1.PersistentExecutableSpec": {
+        "command": {"minLength": 1},
+        "depends_on": _DEPENDS_ON,
+    },
+}
+
+REQUIRED: dict[str, list[str]] = {
+    "provisioner.v1.ObjectMeta": ["name"],
+    "provisioner.v1.ExecutableSpec": ["command"],
+    "provisioner.v1.ContainerSpec": ["name", "image"],
+    "provisioner.v1.PodSpec": ["containers"],
+    "provisioner.v1.DriverSpec": ["version", "source"],
+    "provisioner.v1.PersistentExecutableSpec": ["command"],
+}
+
+#: Manifest kinds: the spec message, the pattern of metadata.name, whether spec is required.
+KINDS: dict[str, dict[str, Any]] = {
+    "Cell": {"spec": "provisioner.v1.CellSpec", "name": f"^{CELL_PATH}$", "spec_required": False,
+             "name_help": "a cell path: DNS labels joined by '/'"},
+    "Executable": {"spec": "provisioner.v1.ExecutableSpec", "name": f"^{DNS_LABEL}$",
+                   "spec_required": True, "name_help": "a DNS label"},
+    "Pod": {"spec": "provisioner.v1.PodSpec", "name": f"^{DNS_LABEL}$", "spec_required": True,
+            "name_help": "a DNS label"},
+    "Driver": {"spec": "provisioner.v1.DriverSpec", "name": f"^{ARTIFACT_NAME}$",
+               "spec_required": True, "name_help": "a file-safe name"},
+    "PersistentExecutable": {"spec": "provisioner.v1.PersistentExecutableSpec",
+                             "name": f"^{DNS_LABEL}$", "spec_required": True,
+                             "name_help": "a DNS label"},
+}
+
+#: Defaults shown to editors (documentation only; the model applies them).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "provisioner.v1.ExecutableSpec": {"restart_policy": "never", "stop_grace_period": "10s",
+                                      "working_dir": "/"},
+    "provisioner.v1.PodSpec": {"restart_policy": "never", "stop_grace_period": "10s"},
+    "provisioner.v1.PersistentExecutableSpec": {"enabled": True},
+}

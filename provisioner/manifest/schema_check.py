@@ -1,0 +1,149 @@
+"""Check documents against the generated JSON Schemas and explain each error in place."""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+from jsonschema import Draft7Validator
+from jsonschema.exceptions import ValidationError
+
+from provisioner.cpulist import parse_cpu_list
+from provisioner.errors import InvalidArgument
+from provisioner.manifest.issues import Issue, json_path
+from provisioner.manifest.overlay import KINDS
+from provisioner.manifest.yamlsafe import Document, locate
+
+FORMATS = jsonschema.FormatChecker(formats=())
+
+
+@FORMATS.checks("cpu-list", raises=InvalidArgument)
+def _is_cpu_list(value: object) -> bool:
+    if isinstance(value, str):
+        parse_cpu_list(value)
+    return True
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    """A generated schema shipped in the package (``provisioner/schemas``)."""
+    text = resources.files("provisioner").joinpath("schemas", name).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def validator_for(kind: str) -> Draft7Validator:
+    return Draft7Validator(load_schema(f"{kind.lower()}.schema.json"), format_checker=FORMATS)
+
+
+def check_document(doc: Document) -> list[Issue]:
+    """Every schema error of one document (empty when valid)."""
+    data = doc.data
+    if not isinstance(data, dict):
+        what = type(data).__name__ if not isinstance(data, list) else "list"
+        return [Issue(doc.file, doc.line, doc.column, "",
+                      f"document {doc.index + 1} is a {_yaml_type(data)} ({what}), not a "
+                      "mapping with apiVersion, kind, metadata and spec")]
+    kind = data.get("kind")
+    if kind not in KINDS:
+        node = locate(doc.node, ("kind",))
+        if "kind" not in data:
+            message = f"missing 'kind' (one of {', '.join(KINDS)})"
+        else:
+            message = f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})"
+        return [Issue.at(doc.file, node, ("kind",) if "kind" in data else (), message)]
+    validator = validator_for(kind)
+    issues = [_explain(doc, error) for error in validator.iter_errors(data)]
+    issues.extend(_spelled_twice(doc, data, ()))
+    return sorted(issues)
+
+
+_SNAKE_RE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)+$")
+_FREE_FORM = {"env", "labels", "annotations"}
+
+
+def _spelled_twice(doc: Document, data: object, path: tuple[str | int, ...]) -> list[Issue]:
+    """A field given both as snake_case and lowerCamelCase is ambiguous: refuse it."""
+    issues: list[Issue] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if _SNAKE_RE.match(key):
+                head, *rest = key.split("_")
+                alias = head + "".join(part.title() for part in rest)
+                if alias in data:
+                    node = locate(doc.node, (*path, alias), at_key=True)
+                    issues.append(Issue.at(doc.file, node, (*path, alias),
+                                           f"given twice, as {key!r} and {alias!r}"))
+            if key not in _FREE_FORM:
+                issues.extend(_spelled_twice(doc, value, (*path, key)))
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            issues.extend(_spelled_twice(doc, item, (*path, index)))
+    return issues
+
+
+def _yaml_type(value: object) -> str:
+    if isinstance(value, list):
+        return "sequence"
+    if value is None:
+        return "null value"
+    return "scalar"
+
+
+def _explain(doc: Document, error: ValidationError) -> Issue:
+    path = tuple(error.absolute_path)
+    validator = error.validator
+    if validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = error.schema.get("properties", {})
+        extras = [key for key in error.instance if key not in allowed]
+        key = extras[0] if extras else ""
+        node = locate(doc.node, (*path, key), at_key=True)
+        names = sorted(k for k in allowed if k == k.lower())
+        return Issue.at(doc.file, node, (*path, key),
+                        f"unknown field {key!r} (allowed: {', '.join(names)})")
+    if validator == "propertyNames":
+        node = locate(doc.node, (*path, error.instance), at_key=True)
+        return Issue.at(doc.file, node, (*path, error.instance),
+                        f"{error.instance!r} is not an allowed key here "
+                        f"(must match {error.validator_value.get('pattern', '?')})")
+    if validator == "required":
+        node = locate(doc.node, path)
+        missing = error.message.split("'")[1] if "'" in error.message else "?"
+        return Issue.at(doc.file, node, path, f"missing required field {missing!r}")
+    node = locate(doc.node, path)
+    return Issue.at(doc.file, node, path, _message(error, path))
+
+
+def _message(error: ValidationError, path: tuple[str | int, ...]) -> str:
+    value, validator = error.instance, error.validator
+    if validator == "type" and error.validator_value == "string" and isinstance(
+        value, int | float | bool
+    ):
+        return f"{json.dumps(value)} is not a string (quote it: \"{json.dumps(value)}\")"
+    if validator == "format" and error.validator_value == "cpu-list":
+        cause = error.cause
+        return str(cause) if cause else f"{value!r} is not a CPU list"
+    if validator == "pattern" and path and path[-1] == "name" and len(path) == 2:
+        return f"{value!r} is not a valid name ({_name_help(error)})"
+    if validator == "pattern":
+        return f"{value!r} does not match the required pattern {error.validator_value}"
+    if validator == "const":
+        return f"{value!r} must be {error.validator_value!r}"
+    if validator == "enum":
+        choices = ", ".join(str(v) for v in error.validator_value)
+        return f"{value!r} is not one of: {choices}"
+    return error.message
+
+
+def _name_help(error: ValidationError) -> str:
+    for kind, info in KINDS.items():
+        if info["name"] == error.validator_value:
+            return f"{kind} names are {info['name_help']}"
+    return "bad name"
+
+
+__all__ = ["check_document", "json_path", "load_schema", "validator_for"]

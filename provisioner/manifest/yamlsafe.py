@@ -1,0 +1,247 @@
+"""Safe, bounded YAML loading that remembers where every value came from.
+
+Only plain data is built (mappings, sequences, strings, numbers, booleans, null); any
+other tag is refused. Booleans follow YAML 1.2 (``true``/``false`` only), so the
+"Norway problem" (``no`` read as false) cannot happen: ``on``, ``yes`` and ``no`` stay
+strings. Duplicate keys are errors. Anchors and aliases are allowed, but the size of
+the fully expanded document is computed first, without expanding it, so a
+"billion laughs" file is refused at once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from provisioner.errors import LoadError
+
+try:  # libyaml's parser when available: several times faster
+    _Loader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - pure-Python fallback
+    _Loader = yaml.SafeLoader
+
+MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_EXPANDED_NODES = 2_000_000
+MAX_DEPTH = 100
+
+_STD = "tag:yaml.org,2002:"
+_INT_RE = re.compile(r"^[-+]?(?:0|[1-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+)$")
+_FLOAT_SPECIAL = {".inf": math.inf, "+.inf": math.inf, "-.inf": -math.inf, ".nan": math.nan}
+
+
+@dataclass(frozen=True)
+class Document:
+    """One YAML document of a file: its data and the node tree that locates values."""
+
+    file: str
+    index: int  # 0-based position of the document in its file
+    data: Any
+    node: yaml.Node
+
+    @property
+    def line(self) -> int:
+        return int(self.node.start_mark.line) + 1
+
+    @property
+    def column(self) -> int:
+        return int(self.node.start_mark.column) + 1
+
+
+def decode(file: str, raw: bytes) -> str:
+    """Decode UTF-8 (a BOM is allowed), reporting the line and column of a bad byte."""
+    if len(raw) > MAX_FILE_BYTES:
+        raise LoadError(file, f"file is {len(raw)} bytes, over the limit of {MAX_FILE_BYTES}")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise LoadError(file, f"invalid UTF-8 (byte 0x{raw[exc.start]:02x})", line, column) from None
+
+
+def load_documents(file: str, text: str) -> list[Document]:
+    """Parse every document of ``text``; empty documents (a bare ``---``) are skipped."""
+    try:
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        if mark is None:
+            raise LoadError(file, f"invalid YAML: {problem}") from None
+        raise LoadError(file, f"invalid YAML: {problem}", mark.line + 1, mark.column + 1) from None
+    except yaml.YAMLError as exc:
+        raise LoadError(file, f"invalid YAML: {exc}") from None
+    except RecursionError:
+        raise LoadError(file, f"nesting is deeper than {MAX_DEPTH} levels") from None
+    docs: list[Document] = []
+    for index, node in enumerate(nodes):
+        if isinstance(node, yaml.ScalarNode) and node.tag == _STD + "null" and node.value in (
+            "",
+            "~",
+            "null",
+        ):
+            continue
+        _check_size(file, node)
+        docs.append(Document(file, index, _Builder(file).build(node, 0), node))
+    return docs
+
+
+def _where(file: str, node: yaml.Node, message: str) -> LoadError:
+    return LoadError(file, message, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _check_size(file: str, root: yaml.Node) -> None:
+    """Count the nodes of the expanded document without expanding aliases."""
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            raise _where(file, node, "an alias refers to itself (recursive document)")
+        if depth > MAX_DEPTH:
+            raise _where(file, node, f"nesting is deeper than {MAX_DEPTH} levels")
+        in_progress.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                total += size(k, depth + 1) + size(v, depth + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item, depth + 1)
+        in_progress.discard(key)
+        sizes[key] = total
+        if total > MAX_EXPANDED_NODES:
+            raise _where(
+                file, root, f"document expands to more than {MAX_EXPANDED_NODES} values "
+                "(aliases expanding exponentially?)"
+            )
+        return total
+
+    size(root, 0)
+
+
+class _Builder:
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def build(self, node: yaml.Node, depth: int) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != _STD + "seq":
+                raise _where(self.file, node, f"tag {node.tag!r} is not allowed")
+            return [self.build(item, depth + 1) for item in node.value]
+        if isinstance(node, yaml.MappingNode):
+            if node.tag != _STD + "map":
+                raise _where(self.file, node, f"tag {node.tag!r} is not allowed")
+            return self.mapping(node, depth)
+        raise _where(self.file, node, "unsupported YAML node")  # pragma: no cover
+
+    def mapping(self, node: yaml.MappingNode, depth: int) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        merged: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _STD + "merge":
+                merged.update(self.merge_source(value_node, depth))
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _where(self.file, key_node, "a mapping key must be a plain string")
+            key = key_node.value
+            if key in result:
+                raise _where(self.file, key_node, f"duplicate key {key!r}")
+            result[key] = self.build(value_node, depth + 1)
+        for key, value in merged.items():
+            result.setdefault(key, value)
+        return result
+
+    def merge_source(self, node: yaml.Node, depth: int) -> dict[str, Any]:
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        merged: dict[str, Any] = {}
+        for source in reversed(sources):
+            value = self.build(source, depth + 1)
+            if not isinstance(value, dict):
+                raise _where(self.file, source, "a merge key '<<' needs a mapping")
+            merged.update(value)
+        return merged
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
+        tag, value = node.tag, node.value
+        if not tag.startswith(_STD):
+            raise _where(self.file, node, f"tag {tag!r} is not allowed (plain data only)")
+        kind = tag[len(_STD):]
+        if kind == "str" or kind == "timestamp":
+            return value
+        if kind == "null":
+            return None
+        if kind == "bool":
+            lowered = value.lower()
+            return {"true": True, "false": False}.get(lowered, value)
+        if kind == "int":
+            return _to_int(value)
+        if kind == "float":
+            return _to_float(value)
+        raise _where(self.file, node, f"tag '!!{kind}' is not allowed (plain data only)")
+
+
+def _to_int(text: str) -> int | str:
+    if not _INT_RE.match(text):
+        return text  # e.g. sexagesimal 1:30 or 0777 octal of YAML 1.1: keep the text
+    try:
+        return int(text.replace("_", ""), 0)
+    except ValueError:
+        return text
+
+
+def _to_float(text: str) -> float | str:
+    lowered = text.lower()
+    if lowered in _FLOAT_SPECIAL:
+        return _FLOAT_SPECIAL[lowered]
+    try:
+        return float(text.replace("_", ""))
+    except ValueError:
+        return text
+
+
+def locate(root: yaml.Node, path: tuple[str | int, ...], at_key: bool = False) -> yaml.Node:
+    """The node at ``path`` (or its key node), or the deepest node found on the way."""
+    node = root
+    for index, part in enumerate(path):
+        found = _child(node, part, at_key and index == len(path) - 1)
+        if found is None:
+            return node
+        node = found
+    return node
+
+
+def _child(node: yaml.Node, part: str | int, want_key: bool) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+        for key_node, value_node in _pairs(node):
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == part:
+                return key_node if want_key else value_node
+        return None
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        child: yaml.Node = node.value[part]
+        return child
+    return None
+
+
+def _pairs(node: yaml.MappingNode) -> Iterator[tuple[yaml.Node, yaml.Node]]:
+    for key_node, value_node in node.value:
+        if key_node.tag == _STD + "merge":
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [
+                value_node
+            ]
+            for source in sources:
+                if isinstance(source, yaml.MappingNode):
+                    yield from _pairs(source)
+        else:
+            yield key_node, value_node
