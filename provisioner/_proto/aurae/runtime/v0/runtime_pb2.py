@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61urae/runtime/v0/runtime.proto\x12\x10\x61urae.runtime.v0\"B\n\x1a\x43\x65llServiceAllocateRequest\x12$\n\x04\x63\x65ll\x18\x01 \x01(\x0b\x32\x16.aurae.runtime.v0.Cell\"C\n\x1b\x43\x65llServiceAllocateResponse\x12\x11\n\tcell_name\x18\x01 \x01(\t\x12\x11\n\tcgroup_v2\x18\x02 \x01(\x08\"+\n\x16\x43\x65llServiceFreeRequest\x12\x11\n\tcell_name\x18\x01 \x01(\t\"\x19\n\x17\x43\x65llServiceFreeResponse\"q\n\x17\x43\x65llServiceStartRequest\x12\x16\n\tcell_name\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x30\n\nexecutable\x18\x02 \x01(\x0b\x32\x1c.aurae.runtime.v0.ExecutableB\x0c\n\n_cell_name\"\'\n\x18\x43\x65llServiceStartResponse\x12\x0b\n\x03pid\x18\x01 \x01(\x05\"W\n\x16\x43\x65llServiceStopRequest\x12\x16\n\tcell_name\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x17\n\x0f\x65xecutable_name\x18\x02 \x01(\tB\x0c\n\n_cell_name\"\x19\n\x17\x43\x65llServiceStopResponse\"\xa8\x01\n\x04\x43\x65ll\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x03\x63pu\x18\x02 \x01(\x0b\x32\x1f.aurae.runtime.v0.CpuController\x12\x32\n\x06\x63puset\x18\x03 \x01(\x0b\x32\".aurae.runtime.v0.CpusetController\x12\x17\n\x0fisolate_process\x18\n \x01(\x08\x12\x17\n\x0fisolate_network\x18\x0b \x01(\x08\"I\n\rCpuController\x12\x13\n\x06weight\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x02 \x01(\x03H\x01\x88\x01\x01\x42\t\n\x07_weightB\x06\n\x04_max\"J\n\x10\x43pusetController\x12\x11\n\x04\x63pus\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04mems\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\x07\n\x05_cpusB\x07\n\x05_mems\"@\n\nExecutable\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"?\n\x19PodServiceAllocateRequest\x12\"\n\x03pod\x18\x01 \x01(\x0b\x32\x15.aurae.runtime.v0.Pod\"\x1c\n\x1aPodServiceAllocateResponse\"&\n\x16PodServiceStartRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x19\n\x17PodServiceStartResponse\"A\n\x15PodServiceStopRequest\x12\x10\n\x08pod_name\x18\x01 \x01(\t\x12\x16\n\x0e\x63ontainer_name\x18\x02 \x01(\t\"\x18\n\x16PodServiceStopResponse\"\x17\n\x15PodServiceFreeRequest\"\x18\n\x16PodServiceFreeResponse\"\x13\n\x03Pod\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\tContainer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12\x10\n\x08registry\x18\x03 \x01(\t2\x98\x03\n\x0b\x43\x65llService\x12i\n\x08\x41llocate\x12,.aurae.runtime.v0.CellServiceAllocateRequest\x1a-.aurae.runtime.v0.CellServiceAllocateResponse\"\x00\x12]\n\x04\x46ree\x12(.aurae.runtime.v0.CellServiceFreeRequest\x1a).aurae.runtime.v0.CellServiceFreeResponse\"\x00\x12`\n\x05Start\x12).aurae.runtime.v0.CellServiceStartRequest\x1a*.aurae.runtime.v0.CellServiceStartResponse\"\x00\x12]\n\x04Stop\x12(.aurae.runtime.v0.CellServiceStopRequest\x1a).aurae.runtime.v0.CellServiceStopResponse\"\x00\x32\x8f\x03\n\nPodService\x12g\n\x08\x41llocate\x12+.aurae.runtime.v0.PodServiceAllocateRequest\x1a,.aurae.runtime.v0.PodServiceAllocateResponse\"\x00\x12^\n\x05Start\x12(.aurae.runtime.v0.PodServiceStartRequest\x1a).aurae.runtime.v0.PodServiceStartResponse\"\x00\x12[\n\x04Stop\x12\'.aurae.runtime.v0.PodServiceStopRequest\x1a(.aurae.runtime.v0.PodServiceStopResponse\"\x00\x12[\n\x04\x46ree\x12\'.aurae.runtime.v0.PodServiceFreeRequest\x1a(.aurae.runtime.v0.PodServiceFreeResponse\"\x00\x32\x11\n\x0fInstanceService2\x0e\n\x0cSpawnServiceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61urae/runtime/v0/runtime.proto\x12\x10\x61urae.runtime.v0\"B\n\x1a\x43\x65llServiceAllocateRequest\x12$\n\x04\x63\x65ll\x18\x01 \x01(\x0b\x32\x16.aurae.runtime.v0.Cell\"C\n\x1b\x43\x65llServiceAllocateResponse\x12\x11\n\tcell_name\x18\x01 \x01(\t\x12\x11\n\tcgroup_v2\x18\x02 \x01(\x08\"+\n\x16\x43\x65llServiceFreeRequest\x12\x11\n\tcell_name\x18\x01 \x01(\t\"\x19\n\x17\x43\x65llServiceFreeResponse\"q\n\x17\x43\x65llServiceStartRequest\x12\x16\n\tcell_name\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x30\n\nexecutable\x18\x02 \x01(\x0b\x32\x1c.aurae.runtime.v0.ExecutableB\x0c\n\n_cell_name\"\'\n\x18\x43\x65llServiceStartResponse\x12\x0b\n\x03pid\x18\x01 \x01(\x05\"W\n\x16\x43\x65llServiceStopRequest\x12\x16\n\tcell_name\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x17\n\x0f\x65xecutable_name\x18\x02 \x01(\tB\x0c\n\n_cell_name\"\x19\n\x17\x43\x65llServiceStopResponse\"\xa8\x01\n\x04\x43\x65ll\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x03\x63pu\x18\x02 \x01(\x0b\x32\x1f.aurae.runtime.v0.CpuController\x12\x32\n\x06\x63puset\x18\x03 \x01(\x0b\x32\".aurae.runtime.v0.CpusetController\x12\x17\n\x0fisolate_process\x18\n \x01(\x08\x12\x17\n\x0fisolate_network\x18\x0b \x01(\x08\"I\n\rCpuController\x12\x13\n\x06weight\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x02 \x01(\x03H\x01\x88\x01\x01\x42\t\n\x07_weightB\x06\n\x04_max\"J\n\x10\x43pusetController\x12\x11\n\x04\x63pus\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04mems\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\x07\n\x05_cpusB\x07\n\x05_mems\"F\n\nExecutable\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\tJ\x04\x08\x03\x10\x04\"?\n\x19PodServiceAllocateRequest\x12\"\n\x03pod\x18\x01 \x01(\x0b\x32\x15.aurae.runtime.v0.Pod\"\x1c\n\x1aPodServiceAllocateResponse\"&\n\x16PodServiceStartRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x19\n\x17PodServiceStartResponse\"A\n\x15PodServiceStopRequest\x12\x10\n\x08pod_name\x18\x01 \x01(\t\x12\x16\n\x0e\x63ontainer_name\x18\x02 \x01(\t\"\x18\n\x16PodServiceStopResponse\"\x17\n\x15PodServiceFreeRequest\"\x18\n\x16PodServiceFreeResponse\"\x13\n\x03Pod\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\tContainer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12\x10\n\x08registry\x18\x03 \x01(\t2\x98\x03\n\x0b\x43\x65llService\x12i\n\x08\x41llocate\x12,.aurae.runtime.v0.CellServiceAllocateRequest\x1a-.aurae.runtime.v0.CellServiceAllocateResponse\"\x00\x12]\n\x04\x46ree\x12(.aurae.runtime.v0.CellServiceFreeRequest\x1a).aurae.runtime.v0.CellServiceFreeResponse\"\x00\x12`\n\x05Start\x12).aurae.runtime.v0.CellServiceStartRequest\x1a*.aurae.runtime.v0.CellServiceStartResponse\"\x00\x12]\n\x04Stop\x12(.aurae.runtime.v0.CellServiceStopRequest\x1a).aurae.runtime.v0.CellServiceStopResponse\"\x00\x32\x8f\x03\n\nPodService\x12g\n\x08\x41llocate\x12+.aurae.runtime.v0.PodServiceAllocateRequest\x1a,.aurae.runtime.v0.PodServiceAllocateResponse\"\x00\x12^\n\x05Start\x12(.aurae.runtime.v0.PodServiceStartRequest\x1a).aurae.runtime.v0.PodServiceStartResponse\"\x00\x12[\n\x04Stop\x12\'.aurae.runtime.v0.PodServiceStopRequest\x1a(.aurae.runtime.v0.PodServiceStopResponse\"\x00\x12[\n\x04\x46ree\x12\'.aurae.runtime.v0.PodServiceFreeRequest\x1a(.aurae.runtime.v0.PodServiceFreeResponse\"\x00\x32\x11\n\x0fInstanceService2\x0e\n\x0cSpawnServiceb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,33 +54,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CPUSETCONTROLLER']._serialized_start=779
   _globals['_CPUSETCONTROLLER']._serialized_end=853
   _globals['_EXECUTABLE']._serialized_start=855
-  _globals['_EXECUTABLE']._serialized_end=919
-  _globals['_PODSERVICEALLOCATEREQUEST']._serialized_start=921
-  _globals['_PODSERVICEALLOCATEREQUEST']._serialized_end=984
-  _globals['_PODSERVICEALLOCATERESPONSE']._serialized_start=986
-  _globals['_PODSERVICEALLOCATERESPONSE']._serialized_end=1014
-  _globals['_PODSERVICESTARTREQUEST']._serialized_start=1016
-  _globals['_PODSERVICESTARTREQUEST']._serialized_end=1054
-  _globals['_PODSERVICESTARTRESPONSE']._serialized_start=1056
-  _globals['_PODSERVICESTARTRESPONSE']._serialized_end=1081
-  _globals['_PODSERVICESTOPREQUEST']._serialized_start=1083
-  _globals['_PODSERVICESTOPREQUEST']._serialized_end=1148
-  _globals['_PODSERVICESTOPRESPONSE']._serialized_start=1150
-  _globals['_PODSERVICESTOPRESPONSE']._serialized_end=1174
-  _globals['_PODSERVICEFREEREQUEST']._serialized_start=1176
-  _globals['_PODSERVICEFREEREQUEST']._serialized_end=1199
-  _globals['_PODSERVICEFREERESPONSE']._serialized_start=1201
-  _globals['_PODSERVICEFREERESPONSE']._serialized_end=1225
-  _globals['_POD']._serialized_start=1227
-  _globals['_POD']._serialized_end=1246
-  _globals['_CONTAINER']._serialized_start=1248
-  _globals['_CONTAINER']._serialized_end=1306
-  _globals['_CELLSERVICE']._serialized_start=1309
-  _globals['_CELLSERVICE']._serialized_end=1717
-  _globals['_PODSERVICE']._serialized_start=1720
-  _globals['_PODSERVICE']._serialized_end=2119
-  _globals['_INSTANCESERVICE']._serialized_start=2121
-  _globals['_INSTANCESERVICE']._serialized_end=2138
-  _globals['_SPAWNSERVICE']._serialized_start=2140
-  _globals['_SPAWNSERVICE']._serialized_end=2154
+  _globals['_EXECUTABLE']._serialized_end=925
+  _globals['_PODSERVICEALLOCATEREQUEST']._serialized_start=927
+  _globals['_PODSERVICEALLOCATEREQUEST']._serialized_end=990
+  _globals['_PODSERVICEALLOCATERESPONSE']._serialized_start=992
+  _globals['_PODSERVICEALLOCATERESPONSE']._serialized_end=1020
+  _globals['_PODSERVICESTARTREQUEST']._serialized_start=1022
+  _globals['_PODSERVICESTARTREQUEST']._serialized_end=1060
+  _globals['_PODSERVICESTARTRESPONSE']._serialized_start=1062
+  _globals['_PODSERVICESTARTRESPONSE']._serialized_end=1087
+  _globals['_PODSERVICESTOPREQUEST']._serialized_start=1089
+  _globals['_PODSERVICESTOPREQUEST']._serialized_end=1154
+  _globals['_PODSERVICESTOPRESPONSE']._serialized_start=1156
+  _globals['_PODSERVICESTOPRESPONSE']._serialized_end=1180
+  _globals['_PODSERVICEFREEREQUEST']._serialized_start=1182
+  _globals['_PODSERVICEFREEREQUEST']._serialized_end=1205
+  _globals['_PODSERVICEFREERESPONSE']._serialized_start=1207
+  _globals['_PODSERVICEFREERESPONSE']._serialized_end=1231
+  _globals['_POD']._serialized_start=1233
+  _globals['_POD']._serialized_end=1252
+  _globals['_CONTAINER']._serialized_start=1254
+  _globals['_CONTAINER']._serialized_end=1312
+  _globals['_CELLSERVICE']._serialized_start=1315
+  _globals['_CELLSERVICE']._serialized_end=1723
+  _globals['_PODSERVICE']._serialized_start=1726
+  _globals['_PODSERVICE']._serialized_end=2125
+  _globals['_INSTANCESERVICE']._serialized_start=2127
+  _globals['_INSTANCESERVICE']._serialized_end=2144
+  _globals['_SPAWNSERVICE']._serialized_start=2146
+  _globals['_SPAWNSERVICE']._serialized_end=2160
 # @@protoc_insertion_point(module_scope)

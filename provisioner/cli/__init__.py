@@ -1,0 +1,5 @@
+"""The ``provisioner`` command line."""
+
+from provisioner.cli.main import main
+
+__all__ = ["main"]

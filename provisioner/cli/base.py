@@ -1,0 +1,54 @@
+"""What every command shares: exit codes, the argument parser, output helpers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, NoReturn
+
+from provisioner.errors import UsageError
+
+#: Exit codes, documented in the README. ``plan --detailed-exitcode`` uses CHANGES.
+EXIT_OK = 0
+EXIT_FAULT = 1  # internal fault, or an operation that failed on the node
+EXIT_INVALID = 2  # invalid manifests (and, for plan --detailed-exitcode, "changes")
+EXIT_USAGE = 64  # bad command line (BSD sysexits EX_USAGE)
+
+JSON_FORMAT_VERSION = 1
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing and exiting with 2.
+
+    Exit status 2 means "invalid manifests" here, so usage errors must not use it.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message}\n{self.format_usage().rstrip()}")
+
+
+def emit_json(obj: dict[str, Any]) -> None:
+    """One JSON object on one line, with the format version first."""
+    sys.stdout.write(json.dumps({"format_version": JSON_FORMAT_VERSION, **obj},
+                                separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def add_template_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                        help="set a Jinja2 template variable (repeatable)")
+    parser.add_argument("--vars-file", action="append", default=[], metavar="FILE",
+                        help="YAML or JSON mapping of template variables (repeatable)")
+
+
+def template_vars(args: argparse.Namespace) -> dict[str, Any]:
+    from provisioner.manifest.template import load_vars_file, parse_var
+
+    variables: dict[str, Any] = {}
+    for path in args.vars_file:
+        variables.update(load_vars_file(path))
+    for assignment in args.var:
+        name, value = parse_var(assignment)
+        variables[name] = value
+    return variables
