@@ -46,8 +46,9 @@ class LoadError(ManifestError):
     ``file``, ``line`` and ``column`` (1-based) locate the problem when known.
     """
 
-    def __init__(self, file: str, message: str, line: int | None = None,
-                 column: int | None = None) -> None:
+    def __init__(
+        self, file: str, message: str, line: int | None = None, column: int | None = None
+    ) -> None:
         self.file = file
         self.line = line
         self.column = column

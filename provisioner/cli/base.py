@@ -30,16 +30,27 @@ class Parser(argparse.ArgumentParser):
 
 def emit_json(obj: dict[str, Any]) -> None:
     """One JSON object on one line, with the format version first."""
-    sys.stdout.write(json.dumps({"format_version": JSON_FORMAT_VERSION, **obj},
-                                separators=(",", ":")) + "\n")
+    sys.stdout.write(
+        json.dumps({"format_version": JSON_FORMAT_VERSION, **obj}, separators=(",", ":")) + "\n"
+    )
     sys.stdout.flush()
 
 
 def add_template_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
-                        help="set a Jinja2 template variable (repeatable)")
-    parser.add_argument("--vars-file", action="append", default=[], metavar="FILE",
-                        help="YAML or JSON mapping of template variables (repeatable)")
+    parser.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a Jinja2 template variable (repeatable)",
+    )
+    parser.add_argument(
+        "--vars-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="YAML or JSON mapping of template variables (repeatable)",
+    )
 
 
 def template_vars(args: argparse.Namespace) -> dict[str, Any]:

@@ -14,8 +14,11 @@ from provisioner.errors import ManifestError, ProvisionerError, UsageError
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="provisioner", description="Declarative node provisioner: validate "
-                    "YAML manifests, plan and apply them on a node.")
+    parser = Parser(
+        prog="provisioner",
+        description="Declarative node provisioner: validate "
+        "YAML manifests, plan and apply them on a node.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     manifest_commands.add_validate(sub)
     manifest_commands.add_schema(sub)
@@ -29,13 +32,19 @@ def run_version(args: argparse.Namespace) -> int:
     import google.protobuf
     import grpc
 
-    info = {"version": __version__, "python": platform.python_version(),
-            "grpcio": grpc.__version__, "protobuf": google.protobuf.__version__}
+    info = {
+        "version": __version__,
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "protobuf": google.protobuf.__version__,
+    }
     if args.json:
         emit_json(info)
     else:
-        print(f"provisioner {__version__} (python {info['python']}, grpcio {info['grpcio']}, "
-              f"protobuf {info['protobuf']})")
+        print(
+            f"provisioner {__version__} (python {info['python']}, grpcio {info['grpcio']}, "
+            f"protobuf {info['protobuf']})"
+        )
     return EXIT_OK
 
 

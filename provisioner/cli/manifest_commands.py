@@ -22,9 +22,11 @@ from provisioner.manifest.overlay import KINDS
 
 def add_validate(sub: argparse._SubParsersAction[Parser]) -> None:
     parser = sub.add_parser(
-        "validate", help="check manifests against the schemas and each other",
+        "validate",
+        help="check manifests against the schemas and each other",
         description="Check manifest files (or directories of *.yaml / *.yml) and report every "
-        "error as FILE:LINE:COL: PATH: MESSAGE. Exit 0 when valid, 2 when invalid.")
+        "error as FILE:LINE:COL: PATH: MESSAGE. Exit 0 when valid, 2 when invalid.",
+    )
     parser.add_argument("paths", nargs="+", metavar="FILE|DIR", help="manifest files or dirs")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     add_template_args(parser)
@@ -34,12 +36,20 @@ def add_validate(sub: argparse._SubParsersAction[Parser]) -> None:
 def run_validate(args: argparse.Namespace) -> int:
     result = load(args.paths, template_vars(args))
     if args.json:
-        emit_json({"valid": result.ok, "files": len(result.files),
-                   "documents": result.documents, "resources": len(result.state.resources),
-                   "errors": [issue.to_json() for issue in result.issues]})
+        emit_json(
+            {
+                "valid": result.ok,
+                "files": len(result.files),
+                "documents": result.documents,
+                "resources": len(result.state.resources),
+                "errors": [issue.to_json() for issue in result.issues],
+            }
+        )
     elif result.ok:
-        print(f"valid: {len(result.state.resources)} resources in {result.documents} documents "
-              f"of {len(result.files)} files")
+        print(
+            f"valid: {len(result.state.resources)} resources in {result.documents} documents "
+            f"of {len(result.files)} files"
+        )
     else:
         for issue in result.issues:
             print(issue.render(), file=sys.stderr)
@@ -49,9 +59,11 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def add_schema(sub: argparse._SubParsersAction[Parser]) -> None:
     parser = sub.add_parser(
-        "schema", help="print or export the JSON Schemas",
+        "schema",
+        help="print or export the JSON Schemas",
         description="Print the JSON Schema of one kind, or of any manifest document when no "
-        "kind is given; with --out, write every schema file into a directory.")
+        "kind is given; with --out, write every schema file into a directory.",
+    )
     parser.add_argument("kind", nargs="?", help=f"one of {', '.join(KINDS)}")
     parser.add_argument("--out", metavar="DIR", help="write all schema files into DIR")
     parser.set_defaults(run=run_schema)

@@ -79,42 +79,82 @@ def build_resource(doc: Document) -> ResourceSpec:
     kind = Kind(data["kind"])
     if kind is Kind.CELL:
         cpu, cpuset = spec.sub("cpu"), spec.sub("cpuset")
-        limits = CellLimits(cpu_weight=cpu.get("weight"), cpu_max_us=cpu.get("max"),
-                            cpuset_cpus=cpuset.get("cpus"), cpuset_mems=cpuset.get("mems"))
-        return CellSpec(name=name, limits=limits,
-                        isolate_process=bool(spec.get("isolate_process", False)),
-                        isolate_network=bool(spec.get("isolate_network", False)),
-                        labels=labels, depends_on=depends_on, source=source)
+        limits = CellLimits(
+            cpu_weight=cpu.get("weight"),
+            cpu_max_us=cpu.get("max"),
+            cpuset_cpus=cpuset.get("cpus"),
+            cpuset_mems=cpuset.get("mems"),
+        )
+        return CellSpec(
+            name=name,
+            limits=limits,
+            isolate_process=bool(spec.get("isolate_process", False)),
+            isolate_network=bool(spec.get("isolate_network", False)),
+            labels=labels,
+            depends_on=depends_on,
+            source=source,
+        )
     if kind is Kind.EXECUTABLE:
         return ExecutableSpec(
-            name=name, command=spec.get("command"), cell=spec.get("cell", ""),
-            description=spec.get("description", ""), env=_pairs(spec.get("env")),
-            working_dir=spec.get("working_dir") or "/", uid=spec.get("uid"),
-            gid=spec.get("gid"), restart_policy=RestartPolicy(spec.get("restart_policy", "never")),
-            stop_grace_s=_grace(spec), labels=labels, depends_on=depends_on, source=source)
+            name=name,
+            command=spec.get("command"),
+            cell=spec.get("cell", ""),
+            description=spec.get("description", ""),
+            env=_pairs(spec.get("env")),
+            working_dir=spec.get("working_dir") or "/",
+            uid=spec.get("uid"),
+            gid=spec.get("gid"),
+            restart_policy=RestartPolicy(spec.get("restart_policy", "never")),
+            stop_grace_s=_grace(spec),
+            labels=labels,
+            depends_on=depends_on,
+            source=source,
+        )
     if kind is Kind.POD:
         containers = []
         for raw in spec.get("containers") or []:
             container = _Fields(raw)
-            containers.append(ContainerSpec(
-                name=container.get("name"), image=container.get("image"),
-                registry=container.get("registry", ""),
-                command=tuple(container.get("command") or ()),
-                env=_pairs(container.get("env")), working_dir=container.get("working_dir", "")))
-        return PodSpec(name=name, containers=tuple(containers), cell=spec.get("cell", ""),
-                       restart_policy=RestartPolicy(spec.get("restart_policy", "never")),
-                       stop_grace_s=_grace(spec), labels=labels, depends_on=depends_on,
-                       source=source)
+            containers.append(
+                ContainerSpec(
+                    name=container.get("name"),
+                    image=container.get("image"),
+                    registry=container.get("registry", ""),
+                    command=tuple(container.get("command") or ()),
+                    env=_pairs(container.get("env")),
+                    working_dir=container.get("working_dir", ""),
+                )
+            )
+        return PodSpec(
+            name=name,
+            containers=tuple(containers),
+            cell=spec.get("cell", ""),
+            restart_policy=RestartPolicy(spec.get("restart_policy", "never")),
+            stop_grace_s=_grace(spec),
+            labels=labels,
+            depends_on=depends_on,
+            source=source,
+        )
     if kind is Kind.DRIVER:
         source_path = Path(doc.file).resolve().parent / spec.get("source")
-        return DriverSpec(name=name, version=spec.get("version"),
-                          runtime_version=spec.get("runtime_version", ""),
-                          source_path=str(source_path), sha256=spec.get("sha256", ""),
-                          labels=labels, depends_on=depends_on, source=source)
-    return PersistentExecutableSpec(name=name, command=spec.get("command"),
-                                    comment=spec.get("comment", ""),
-                                    enabled=bool(spec.get("enabled", True)), labels=labels,
-                                    depends_on=depends_on, source=source)
+        return DriverSpec(
+            name=name,
+            version=spec.get("version"),
+            runtime_version=spec.get("runtime_version", ""),
+            source_path=str(source_path),
+            sha256=spec.get("sha256", ""),
+            labels=labels,
+            depends_on=depends_on,
+            source=source,
+        )
+    return PersistentExecutableSpec(
+        name=name,
+        command=spec.get("command"),
+        comment=spec.get("comment", ""),
+        enabled=bool(spec.get("enabled", True)),
+        labels=labels,
+        depends_on=depends_on,
+        source=source,
+    )
 
 
 def _grace(spec: _Fields) -> float:

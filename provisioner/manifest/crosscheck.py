@@ -56,9 +56,13 @@ def cross_check(items: Sequence[Declared]) -> list[Issue]:
         ref = ref_of(item.spec)
         if ref in first:
             where = first[ref].doc
-            issues.append(_issue(item, ("metadata", "name"),
-                                 f"duplicate {ref} (first declared at {where.file}:"
-                                 f"{where.line}:{where.column})"))
+            issues.append(
+                _issue(
+                    item,
+                    ("metadata", "name"),
+                    f"duplicate {ref} (first declared at {where.file}:{where.line}:{where.column})",
+                )
+            )
         else:
             first[ref] = item
     for item in items:
@@ -72,27 +76,46 @@ def _references(item: Declared, declared: dict[Ref, Declared]) -> list[Issue]:
     if isinstance(spec, CellSpec):
         parent = cell_parent(spec.name)
         if parent and Ref(Kind.CELL, parent) not in declared:
-            issues.append(_issue(item, ("metadata", "name"),
-                                 f"parent cell {parent!r} of {spec.name!r} is not declared"))
-    if isinstance(spec, ExecutableSpec | PodSpec) and spec.cell:
-        if Ref(Kind.CELL, spec.cell) not in declared:
-            issues.append(_issue(item, ("spec", "cell"),
-                                 f"cell {spec.cell!r} is not declared by any document"))
+            issues.append(
+                _issue(
+                    item,
+                    ("metadata", "name"),
+                    f"parent cell {parent!r} of {spec.name!r} is not declared",
+                )
+            )
+    cell = spec.cell if isinstance(spec, ExecutableSpec | PodSpec) else ""
+    if cell and Ref(Kind.CELL, cell) not in declared:
+        issues.append(
+            _issue(item, ("spec", "cell"), f"cell {cell!r} is not declared by any document")
+        )
     if isinstance(spec, PodSpec):
         seen: set[str] = set()
         for index, container in enumerate(spec.containers):
             if container.name in seen:
-                issues.append(_issue(item, ("spec", "containers", index, "name"),
-                                     f"duplicate container name {container.name!r}"))
+                issues.append(
+                    _issue(
+                        item,
+                        ("spec", "containers", index, "name"),
+                        f"duplicate container name {container.name!r}",
+                    )
+                )
             seen.add(container.name)
     if isinstance(spec, DriverSpec) and not os.path.isfile(spec.source_path):
-        issues.append(_issue(item, ("spec", "source"),
-                             f"driver file {spec.source_path} does not exist"))
+        given = item.doc.data["spec"]["source"]
+        issues.append(
+            _issue(
+                item,
+                ("spec", "source"),
+                f"driver file {given!r} does not exist (paths are relative to "
+                "the manifest's folder)",
+            )
+        )
     key = _spec_key(item, "depends_on")
     for index, ref in enumerate(spec.depends_on):
         if ref not in declared:
-            issues.append(_issue(item, ("spec", key, index),
-                                 f"depends on {ref}, which no document declares"))
+            issues.append(
+                _issue(item, ("spec", key, index), f"depends on {ref}, which no document declares")
+            )
     return issues
 
 
@@ -101,8 +124,9 @@ def _cycles(items: Sequence[Declared], declared: dict[Ref, Declared]) -> list[Is
     graph: dict[Ref, list[Ref]] = {}
     for item in items:
         ref = ref_of(item.spec)
-        edges = [r for r in (*item.spec.depends_on, *implicit_requirements(item.spec))
-                 if r in declared]
+        edges = [
+            r for r in (*item.spec.depends_on, *implicit_requirements(item.spec)) if r in declared
+        ]
         graph.setdefault(ref, []).extend(edges)
     issues: list[Issue] = []
     state: dict[Ref, int] = {}  # 1 = on the current path, 2 = done
@@ -121,13 +145,18 @@ def _cycles(items: Sequence[Declared], declared: dict[Ref, Declared]) -> list[Is
                 path.pop()
                 state[node] = 2
             elif state.get(nxt) == 1:
-                cycle = path[path.index(nxt):]
+                cycle = path[path.index(nxt) :]
                 if frozenset(cycle) not in reported:
                     reported.add(frozenset(cycle))
                     names = " -> ".join(str(r) for r in [*cycle, nxt])
                     owner = declared[cycle[0]]
-                    issues.append(_issue(owner, ("spec", _spec_key(owner, "depends_on")),
-                                         f"dependency cycle: {names}"))
+                    issues.append(
+                        _issue(
+                            owner,
+                            ("spec", _spec_key(owner, "depends_on")),
+                            f"dependency cycle: {names}",
+                        )
+                    )
             elif nxt not in state:
                 state[nxt] = 1
                 path.append(nxt)

@@ -19,12 +19,19 @@ class Issue:
     message: str
 
     def render(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
+        where = self.file
+        if self.line:
+            where += f":{self.line}:{self.column}" if self.column else f":{self.line}"
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "column": self.column,
-                "path": self.path, "message": self.message}
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "path": self.path,
+            "message": self.message,
+        }
 
     @classmethod
     def from_load_error(cls, exc: LoadError) -> Issue:
@@ -32,8 +39,9 @@ class Issue:
 
     @classmethod
     def at(cls, file: str, node: yaml.Node, path: tuple[str | int, ...], message: str) -> Issue:
-        return cls(file, node.start_mark.line + 1, node.start_mark.column + 1,
-                   json_path(path), message)
+        return cls(
+            file, node.start_mark.line + 1, node.start_mark.column + 1, json_path(path), message
+        )
 
 
 def json_path(path: tuple[str | int, ...]) -> str:

@@ -41,8 +41,10 @@ def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[Issue]]:
     for given in paths:
         if os.path.isdir(given):
             found = sorted(
-                str(p) for p in Path(given).rglob("*")
-                if p.suffix in MANIFEST_SUFFIXES and p.is_file()
+                str(p)
+                for p in Path(given).rglob("*")
+                if p.suffix in MANIFEST_SUFFIXES
+                and p.is_file()
                 and not any(part.startswith(".") for part in p.relative_to(given).parts)
             )
             if not found:
@@ -64,8 +66,9 @@ def _read(file: str) -> bytes:
         return handle.read()
 
 
-def load(paths: Iterable[str], variables: Mapping[str, Any] | None = None,
-         manifest_set: str = "default") -> LoadResult:
+def load(
+    paths: Iterable[str], variables: Mapping[str, Any] | None = None, manifest_set: str = "default"
+) -> LoadResult:
     """Load, template, parse, validate and cross-check manifests; collect every issue."""
     files, issues = expand_paths(paths)
     declared: list[Declared] = []
@@ -81,8 +84,9 @@ def load(paths: Iterable[str], variables: Mapping[str, Any] | None = None,
             issues.append(Issue(file, 0, 0, "", f"cannot read: {exc.strerror}"))
             continue
         if not docs:
-            issues.append(Issue(file, 0, 0, "", "file holds no YAML documents (it is empty or "
-                                "only comments)"))
+            issues.append(
+                Issue(file, 0, 0, "", "file holds no YAML documents (it is empty or only comments)")
+            )
         documents += len(docs)
         for doc in docs:
             found = check_document(doc)

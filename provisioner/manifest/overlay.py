@@ -24,9 +24,29 @@ KIND_NAMES = ("Cell", "Executable", "Pod", "Driver", "PersistentExecutable")
 #: A reference to another resource: Kind/name.
 REF = rf"^({'|'.join(KIND_NAMES)})/[^\s]+$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
 MAX_ID = 4294967294  # (uid_t)-1 is "no change" for setuid; refuse it
+
+#: How to say what a pattern wants, for error messages.
+PATTERN_HELP: dict[str, str] = {
+    CPU_LIST: "a CPU list such as 0-3,8",
+    DURATION: "a duration such as 10s, 500ms or 1m30s",
+    REF: "a reference Kind/name such as Executable/db",
+    ENV_NAME: "an environment variable name (letters, digits and _, not starting with a digit)",
+    "^/": "an absolute path",
+    "^[0-9a-f]{64}$": "a lowercase hex SHA-256 (64 characters)",
+    f"^{DNS_LABEL}$": "a DNS label (1-63 of a-z, A-Z, 0-9 and '-', not starting or ending "
+    "with '-')",
+    rf"^({CELL_PATH})?$": "a cell path (DNS labels joined by '/')",
+    f"^{ARTIFACT_NAME}$": "a file-safe name (1-128 of A-Z a-z 0-9 . _ + -, starting and ending "
+    "with a letter or digit)",
+    LABEL_KEY: "a label key ([prefix/]name, name of 1-63 of A-Z a-z 0-9 - _ .)",
+    LABEL_VALUE: "a label value (at most 63 of A-Z a-z 0-9 - _ ., starting and ending with a "
+    "letter or digit)",
+}
 
 _DEPENDS_ON = {"items": {"type": "string", "pattern": REF}, "uniqueItems": True}
 
@@ -40,8 +60,10 @@ FIELDS: dict[str, dict[str, dict[str, Any]]] = {
         "mems": {"pattern": CPU_LIST, "format": "cpu-list"},
     },
     "provisioner.v1.ObjectMeta": {
-        "labels": {"propertyNames": {"pattern": LABEL_KEY},
-                   "additionalProperties": {"pattern": LABEL_VALUE}},
+        "labels": {
+            "propertyNames": {"pattern": LABEL_KEY},
+            "additionalProperties": {"pattern": LABEL_VALUE},
+        },
     },
     "provisioner.v1.CellSpec": {"depends_on": _DEPENDS_ON},
     "provisioner.v1.ExecutableSpec": {
@@ -89,23 +111,45 @@ REQUIRED: dict[str, list[str]] = {
 
 #: Manifest kinds: the spec message, the pattern of metadata.name, whether spec is required.
 KINDS: dict[str, dict[str, Any]] = {
-    "Cell": {"spec": "provisioner.v1.CellSpec", "name": f"^{CELL_PATH}$", "spec_required": False,
-             "name_help": "a cell path: DNS labels joined by '/'"},
-    "Executable": {"spec": "provisioner.v1.ExecutableSpec", "name": f"^{DNS_LABEL}$",
-                   "spec_required": True, "name_help": "a DNS label"},
-    "Pod": {"spec": "provisioner.v1.PodSpec", "name": f"^{DNS_LABEL}$", "spec_required": True,
-            "name_help": "a DNS label"},
-    "Driver": {"spec": "provisioner.v1.DriverSpec", "name": f"^{ARTIFACT_NAME}$",
-               "spec_required": True, "name_help": "a file-safe name"},
-    "PersistentExecutable": {"spec": "provisioner.v1.PersistentExecutableSpec",
-                             "name": f"^{DNS_LABEL}$", "spec_required": True,
-                             "name_help": "a DNS label"},
+    "Cell": {
+        "spec": "provisioner.v1.CellSpec",
+        "name": f"^{CELL_PATH}$",
+        "spec_required": False,
+        "name_help": "a cell path: DNS labels joined by '/'",
+    },
+    "Executable": {
+        "spec": "provisioner.v1.ExecutableSpec",
+        "name": f"^{DNS_LABEL}$",
+        "spec_required": True,
+        "name_help": "a DNS label",
+    },
+    "Pod": {
+        "spec": "provisioner.v1.PodSpec",
+        "name": f"^{DNS_LABEL}$",
+        "spec_required": True,
+        "name_help": "a DNS label",
+    },
+    "Driver": {
+        "spec": "provisioner.v1.DriverSpec",
+        "name": f"^{ARTIFACT_NAME}$",
+        "spec_required": True,
+        "name_help": "a file-safe name",
+    },
+    "PersistentExecutable": {
+        "spec": "provisioner.v1.PersistentExecutableSpec",
+        "name": f"^{DNS_LABEL}$",
+        "spec_required": True,
+        "name_help": "a DNS label",
+    },
 }
 
 #: Defaults shown to editors (documentation only; the model applies them).
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "provisioner.v1.ExecutableSpec": {"restart_policy": "never", "stop_grace_period": "10s",
-                                      "working_dir": "/"},
+    "provisioner.v1.ExecutableSpec": {
+        "restart_policy": "never",
+        "stop_grace_period": "10s",
+        "working_dir": "/",
+    },
     "provisioner.v1.PodSpec": {"restart_policy": "never", "stop_grace_period": "10s"},
     "provisioner.v1.PersistentExecutableSpec": {"enabled": True},
 }

@@ -15,7 +15,7 @@ from jsonschema.exceptions import ValidationError
 from provisioner.cpulist import parse_cpu_list
 from provisioner.errors import InvalidArgument
 from provisioner.manifest.issues import Issue, json_path
-from provisioner.manifest.overlay import KINDS
+from provisioner.manifest.overlay import KINDS, PATTERN_HELP
 from provisioner.manifest.yamlsafe import Document, locate
 
 FORMATS = jsonschema.FormatChecker(formats=())
@@ -45,9 +45,16 @@ def check_document(doc: Document) -> list[Issue]:
     data = doc.data
     if not isinstance(data, dict):
         what = type(data).__name__ if not isinstance(data, list) else "list"
-        return [Issue(doc.file, doc.line, doc.column, "",
-                      f"document {doc.index + 1} is a {_yaml_type(data)} ({what}), not a "
-                      "mapping with apiVersion, kind, metadata and spec")]
+        return [
+            Issue(
+                doc.file,
+                doc.line,
+                doc.column,
+                "",
+                f"document {doc.index + 1} is a {_yaml_type(data)} ({what}), not a "
+                "mapping with apiVersion, kind, metadata and spec",
+            )
+        ]
     kind = data.get("kind")
     if kind not in KINDS:
         node = locate(doc.node, ("kind",))
@@ -57,7 +64,7 @@ def check_document(doc: Document) -> list[Issue]:
             message = f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})"
         return [Issue.at(doc.file, node, ("kind",) if "kind" in data else (), message)]
     validator = validator_for(kind)
-    issues = [_explain(doc, error) for error in validator.iter_errors(data)]
+    issues = [_explain(doc, error) for error in validator.iter_errors(data) if not _shadowed(error)]
     issues.extend(_spelled_twice(doc, data, ()))
     return sorted(issues)
 
@@ -76,14 +83,26 @@ def _spelled_twice(doc: Document, data: object, path: tuple[str | int, ...]) -> 
                 alias = head + "".join(part.title() for part in rest)
                 if alias in data:
                     node = locate(doc.node, (*path, alias), at_key=True)
-                    issues.append(Issue.at(doc.file, node, (*path, alias),
-                                           f"given twice, as {key!r} and {alias!r}"))
+                    issues.append(
+                        Issue.at(
+                            doc.file, node, (*path, alias), f"given twice, as {key!r} and {alias!r}"
+                        )
+                    )
             if key not in _FREE_FORM:
                 issues.extend(_spelled_twice(doc, value, (*path, key)))
     elif isinstance(data, list):
         for index, item in enumerate(data):
             issues.extend(_spelled_twice(doc, item, (*path, index)))
     return issues
+
+
+def _schema_of(error: ValidationError) -> dict[str, Any]:
+    return dict(error.schema) if isinstance(error.schema, dict) else {}
+
+
+def _shadowed(error: ValidationError) -> bool:
+    """A CPU list failing its pattern also fails its format, whose message says more."""
+    return error.validator == "pattern" and _schema_of(error).get("format") == "cpu-list"
 
 
 def _yaml_type(value: object) -> str:
@@ -98,18 +117,18 @@ def _explain(doc: Document, error: ValidationError) -> Issue:
     path = tuple(error.absolute_path)
     validator = error.validator
     if validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = error.schema.get("properties", {})
+        allowed = _schema_of(error).get("properties", {})
         extras = [key for key in error.instance if key not in allowed]
         key = extras[0] if extras else ""
         node = locate(doc.node, (*path, key), at_key=True)
         names = sorted(k for k in allowed if k == k.lower())
-        return Issue.at(doc.file, node, (*path, key),
-                        f"unknown field {key!r} (allowed: {', '.join(names)})")
-    if validator == "propertyNames":
-        node = locate(doc.node, (*path, error.instance), at_key=True)
-        return Issue.at(doc.file, node, (*path, error.instance),
-                        f"{error.instance!r} is not an allowed key here "
-                        f"(must match {error.validator_value.get('pattern', '?')})")
+        return Issue.at(
+            doc.file, node, (*path, key), f"unknown field {key!r} (allowed: {', '.join(names)})"
+        )
+    if "propertyNames" in error.relative_schema_path:
+        key = str(error.instance)
+        node = locate(doc.node, (*path, key), at_key=True)
+        return Issue.at(doc.file, node, (*path, key), f"key {_message(error, path)}")
     if validator == "required":
         node = locate(doc.node, path)
         missing = error.message.split("'")[1] if "'" in error.message else "?"
@@ -120,28 +139,37 @@ def _explain(doc: Document, error: ValidationError) -> Issue:
 
 def _message(error: ValidationError, path: tuple[str | int, ...]) -> str:
     value, validator = error.instance, error.validator
-    if validator == "type" and error.validator_value == "string" and isinstance(
-        value, int | float | bool
+    expected: Any = error.validator_value
+    if (
+        validator == "type"
+        and expected == "string"
+        and isinstance(value, int | float | bool)
     ):
-        return f"{json.dumps(value)} is not a string (quote it: \"{json.dumps(value)}\")"
-    if validator == "format" and error.validator_value == "cpu-list":
+        return f'{json.dumps(value)} is not a string (quote it: "{json.dumps(value)}")'
+    if validator == "format" and expected == "cpu-list":
         cause = error.cause
         return str(cause) if cause else f"{value!r} is not a CPU list"
     if validator == "pattern" and path and path[-1] == "name" and len(path) == 2:
         return f"{value!r} is not a valid name ({_name_help(error)})"
     if validator == "pattern":
-        return f"{value!r} does not match the required pattern {error.validator_value}"
+        wanted = PATTERN_HELP.get(expected)
+        if wanted:
+            return f"{value!r} is not {wanted}"
+        return f"{value!r} does not match the required pattern {expected}"
+    if validator == "type" and expected == "boolean":
+        return f"{json.dumps(value)} is not a boolean (write true or false)"
     if validator == "const":
-        return f"{value!r} must be {error.validator_value!r}"
+        return f"{value!r} must be {expected!r}"
     if validator == "enum":
-        choices = ", ".join(str(v) for v in error.validator_value)
+        choices = ", ".join(str(v) for v in expected)
         return f"{value!r} is not one of: {choices}"
     return error.message
 
 
 def _name_help(error: ValidationError) -> str:
+    pattern: Any = error.validator_value
     for kind, info in KINDS.items():
-        if info["name"] == error.validator_value:
+        if info["name"] == pattern:
             return f"{kind} names are {info['name_help']}"
     return "bad name"
 

@@ -26,18 +26,23 @@ PROTOS = Path(__file__).resolve().parents[2] / "protos"
 
 _F = d.FieldDescriptorProto
 _INT_RANGES = {
-    _F.TYPE_INT32: (-(2**31), 2**31 - 1), _F.TYPE_SINT32: (-(2**31), 2**31 - 1),
-    _F.TYPE_SFIXED32: (-(2**31), 2**31 - 1), _F.TYPE_UINT32: (0, 2**32 - 1),
-    _F.TYPE_FIXED32: (0, 2**32 - 1), _F.TYPE_INT64: (-(2**63), 2**63 - 1),
-    _F.TYPE_SINT64: (-(2**63), 2**63 - 1), _F.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
-    _F.TYPE_UINT64: (0, 2**64 - 1), _F.TYPE_FIXED64: (0, 2**64 - 1),
+    _F.TYPE_INT32: (-(2**31), 2**31 - 1),
+    _F.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    _F.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    _F.TYPE_UINT32: (0, 2**32 - 1),
+    _F.TYPE_FIXED32: (0, 2**32 - 1),
+    _F.TYPE_INT64: (-(2**63), 2**63 - 1),
+    _F.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    _F.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    _F.TYPE_UINT64: (0, 2**64 - 1),
+    _F.TYPE_FIXED64: (0, 2**64 - 1),
 }
 
 
 def friendly_enum_value(enum_name: str, value_name: str) -> str:
     """``RestartPolicy``, ``RESTART_POLICY_ON_FAILURE`` -> ``on-failure``."""
     prefix = "".join("_" + c if c.isupper() else c for c in enum_name).lstrip("_").upper() + "_"
-    short = value_name[len(prefix):] if value_name.startswith(prefix) else value_name
+    short = value_name[len(prefix) :] if value_name.startswith(prefix) else value_name
     return short.lower().replace("_", "-")
 
 
@@ -49,11 +54,19 @@ def descriptor_set() -> d.FileDescriptorSet:
     sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp, "set.pb")
-        args = ["protoc", f"-I{PROTOS}", f"-I{include}", "--include_source_info",
-                "--include_imports", f"--descriptor_set_out={out}", *sources]
+        args = [
+            "protoc",
+            f"-I{PROTOS}",
+            f"-I{include}",
+            "--include_source_info",
+            "--include_imports",
+            f"--descriptor_set_out={out}",
+            *sources,
+        ]
         if protoc.main(args) != 0:
             raise SystemExit("protoc failed")
-        return d.FileDescriptorSet.FromString(out.read_bytes())
+        fds: d.FileDescriptorSet = d.FileDescriptorSet.FromString(out.read_bytes())
+        return fds
 
 
 class _Index:
@@ -64,15 +77,22 @@ class _Index:
         self.enums: dict[str, d.EnumDescriptorProto] = {}
         self.comments: dict[str, str] = {}
         for file in fds.file:
-            located = {tuple(loc.path): loc.leading_comments for loc in file.source_code_info.location}
+            located = {
+                tuple(loc.path): loc.leading_comments for loc in file.source_code_info.location
+            }
             for i, msg in enumerate(file.message_type):
                 self._add_message(f"{file.package}.{msg.name}", msg, (4, i), located)
             for i, enum in enumerate(file.enum_type):
                 self.enums[f"{file.package}.{enum.name}"] = enum
                 self._comment(f"{file.package}.{enum.name}", located.get((5, i)))
 
-    def _add_message(self, name: str, msg: d.DescriptorProto, path: tuple[int, ...],
-                     located: dict[tuple[int, ...], str]) -> None:
+    def _add_message(
+        self,
+        name: str,
+        msg: d.DescriptorProto,
+        path: tuple[int, ...],
+        located: dict[tuple[int, ...], str],
+    ) -> None:
         self.messages[name] = msg
         self._comment(name, located.get(path))
         for i, field in enumerate(msg.field):
@@ -114,8 +134,11 @@ class _Builder:
             properties[field.name] = schema
             if field.json_name != field.name:
                 properties[field.json_name] = copy.deepcopy(schema)
-        definition: dict[str, Any] = {"type": "object", "additionalProperties": False,
-                                      "properties": properties}
+        definition: dict[str, Any] = {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": properties,
+        }
         required = overlay.REQUIRED.get(full_name)
         if required:
             definition["required"] = required
@@ -129,8 +152,7 @@ class _Builder:
         if field.type == _F.TYPE_MESSAGE:
             entry = self.index.messages[type_name]
             if entry.options.map_entry:
-                return {"type": "object",
-                        "additionalProperties": self.scalar(entry.field[1])}
+                return {"type": "object", "additionalProperties": self.scalar(entry.field[1])}
         item = self.scalar(field)
         if field.label == _F.LABEL_REPEATED:
             return {"type": "array", "items": item}
@@ -166,7 +188,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def _metadata(kind: str, info: dict[str, Any], builder: _Builder) -> dict[str, Any]:
     builder.message("provisioner.v1.ObjectMeta")
-    meta = copy.deepcopy(builder.definitions["provisioner.v1.ObjectMeta"])
+    meta: dict[str, Any] = copy.deepcopy(builder.definitions["provisioner.v1.ObjectMeta"])
     meta["properties"]["name"]["pattern"] = info["name"]
     meta["properties"]["name"]["description"] = f"{kind} name: {info['name_help']}."
     return meta
@@ -189,9 +211,14 @@ def kind_schema(kind: str, index: _Index, standalone: bool = True) -> dict[str, 
         },
     }
     if standalone:
-        schema = {"$schema": DRAFT, "$id": f"{kind.lower()}.schema.json", "title": kind,
-                  "description": index.comments.get(info["spec"], kind), **schema,
-                  "definitions": dict(sorted(builder.definitions.items()))}
+        schema = {
+            "$schema": DRAFT,
+            "$id": f"{kind.lower()}.schema.json",
+            "title": kind,
+            "description": index.comments.get(info["spec"], kind),
+            **schema,
+            "definitions": dict(sorted(builder.definitions.items())),
+        }
     else:
         schema["definitions"] = builder.definitions
     return schema
@@ -205,17 +232,26 @@ def manifest_schema(index: _Index) -> dict[str, Any]:
         part = kind_schema(kind, index, standalone=False)
         definitions.update(part.pop("definitions"))
         definitions[kind] = part
-        branches.append({"if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
-                         "then": {"$ref": f"#/definitions/{kind}"}})
+        branches.append(
+            {
+                "if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
+                "then": {"$ref": f"#/definitions/{kind}"},
+            }
+        )
     return {
         "$schema": DRAFT,
         "$id": "manifest.schema.json",
         "title": "provisioner manifest document",
         "description": "One document of a provisioner manifest file (multi-document YAML).",
         "type": "object",
+        "additionalProperties": False,
         "required": ["apiVersion", "kind"],
-        "properties": {"apiVersion": {"const": API_VERSION},
-                       "kind": {"enum": list(overlay.KINDS)}},
+        "properties": {
+            "apiVersion": {"const": API_VERSION},
+            "kind": {"enum": list(overlay.KINDS)},
+            "metadata": {"type": "object"},
+            "spec": {"type": "object"},
+        },
         "allOf": branches,
         "definitions": dict(sorted(definitions.items())),
     }

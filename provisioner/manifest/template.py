@@ -25,7 +25,7 @@ _UNDEFINED_NAME_RE = re.compile(r"'([^']+)' is undefined")
 
 def _environment() -> jinja2.Environment:
     # Manifests are YAML, not HTML: autoescaping would corrupt values.
-    return jinja2.Environment(  # noqa: S701
+    return jinja2.Environment(
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
@@ -58,7 +58,9 @@ def render(file: str, text: str, variables: Mapping[str, Any]) -> str:
             what = str(exc)
         raise LoadError(file, f"template error: {what}", line) from None
     except jinja2.TemplateError as exc:
-        raise LoadError(file, f"template error: {exc}", _template_line(exc.__traceback__, file)) from None
+        raise LoadError(
+            file, f"template error: {exc}", _template_line(exc.__traceback__, file)
+        ) from None
 
 
 def _template_line(tb: TracebackType | None, file: str) -> int | None:

@@ -62,7 +62,9 @@ def decode(file: str, raw: bytes) -> str:
         before = raw[: exc.start]
         line = before.count(b"\n") + 1
         column = exc.start - (before.rfind(b"\n") + 1) + 1
-        raise LoadError(file, f"invalid UTF-8 (byte 0x{raw[exc.start]:02x})", line, column) from None
+        raise LoadError(
+            file, f"invalid UTF-8 (byte 0x{raw[exc.start]:02x})", line, column
+        ) from None
 
 
 def load_documents(file: str, text: str) -> list[Document]:
@@ -81,15 +83,25 @@ def load_documents(file: str, text: str) -> list[Document]:
         raise LoadError(file, f"nesting is deeper than {MAX_DEPTH} levels") from None
     docs: list[Document] = []
     for index, node in enumerate(nodes):
-        if isinstance(node, yaml.ScalarNode) and node.tag == _STD + "null" and node.value in (
-            "",
-            "~",
-            "null",
+        if (
+            isinstance(node, yaml.ScalarNode)
+            and node.tag == _STD + "null"
+            and node.value
+            in (
+                "",
+                "~",
+                "null",
+            )
         ):
             continue
         _check_size(file, node)
         docs.append(Document(file, index, _Builder(file).build(node, 0), node))
     return docs
+
+
+def _tag(tag: str) -> str:
+    """How the user wrote a tag: ``!!python/object`` rather than its long form."""
+    return "!!" + tag[len(_STD) :] if tag.startswith(_STD) else tag
 
 
 def _where(file: str, node: yaml.Node, message: str) -> LoadError:
@@ -121,8 +133,10 @@ def _check_size(file: str, root: yaml.Node) -> None:
         sizes[key] = total
         if total > MAX_EXPANDED_NODES:
             raise _where(
-                file, root, f"document expands to more than {MAX_EXPANDED_NODES} values "
-                "(aliases expanding exponentially?)"
+                file,
+                root,
+                f"document expands to more than {MAX_EXPANDED_NODES} values "
+                "(aliases expanding exponentially?)",
             )
         return total
 
@@ -138,11 +152,15 @@ class _Builder:
             return self.scalar(node)
         if isinstance(node, yaml.SequenceNode):
             if node.tag != _STD + "seq":
-                raise _where(self.file, node, f"tag {node.tag!r} is not allowed")
+                raise _where(
+                    self.file, node, f"tag {_tag(node.tag)!r} is not allowed (plain data only)"
+                )
             return [self.build(item, depth + 1) for item in node.value]
         if isinstance(node, yaml.MappingNode):
             if node.tag != _STD + "map":
-                raise _where(self.file, node, f"tag {node.tag!r} is not allowed")
+                raise _where(
+                    self.file, node, f"tag {_tag(node.tag)!r} is not allowed (plain data only)"
+                )
             return self.mapping(node, depth)
         raise _where(self.file, node, "unsupported YAML node")  # pragma: no cover
 
@@ -176,8 +194,8 @@ class _Builder:
     def scalar(self, node: yaml.ScalarNode) -> Any:
         tag, value = node.tag, node.value
         if not tag.startswith(_STD):
-            raise _where(self.file, node, f"tag {tag!r} is not allowed (plain data only)")
-        kind = tag[len(_STD):]
+            raise _where(self.file, node, f"tag {_tag(tag)!r} is not allowed (plain data only)")
+        kind = tag[len(_STD) :]
         if kind == "str" or kind == "timestamp":
             return value
         if kind == "null":
@@ -237,9 +255,9 @@ def _child(node: yaml.Node, part: str | int, want_key: bool) -> yaml.Node | None
 def _pairs(node: yaml.MappingNode) -> Iterator[tuple[yaml.Node, yaml.Node]]:
     for key_node, value_node in node.value:
         if key_node.tag == _STD + "merge":
-            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [
-                value_node
-            ]
+            sources = (
+                value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            )
             for source in sources:
                 if isinstance(source, yaml.MappingNode):
                     yield from _pairs(source)
