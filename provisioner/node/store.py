@@ -1,0 +1,389 @@
+"""The durable store of a node: SQLite (stdlib) in ``<state_dir>/state.db``.
+
+The tables, row types and migrations are in ``store_schema.py`` (re-exported here).
+At open, the migrations the file lacks run in one transaction, each followed by
+setting ``PRAGMA user_version`` to its number; a file newer than the code is refused
+(:class:`FailedPrecondition`), an unreadable one raises :class:`NodeError`.
+
+Writes happen only inside :meth:`Store.transaction` (``BEGIN IMMEDIATE``). A committed
+transaction that changed anything bumps ``generation`` exactly once; a put of an
+identical row is not a change. Events recorded in a transaction are written at commit
+and carry the generation the transaction produced (or the current one if it changed
+nothing, in which case no bump happens). Transactions nest as savepoints.
+
+Concurrency: the database is in WAL mode, so readers (another thread, or another
+process) never wait for a writer and see the last committed state. One :class:`Store`
+may be shared by threads: each thread gets its own connection (a thread-local), so a
+thread's open transaction is invisible to, and never blocks, reads in other threads.
+Writers from different threads or processes are serialized by SQLite's write lock
+(busy timeout ``busy_timeout_s``, then :class:`LockBusy`); the cross-process
+*writer lock* of ``provisioner.node.lock`` is separate and readers never need it.
+A thread's connection stays open until :meth:`Store.close`, so prefer long-lived
+threads (a pool) over one thread per request.
+
+Durability: ``synchronous=NORMAL`` in WAL mode; a commit survives a crash of the
+process, and a power loss may lose the last commits but never corrupts the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from provisioner.errors import FailedPrecondition, InvalidArgument, LockBusy, NodeError
+from provisioner.model import Kind
+from provisioner.node import store_schema as _schema
+from provisioner.node.store_schema import (
+    HOLDER_COLS,
+    PROCESS_COLS,
+    RESOURCE_COLS,
+    Event,
+    HolderRecord,
+    ProcessRecord,
+    ProcessState,
+    ResourceRecord,
+    holder_from_row,
+    holder_to_row,
+    process_from_row,
+    process_to_row,
+    resource_from_row,
+)
+
+__all__ = [
+    "DEFAULT_STATE_DIR", "Event", "HolderRecord", "ProcessRecord", "ProcessState",
+    "ResourceRecord", "Store", "ensure_state_dir",
+]
+
+DEFAULT_STATE_DIR = "/var/lib/provisioner"
+DB_FILE = "state.db"
+DEFAULT_MAX_EVENTS = 100_000
+GENERATION_KEY = "generation"
+_RESOURCE_SELECT = ", ".join(RESOURCE_COLS)
+_PROCESS_SELECT = ", ".join(PROCESS_COLS)
+_HOLDER_SELECT = ", ".join(HOLDER_COLS)
+
+
+def ensure_state_dir(state_dir: str | os.PathLike[str]) -> Path:
+    """Create ``state_dir`` (mode 0700) if missing; an existing one is left as it is."""
+    path = Path(state_dir)
+    try:
+        path.mkdir(mode=0o700, parents=True)
+        os.chmod(path, 0o700)  # mkdir's mode is masked by the umask
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise NodeError(f"cannot create state directory {path}: {e}") from e
+    return path
+
+
+@dataclass
+class _Tx:
+    """Book-keeping of the open transaction of one thread."""
+
+    changed: bool = False
+    events: list[tuple[int, str, str, str, str]] = field(default_factory=list)
+    marks: list[tuple[bool, int]] = field(default_factory=list)  # one per savepoint
+
+
+class Store:
+    """The node's durable state. Create with :meth:`Store.open`; see the module doc."""
+
+    def __init__(self, path: Path, max_events: int, busy_timeout_s: float) -> None:
+        self.path = path
+        self.max_events = max_events
+        self._busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def open(cls, state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *,
+             max_events: int = DEFAULT_MAX_EVENTS, busy_timeout_s: float = 5.0) -> Store:
+        """Open (creating if needed) the store and apply pending migrations."""
+        path = ensure_state_dir(state_dir) / DB_FILE
+        try:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as e:
+            raise NodeError(f"cannot open state database {path}: {e}") from e
+        store = cls(path, max_events, busy_timeout_s)
+        try:
+            conn = store._conn()
+            with store._errors():
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                _schema.migrate(conn, path)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        """Close every thread's connection; the store cannot be used afterwards."""
+        with self._conns_lock:
+            self._closed = True
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- connections and errors ----------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise FailedPrecondition(f"state database {self.path} is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            with self._errors():
+                conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s,
+                                       isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA synchronous=NORMAL")
+            with self._conns_lock:
+                self._conns.append(conn)
+            self._local.conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Translate sqlite3 errors into the provisioner's hierarchy, naming the file."""
+        try:
+            yield
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e) or "busy" in str(e):
+                raise LockBusy(f"state database {self.path} is busy"
+                               f" (waited {self._busy_timeout_s}s): {e}") from e
+            raise NodeError(f"state database {self.path}: {e}") from e
+        except sqlite3.DatabaseError as e:
+            raise NodeError(f"state database {self.path} is corrupt or unreadable: {e}") from e
+        except sqlite3.Error as e:
+            raise NodeError(f"state database {self.path}: {e}") from e
+
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        with self._errors():
+            return self._conn().execute(sql, params).fetchall()
+
+    def _write(self, sql: str, params: Sequence[object] = ()) -> int:
+        """Run a modifying statement in the open transaction; returns the row count."""
+        tx: _Tx | None = getattr(self._local, "tx", None)
+        if tx is None:
+            raise FailedPrecondition("store writes must happen inside Store.transaction()")
+        with self._errors():
+            count: int = self._conn().execute(sql, params).rowcount
+        if count:
+            tx.changed = True
+        return count
+
+    # -- transactions ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """One atomic change. Commits on success, rolls everything back on exception."""
+        conn = self._conn()
+        if getattr(self._local, "snapshot", False):
+            raise FailedPrecondition("cannot open a write transaction inside a snapshot")
+        tx: _Tx | None = getattr(self._local, "tx", None)
+        if tx is not None:
+            yield from self._savepoint(conn, tx)
+            return
+        with self._errors():
+            conn.execute("BEGIN IMMEDIATE")
+        tx = self._local.tx = _Tx()
+        try:
+            yield self
+            with self._errors():
+                self._finish(conn, tx)
+                conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._local.tx = None
+
+    def _savepoint(self, conn: sqlite3.Connection, tx: _Tx) -> Iterator[Store]:
+        name = f"sp{len(tx.marks)}"
+        tx.marks.append((tx.changed, len(tx.events)))
+        with self._errors():
+            conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield self
+        except BaseException:
+            tx.changed, n_events = tx.marks.pop()
+            del tx.events[n_events:]
+            with self._errors():
+                conn.execute(f"ROLLBACK TO {name}")
+                conn.execute(f"RELEASE {name}")
+            raise
+        tx.marks.pop()
+        with self._errors():
+            conn.execute(f"RELEASE {name}")
+
+    def _finish(self, conn: sqlite3.Connection, tx: _Tx) -> None:
+        if tx.changed:
+            conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ?",
+                         (GENERATION_KEY,))
+        if tx.events:
+            gen = self.generation()
+            conn.executemany(
+                "INSERT INTO events (ts_ns, kind, name, action, message, generation)"
+                " VALUES (?, ?, ?, ?, ?, ?)", [(*e, gen) for e in tx.events])
+            # ids only grow (AUTOINCREMENT): a rowid range delete is cheap and keeps
+            # at most the newest max_events rows (exactly, as rollbacks leave no gaps).
+            conn.execute("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?",
+                         (self.max_events,))
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Store]:
+        """Read several things from one consistent committed state (a read transaction)."""
+        conn = self._conn()
+        if getattr(self._local, "tx", None) or getattr(self._local, "snapshot", False):
+            yield self
+            return
+        with self._errors():
+            conn.execute("BEGIN DEFERRED")
+        self._local.snapshot = True
+        try:
+            yield self
+        finally:
+            self._local.snapshot = False
+            with self._errors():
+                conn.execute("COMMIT")
+
+    # -- meta --------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        with self._errors():
+            return _schema.schema_version(self._conn())
+
+    def generation(self) -> int:
+        return int(self._query("SELECT value FROM meta WHERE key = ?", (GENERATION_KEY,))[0][0])
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str | None) -> bool:
+        """Set (or with ``None`` delete) a meta value; returns whether it changed."""
+        if key == GENERATION_KEY:
+            raise InvalidArgument("the generation is maintained by the store itself")
+        if value is None:
+            return self._write("DELETE FROM meta WHERE key = ?", (key,)) > 0
+        return self._write("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
+                           " DO UPDATE SET value = excluded.value WHERE value != excluded.value",
+                           (key, value)) > 0
+
+    # -- resources ---------------------------------------------------------------------
+
+    def put_resource(self, kind: Kind, name: str, spec_json: str,
+                     manifest_set: str = "") -> bool:
+        """Record the spec as applied; returns False when it was already exactly so."""
+        now = time.time_ns()
+        return self._write(
+            "INSERT INTO resources VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kind, name) DO UPDATE"
+            " SET spec_json = excluded.spec_json, manifest_set = excluded.manifest_set,"
+            " updated_at_ns = excluded.updated_at_ns WHERE spec_json != excluded.spec_json"
+            " OR manifest_set != excluded.manifest_set",
+            (kind.value, name, spec_json, manifest_set, now, now)) > 0
+
+    def get_resource(self, kind: Kind, name: str) -> ResourceRecord | None:
+        rows = self._query(f"SELECT {_RESOURCE_SELECT} FROM resources WHERE kind = ?"
+                           " AND name = ?", (kind.value, name))
+        return resource_from_row(rows[0]) if rows else None
+
+    def delete_resource(self, kind: Kind, name: str) -> bool:
+        return self._write("DELETE FROM resources WHERE kind = ? AND name = ?",
+                           (kind.value, name)) > 0
+
+    def list_resources(self, kind: Kind | None = None,
+                       manifest_set: str | None = None) -> list[ResourceRecord]:
+        """Resources ordered by (kind, name), optionally filtered."""
+        rows = self._query(
+            f"SELECT {_RESOURCE_SELECT} FROM resources WHERE (?1 IS NULL OR kind = ?1)"
+            " AND (?2 IS NULL OR manifest_set = ?2) ORDER BY kind, name",
+            (kind.value if kind is not None else None, manifest_set))
+        return [resource_from_row(r) for r in rows]
+
+    # -- processes and holders -----------------------------------------------------------
+
+    def _put_row(self, table: str, cols: Sequence[str], row: tuple[object, ...]) -> bool:
+        """Insert or replace a row keyed by its first column, unless identical."""
+        names = ", ".join(cols)
+        current = self._query(f"SELECT {names} FROM {table} WHERE {cols[0]} = ?", (row[0],))
+        if current and tuple(current[0]) == row:
+            return False
+        marks = ", ".join("?" * len(cols))
+        return self._write(f"INSERT OR REPLACE INTO {table} ({names}) VALUES ({marks})",
+                           row) > 0
+
+    def put_process(self, record: ProcessRecord) -> bool:
+        return self._put_row("processes", PROCESS_COLS, process_to_row(record))
+
+    def get_process(self, name: str) -> ProcessRecord | None:
+        rows = self._query(f"SELECT {_PROCESS_SELECT} FROM processes WHERE name = ?", (name,))
+        return process_from_row(rows[0]) if rows else None
+
+    def delete_process(self, name: str) -> bool:
+        return self._write("DELETE FROM processes WHERE name = ?", (name,)) > 0
+
+    def list_processes(self, cell: str | None = None) -> list[ProcessRecord]:
+        rows = self._query(f"SELECT {_PROCESS_SELECT} FROM processes"
+                           " WHERE (?1 IS NULL OR cell = ?1) ORDER BY name", (cell,))
+        return [process_from_row(r) for r in rows]
+
+    def put_holder(self, record: HolderRecord) -> bool:
+        return self._put_row("holders", HOLDER_COLS, holder_to_row(record))
+
+    def get_holder(self, cell: str) -> HolderRecord | None:
+        rows = self._query(f"SELECT {_HOLDER_SELECT} FROM holders WHERE cell = ?", (cell,))
+        return holder_from_row(rows[0]) if rows else None
+
+    def delete_holder(self, cell: str) -> bool:
+        return self._write("DELETE FROM holders WHERE cell = ?", (cell,)) > 0
+
+    def list_holders(self) -> list[HolderRecord]:
+        rows = self._query(f"SELECT {_HOLDER_SELECT} FROM holders ORDER BY cell")
+        return [holder_from_row(r) for r in rows]
+
+    # -- events ------------------------------------------------------------------------
+
+    def record_event(self, kind: str, name: str, action: str, message: str = "") -> None:
+        """Append an event; it is written when the enclosing transaction commits."""
+        tx: _Tx | None = getattr(self._local, "tx", None)
+        if tx is None:
+            raise FailedPrecondition("events must be recorded inside Store.transaction()")
+        tx.events.append((time.time_ns(), str(kind), name, action, message))
+
+    def events(self, since_id: int = 0, limit: int = 1000, kind: str | None = None,
+               name: str | None = None, since_ns: int | None = None,
+               until_ns: int | None = None) -> list[Event]:
+        """Events with ``id > since_id`` in id order; ``since_ns <= ts_ns < until_ns``.
+
+        Followers poll with the last id they saw as ``since_id``.
+        """
+        where: list[str] = ["id > ?"]
+        params: list[object] = [since_id]
+        for clause, value in (("kind = ?", kind), ("name = ?", name),
+                              ("ts_ns >= ?", since_ns), ("ts_ns < ?", until_ns)):
+            if value is not None:  # only present filters, so the indexes can be used
+                where.append(clause)
+                params.append(value)
+        rows = self._query(f"SELECT id, ts_ns, kind, name, action, message, generation"
+                           f" FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+                           [*params, limit])
+        return [Event(*r) for r in rows]
+
+    def last_event_id(self) -> int:
+        """The id of the newest event (0 if none): where a follower starts "from now"."""
+        return int(self._query("SELECT COALESCE(MAX(id), 0) FROM events")[0][0])
