@@ -14,7 +14,7 @@ from provisioner.manifest.crosscheck import Declared, cross_check
 from provisioner.manifest.issues import Issue
 from provisioner.manifest.schema_check import check_document
 from provisioner.manifest.template import render
-from provisioner.manifest.yamlsafe import decode, load_documents
+from provisioner.manifest.yamlsafe import decode, load_documents, no_gc
 from provisioner.model import DesiredState
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -70,6 +70,13 @@ def load(
     paths: Iterable[str], variables: Mapping[str, Any] | None = None, manifest_set: str = "default"
 ) -> LoadResult:
     """Load, template, parse, validate and cross-check manifests; collect every issue."""
+    with no_gc():  # every document's node tree stays alive until the cross-checks
+        return _load(paths, variables, manifest_set)
+
+
+def _load(
+    paths: Iterable[str], variables: Mapping[str, Any] | None, manifest_set: str
+) -> LoadResult:
     files, issues = expand_paths(paths)
     declared: list[Declared] = []
     documents = 0

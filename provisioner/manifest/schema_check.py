@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from typing import Any
 
+import fastjsonschema
 import jsonschema
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
@@ -37,7 +39,38 @@ def load_schema(name: str) -> dict[str, Any]:
 
 @cache
 def validator_for(kind: str) -> Draft7Validator:
+    """The explaining validator: slow, but it finds every error and says where."""
     return Draft7Validator(load_schema(f"{kind.lower()}.schema.json"), format_checker=FORMATS)
+
+
+def _cpu_list_ok(value: object) -> bool:
+    try:
+        parse_cpu_list(value)  # type: ignore[arg-type]
+    except InvalidArgument:
+        return False
+    return True
+
+
+@cache
+def fast_check_for(kind: str) -> Callable[[object], object]:
+    """A compiled validator (fastjsonschema, ~50x faster) that only says pass or fail.
+
+    Valid documents, the common case, are checked by it alone; a failure is explained by
+    ``validator_for``, which then reports every error of the document.
+    """
+    schema = load_schema(f"{kind.lower()}.schema.json")
+    check: Callable[[object], object] = fastjsonschema.compile(
+        schema, formats={"cpu-list": _cpu_list_ok}, use_default=False  # never touch the data
+    )
+    return check
+
+
+def _passes(kind: str, data: object) -> bool:
+    try:
+        fast_check_for(kind)(data)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
 
 
 def check_document(doc: Document) -> list[Issue]:
@@ -63,9 +96,12 @@ def check_document(doc: Document) -> list[Issue]:
         else:
             message = f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})"
         return [Issue.at(doc.file, node, ("kind",) if "kind" in data else (), message)]
+    twice = _spelled_twice(doc, data, ()) if doc.snake_keys else []
+    if not twice and _passes(kind, data):
+        return []
     validator = validator_for(kind)
     issues = [_explain(doc, error) for error in validator.iter_errors(data) if not _shadowed(error)]
-    issues.extend(_spelled_twice(doc, data, ()))
+    issues.extend(twice)
     return sorted(issues)
 
 
