@@ -21,8 +21,7 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from provisioner.manifest import load  # noqa: E402
+from provisioner.manifest import load
 
 TARGET_DOCS_PER_S = 10_000
 
