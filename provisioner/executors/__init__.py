@@ -1,0 +1,1 @@
+"""Executors: one small interface (observe, apply), a local and a remote implementation."""

@@ -1,0 +1,98 @@
+"""Model specs <-> plain JSON objects, for the store and for saved plans.
+
+Kept next to the model, and free of protobuf: the store keeps the spec a resource was
+applied with as JSON text, and reading it back must give an equal spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from provisioner.errors import InvalidArgument
+from provisioner.model import (
+    CellLimits,
+    CellSpec,
+    ContainerSpec,
+    DriverSpec,
+    ExecutableSpec,
+    Kind,
+    PersistentExecutableSpec,
+    PodSpec,
+    Ref,
+    ResourceSpec,
+    RestartPolicy,
+)
+
+_CLASSES: dict[Kind, type[Any]] = {
+    Kind.CELL: CellSpec,
+    Kind.EXECUTABLE: ExecutableSpec,
+    Kind.POD: PodSpec,
+    Kind.DRIVER: DriverSpec,
+    Kind.PERSISTENT_EXECUTABLE: PersistentExecutableSpec,
+}
+
+
+def spec_to_dict(spec: ResourceSpec) -> dict[str, Any]:
+    """A JSON-ready dict; ``source`` (where it was declared) is not part of a spec."""
+    out: dict[str, Any] = {"kind": spec.kind.value}
+    for field in dataclasses.fields(spec):
+        if field.name == "source":
+            continue
+        value = getattr(spec, field.name)
+        out[field.name] = _plain(value)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Ref):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, RestartPolicy):
+        return value.value
+    return value
+
+
+def spec_from_dict(data: dict[str, Any]) -> ResourceSpec:
+    try:
+        kind = Kind(data["kind"])
+        fields = {k: v for k, v in data.items() if k != "kind"}
+        fields["labels"] = _pairs(fields.get("labels", ()))
+        fields["depends_on"] = tuple(_ref(r) for r in fields.get("depends_on", ()))
+        if kind is Kind.CELL:
+            fields["limits"] = CellLimits(**fields.get("limits", {}))
+        if kind in (Kind.EXECUTABLE, Kind.POD):
+            fields["restart_policy"] = RestartPolicy(fields.get("restart_policy", "never"))
+        if kind is Kind.EXECUTABLE:
+            fields["env"] = _pairs(fields.get("env", ()))
+        if kind is Kind.POD:
+            fields["containers"] = tuple(
+                ContainerSpec(**{**c, "command": tuple(c.get("command", ())),
+                                 "env": _pairs(c.get("env", ()))})
+                for c in fields.get("containers", ())
+            )
+        spec: ResourceSpec = _CLASSES[kind](**fields)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidArgument(f"not a stored resource spec: {exc}") from None
+    return spec
+
+
+def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    return tuple((str(k), str(v)) for k, v in value)
+
+
+def _ref(text: str) -> Ref:
+    kind, _, name = text.partition("/")
+    return Ref(Kind(kind), name)
+
+
+def dumps(spec: ResourceSpec) -> str:
+    return json.dumps(spec_to_dict(spec), sort_keys=True, separators=(",", ":"))
+
+
+def loads(text: str) -> ResourceSpec:
+    return spec_from_dict(json.loads(text))

@@ -1,0 +1,70 @@
+"""Plan steps: frozen dataclasses with value equality, so plans compare and diff."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from provisioner.model import Ref, ResourceSpec
+
+PLAN_FORMAT_VERSION = 1
+
+
+class Action(enum.StrEnum):
+    ALLOCATE = "allocate"  # create a cell or pod
+    START = "start"  # start an executable (or a pod's containers)
+    STOP = "stop"
+    FREE = "free"  # remove a cell or pod
+    UPDATE = "update"  # change in place (cell limits)
+    PUSH = "push"  # push a driver to the registry
+    ENABLE = "enable"  # persistent executable
+    DISABLE = "disable"
+    DELETE = "delete"  # remove a stored artifact or registration
+
+
+class Change(enum.StrEnum):
+    """What a step means for the resource, as a plan summary counts it."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class Step:
+    action: Action
+    ref: Ref
+    reason: str
+    change: Change
+    #: The desired spec for steps that create or change something; the applied spec
+    #: for steps that take something down.
+    spec: ResourceSpec | None = None
+    #: Indexes of the steps that must finish first. Steps whose requirements are all
+    #: done may run in parallel.
+    requires: tuple[int, ...] = ()
+
+    def describe(self) -> str:
+        return f"{self.action.value} {self.ref}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class NoOp:
+    """A resource left alone, and why."""
+
+    ref: Ref
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    generation: int  # the node generation the plan was compiled against
+    manifest_set: str
+    steps: tuple[Step, ...] = ()
+    unchanged: tuple[NoOp, ...] = ()
+    would_prune: tuple[NoOp, ...] = ()
+    format_version: int = field(default=PLAN_FORMAT_VERSION)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.steps)

@@ -1,0 +1,65 @@
+"""What a node runs, as the plan compiler sees it: the observed side of a plan.
+
+Built by an executor's ``observe()`` (locally from the store, cgroupfs and /proc; or
+remotely from ``NodeService.GetState``). Pure data, no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from provisioner.model import Ref, ResourceSpec, ref_of
+
+
+class ProcessPhase(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    EXITED = "exited"
+    BACKOFF = "backoff"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    phase: ProcessPhase
+    pid: int | None = None
+    pid_start_time: int | None = None
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    started_at_ns: int = 0
+    exited_at_ns: int = 0
+    restart_count: int = 0
+
+    def describe_exit(self) -> str:
+        if self.exit_signal:
+            return f"killed by signal {self.exit_signal}"
+        if self.exit_code is not None:
+            return f"exited with status {self.exit_code}"
+        return "exited"
+
+
+@dataclass(frozen=True)
+class ObservedResource:
+    """A resource the provisioner created: the spec it was applied with and reality."""
+
+    spec: ResourceSpec
+    manifest_set: str = ""
+    present: bool = True  # the backing object exists (cgroup, process, stored file)
+    process: ProcessStatus | None = None
+    drift: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> Ref:
+        return ref_of(self.spec)
+
+
+@dataclass(frozen=True)
+class NodeState:
+    generation: int
+    cgroup_v2: bool = False
+    node_name: str = ""
+    resources: tuple[ObservedResource, ...] = ()
+
+    def by_ref(self) -> dict[Ref, ObservedResource]:
+        return {r.ref: r for r in self.resources}
