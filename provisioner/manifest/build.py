@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from functools import cache
@@ -143,7 +144,7 @@ def build_resource(doc: Document) -> ResourceSpec:
             version=spec.get("version"),
             runtime_version=spec.get("runtime_version", ""),
             source_path=str(source_path),
-            sha256=spec.get("sha256", ""),
+            sha256=spec.get("sha256") or file_sha256(source_path),
             labels=labels,
             depends_on=depends_on,
             source=source,
@@ -157,6 +158,18 @@ def build_resource(doc: Document) -> ResourceSpec:
         depends_on=depends_on,
         source=source,
     )
+
+
+def file_sha256(path: Path) -> str:
+    """Lowercase hex SHA-256 of a file; "" when it cannot be read (reported elsewhere)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return ""
+    return digest.hexdigest()
 
 
 def _grace(spec: _Fields) -> float:

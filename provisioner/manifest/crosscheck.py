@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from provisioner.manifest.build import file_sha256
 from provisioner.manifest.issues import Issue
 from provisioner.manifest.yamlsafe import Document, locate
 from provisioner.model import (
@@ -100,16 +102,8 @@ def _references(item: Declared, declared: dict[Ref, Declared]) -> list[Issue]:
                     )
                 )
             seen.add(container.name)
-    if isinstance(spec, DriverSpec) and not os.path.isfile(spec.source_path):
-        given = item.doc.data["spec"]["source"]
-        issues.append(
-            _issue(
-                item,
-                ("spec", "source"),
-                f"driver file {given!r} does not exist (paths are relative to "
-                "the manifest's folder)",
-            )
-        )
+    if isinstance(spec, DriverSpec):
+        issues.extend(_driver_file(item, spec))
     key = _spec_key(item, "depends_on")
     for index, ref in enumerate(spec.depends_on):
         if ref not in declared:
@@ -117,6 +111,23 @@ def _references(item: Declared, declared: dict[Ref, Declared]) -> list[Issue]:
                 _issue(item, ("spec", key, index), f"depends on {ref}, which no document declares")
             )
     return issues
+
+
+def _driver_file(item: Declared, spec: DriverSpec) -> list[Issue]:
+    given = item.doc.data["spec"]["source"]
+    if not os.path.isfile(spec.source_path):
+        return [
+            _issue(
+                item,
+                ("spec", "source"),
+                f"driver file {given!r} does not exist "
+                "(paths are relative to the manifest's folder)",
+            )
+        ]
+    declared_sum = item.doc.data["spec"].get("sha256")
+    if declared_sum and declared_sum != file_sha256(Path(spec.source_path)):
+        return [_issue(item, ("spec", "sha256"), f"does not match the SHA-256 of {given!r}")]
+    return []
 
 
 def _cycles(items: Sequence[Declared], declared: dict[Ref, Declared]) -> list[Issue]:

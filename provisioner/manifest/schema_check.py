@@ -60,7 +60,9 @@ def fast_check_for(kind: str) -> Callable[[object], object]:
     """
     schema = load_schema(f"{kind.lower()}.schema.json")
     check: Callable[[object], object] = fastjsonschema.compile(
-        schema, formats={"cpu-list": _cpu_list_ok}, use_default=False  # never touch the data
+        schema,
+        formats={"cpu-list": _cpu_list_ok},
+        use_default=False,  # never touch the data
     )
     return check
 
@@ -176,11 +178,7 @@ def _explain(doc: Document, error: ValidationError) -> Issue:
 def _message(error: ValidationError, path: tuple[str | int, ...]) -> str:
     value, validator = error.instance, error.validator
     expected: Any = error.validator_value
-    if (
-        validator == "type"
-        and expected == "string"
-        and isinstance(value, int | float | bool)
-    ):
+    if validator == "type" and expected == "string" and isinstance(value, int | float | bool):
         return f'{json.dumps(value)} is not a string (quote it: "{json.dumps(value)}")'
     if validator == "format" and expected == "cpu-list":
         cause = error.cause

@@ -42,6 +42,7 @@ class _Loader(_BaseLoader):  # type: ignore[misc]
             return _PLAIN if implicit[0] else _STD + "str"
         return _STD + ("seq" if kind is yaml.SequenceNode else "map")
 
+
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_EXPANDED_NODES = 2_000_000
 MAX_DEPTH = 100
@@ -50,8 +51,7 @@ _INT_RE = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
 _FLOAT_RE = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
 _FLOAT_SPECIAL = {".inf": math.inf, "+.inf": math.inf, "-.inf": -math.inf, ".nan": math.nan}
 _NULLS = frozenset(("", "~", "null", "Null", "NULL"))
-_BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False,
-          "FALSE": False}
+_BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 #: A plain scalar starting with any other character is a string.
 _MAYBE_TYPED = frozenset("0123456789-+.~nNtTfF")
 
@@ -247,7 +247,9 @@ class _Builder:
             return value
         if tag in (_STD + "int", _STD + "float", _STD + "bool", _STD + "null"):
             typed = _plain(value)  # an explicit standard tag must agree with the text
-            wanted = {"int": int, "float": float, "bool": bool, "null": type(None)}[tag[len(_STD):]]
+            wanted = {"int": int, "float": float, "bool": bool, "null": type(None)}[
+                tag[len(_STD) :]
+            ]
             if wanted is float and isinstance(typed, int) and not isinstance(typed, bool):
                 return float(typed)
             if type(typed) is wanted:
