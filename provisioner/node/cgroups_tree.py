@@ -1,0 +1,300 @@
+"""The cgroup driver interface and the tree logic shared by cgroup v1 and v2.
+
+A driver manages one subtree, the *root* (``<mount>/<root_name>``), in each hierarchy
+it uses: one on cgroup v2, several on v1 (cpu, cpuset, pids, freezer, memory). A cell
+``a/b`` is ``<root>/a/b`` in every hierarchy; processes live only in leaves
+``<cell>/_x.<executable>`` and ``<cell>/_holder``. Every directory created is marked with
+the ``trusted.provisioner.owner`` xattr, and nothing unmarked is ever changed or removed.
+
+Subclasses supply the limit files (:meth:`_write_limits`, :meth:`_kernel_limits`) and
+any per-directory preparation (v1 cpuset needs cpus/mems before a task may join).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from provisioner.errors import AlreadyExists, FailedPrecondition, NotFound, NotOwned
+from provisioner.model import CellLimits
+from provisioner.names import DNS_LABEL_RE, cell_parent, check_dns_label
+from provisioner.node.cgroups_base import (
+    check_cell,
+    check_leaf_name,
+    is_marked,
+    make_owned_dir,
+    read_procs,
+    reconcile_limits,
+    record_limits,
+    recorded_limits,
+    remove_dir,
+    same_limits,
+    subdirs,
+    validate_limits,
+    walk_bottom_up,
+)
+from provisioner.node.types import LeafCgroup
+
+
+class CgroupDriver(ABC):
+    """Cells as cgroup directories. ``cell`` is a cell path; ``""`` is the root cell."""
+
+    #: True when the cpu controller (and so a cell's limits) is on cgroup v2.
+    cgroup_v2: bool
+
+    def __init__(self, hierarchies: Sequence[tuple[str, str]], root_name: str) -> None:
+        """``hierarchies``: (label, mount path) pairs; the first one is the primary."""
+        self.root_name = check_dns_label(root_name, what="cgroup root name")
+        self._hierarchies = tuple(hierarchies)
+
+    # --- paths -------------------------------------------------------------------
+
+    def cell_dirs(self, cell: str) -> list[str]:
+        """The cell's directory in every hierarchy (``cell`` must already be checked)."""
+        parts = cell.split("/") if cell else []
+        return [os.path.join(mount, self.root_name, *parts) for _, mount in self._hierarchies]
+
+    def _parent_dirs(self, cell: str) -> list[str]:
+        return [os.path.dirname(d) for d in self.cell_dirs(cell)]
+
+    def _leaf_dirs(self, cell: str, leaf_name: str) -> list[str]:
+        return [os.path.join(d, leaf_name) for d in self.cell_dirs(cell)]
+
+    # --- hooks -------------------------------------------------------------------
+
+    def _check_supported(self, limits: CellLimits) -> None:  # noqa: B027 - optional hook
+        """Raise if this node cannot apply ``limits`` at all (before anything is made)."""
+
+    def _prepare_dir(self, index: int, path: str) -> None:  # noqa: B027 - optional hook
+        """Make a new directory of hierarchy ``index`` usable (v1 cpuset: cpus/mems)."""
+
+    @abstractmethod
+    def _write_limits(self, cell: str, limits: CellLimits) -> None:
+        """Write every limit file of the cell; an unset limit gets the kernel default."""
+
+    @abstractmethod
+    def _kernel_limits(self, cell: str) -> tuple[CellLimits, CellLimits]:
+        """(what the files hold, what they would hold had nothing been asked)."""
+
+    @abstractmethod
+    def _leaf_cgroup(self, dirs: list[str]) -> LeafCgroup:
+        """Wrap a leaf's directories."""
+
+    # --- root --------------------------------------------------------------------
+
+    def ensure_root(self) -> None:
+        """Create (or adopt) the root in every hierarchy; NotOwned if someone else made it."""
+        for index, path in enumerate(self.cell_dirs("")):
+            make_owned_dir(path)
+            self._prepare_dir(index, path)
+
+    def remove_root(self) -> bool:
+        """Remove the whole root subtree (for uninstall and tests): same rules as remove."""
+        return self._remove_tree("")
+
+    # --- cells -------------------------------------------------------------------
+
+    def exists(self, cell: str) -> bool:
+        cell = check_cell(cell, allow_root=True)
+        return any(os.path.isdir(d) for d in self.cell_dirs(cell))
+
+    def is_owned(self, cell: str) -> bool:
+        """True if the cell exists and every one of its directories carries our mark."""
+        cell = check_cell(cell, allow_root=True)
+        present = [d for d in self.cell_dirs(cell) if os.path.isdir(d)]
+        return bool(present) and all(is_marked(d) for d in present)
+
+    def create(self, cell: str, limits: CellLimits) -> bool:
+        """Create the cell with ``limits``; True if created, False if it already was so.
+
+        The parent cell must exist (NotFound); the root is created on demand. An existing
+        cell we own with the same limits is left alone (directories missing after a crash
+        are re-made); with other limits it is AlreadyExists (use :meth:`update`). An
+        existing cgroup we did not create is NotOwned. A failure removes what this call
+        made.
+        """
+        cell = check_cell(cell, allow_root=False)
+        validate_limits(limits)
+        self._check_supported(limits)
+        parent = cell_parent(cell)
+        if parent is None:
+            self.ensure_root()
+        elif not self.exists(parent):
+            raise NotFound(f"parent cell {parent!r} of {cell!r} does not exist")
+        elif not self.is_owned(parent):
+            raise NotOwned(f"parent cell {parent!r} of {cell!r} was not created by the "
+                           "provisioner")
+        if self.exists(cell):
+            if not self.is_owned(cell):
+                raise NotOwned(f"cell {cell!r} exists as a cgroup the provisioner did not "
+                               f"create ({self._unowned(cell)})")
+            self._make_dirs(self.cell_dirs(cell))
+            current = self.read_limits(cell)
+            if not same_limits(current, limits):
+                raise AlreadyExists(f"cell {cell!r} exists with limits {current}, "
+                                    f"not {limits}")
+            return False
+        made = self._make_dirs(self.cell_dirs(cell))
+        try:
+            self._write_limits(cell, limits)
+            record_limits(self.cell_dirs(cell)[0], limits)
+        except BaseException:
+            for path in reversed(made):
+                remove_dir(path)
+            raise
+        return True
+
+    def update(self, cell: str, limits: CellLimits) -> None:
+        """Change the limits of an existing cell in place; processes inside stay put.
+
+        If the kernel refuses a value, the previous limits are written back (best
+        effort) and the error names the file and value.
+        """
+        cell = check_cell(cell, allow_root=False)
+        validate_limits(limits)
+        self._check_supported(limits)
+        self._require_owned(cell)
+        self._make_dirs(self.cell_dirs(cell))
+        previous = self.read_limits(cell)
+        try:
+            self._write_limits(cell, limits)
+        except BaseException:
+            # The first error is the one to report; restoring is best effort.
+            with contextlib.suppress(Exception):
+                self._write_limits(cell, previous)
+            raise
+        record_limits(self.cell_dirs(cell)[0], limits)
+
+    def read_limits(self, cell: str) -> CellLimits:
+        """The cell's limits as read back from the kernel files (drift shows up here)."""
+        cell = check_cell(cell, allow_root=True)
+        if not self.exists(cell):
+            raise NotFound(f"cell {cell!r} does not exist")
+        kernel, default = self._kernel_limits(cell)
+        return reconcile_limits(kernel, default, recorded_limits(self.cell_dirs(cell)[0]))
+
+    def list_cells(self) -> list[str]:
+        """Paths of every owned cell under the root, parents before children."""
+        found: set[str] = set()
+        for root in self.cell_dirs(""):
+            self._collect(root, "", found)
+        return sorted(found, key=lambda c: (c.count("/"), c))
+
+    def _collect(self, path: str, prefix: str, found: set[str]) -> None:
+        for name in subdirs(path):
+            child = os.path.join(path, name)
+            # Leaves start with '_', which a DNS label cannot; unmarked dirs are not ours.
+            if DNS_LABEL_RE.match(name) and is_marked(child):
+                cell = f"{prefix}/{name}" if prefix else name
+                found.add(cell)
+                self._collect(child, cell, found)
+
+    def pids(self, cell: str) -> set[int]:
+        """Every pid in the cell's subtree (all its leaves and nested cells)."""
+        cell = check_cell(cell, allow_root=True)
+        out: set[int] = set()
+        for top in self.cell_dirs(cell):
+            for path in walk_bottom_up(top):
+                out |= read_procs(os.path.join(path, "cgroup.procs"))
+        return out
+
+    def remove(self, cell: str) -> bool:
+        """Remove the cell and everything below it, deepest first.
+
+        False if it did not exist. Refuses (FailedPrecondition, naming the pids) while any
+        process remains, and (NotOwned) if any directory in it is not ours.
+        """
+        cell = check_cell(cell, allow_root=False)
+        return self._remove_tree(cell)
+
+    def _remove_tree(self, cell: str) -> bool:
+        if not self.exists(cell):
+            return False
+        tops = self.cell_dirs(cell)
+        for top in tops:
+            for path in walk_bottom_up(top):
+                if not is_marked(path):
+                    raise NotOwned(f"cannot remove cell {cell!r}: cgroup {path} was not "
+                                   "created by the provisioner")
+        left = self.pids(cell)
+        if left:
+            raise FailedPrecondition(
+                f"cell {cell!r} still has processes: {', '.join(map(str, sorted(left)))}")
+        for top in tops:
+            for path in walk_bottom_up(top):
+                remove_dir(path)
+        return True
+
+    # --- leaves ------------------------------------------------------------------
+
+    def create_leaf(self, cell: str, leaf_name: str) -> LeafCgroup:
+        """Create (or adopt) a leaf in the cell, ready for tasks; see :func:`executable_leaf`."""
+        cell = check_cell(cell, allow_root=True)
+        leaf_name = check_leaf_name(leaf_name)
+        if cell == "":
+            self.ensure_root()
+        else:
+            self._require_owned(cell)
+            self._make_dirs(self.cell_dirs(cell))
+        dirs = self._leaf_dirs(cell, leaf_name)
+        self._make_dirs(dirs)  # an adopted leaf is as good as a new one
+        return self._leaf_cgroup(dirs)
+
+    def leaf(self, cell: str, leaf_name: str) -> LeafCgroup:
+        """An existing leaf (NotFound if any of its directories is missing)."""
+        cell = check_cell(cell, allow_root=True)
+        leaf_name = check_leaf_name(leaf_name)
+        dirs = self._leaf_dirs(cell, leaf_name)
+        missing = [d for d in dirs if not os.path.isdir(d)]
+        if missing:
+            raise NotFound(f"leaf {leaf_name!r} of cell {cell!r} does not exist ({missing[0]})")
+        return self._leaf_cgroup(dirs)
+
+    def remove_leaf(self, cell: str, leaf_name: str) -> bool:
+        """Remove a leaf; False if absent. Refuses while it holds processes."""
+        cell = check_cell(cell, allow_root=True)
+        leaf_name = check_leaf_name(leaf_name)
+        dirs = [d for d in self._leaf_dirs(cell, leaf_name) if os.path.isdir(d)]
+        if not dirs:
+            return False
+        for d in dirs:
+            if not is_marked(d):
+                raise NotOwned(f"leaf {d} was not created by the provisioner")
+        left: set[int] = set()
+        for d in dirs:
+            left |= read_procs(os.path.join(d, "cgroup.procs"))
+        if left:
+            raise FailedPrecondition(f"leaf {leaf_name!r} of cell {cell!r} still has "
+                                     f"processes: {', '.join(map(str, sorted(left)))}")
+        for d in dirs:
+            remove_dir(d)
+        return True
+
+    # --- helpers -----------------------------------------------------------------
+
+    def _make_dirs(self, dirs: list[str]) -> list[str]:
+        """Create and prepare every directory missing; return those made (undone on error)."""
+        made: list[str] = []
+        try:
+            for index, path in enumerate(dirs):
+                if make_owned_dir(path):
+                    made.append(path)
+                self._prepare_dir(index, path)
+        except BaseException:
+            for path in reversed(made):
+                remove_dir(path)
+            raise
+        return made
+
+    def _require_owned(self, cell: str) -> None:
+        if not self.exists(cell):
+            raise NotFound(f"cell {cell!r} does not exist")
+        if not self.is_owned(cell):
+            raise NotOwned(f"cell {cell!r} was not created by the provisioner "
+                           f"({self._unowned(cell)})")
+
+    def _unowned(self, cell: str) -> str:
+        bad = [d for d in self.cell_dirs(cell) if os.path.isdir(d) and not is_marked(d)]
+        return f"{bad[0]} has no ownership mark" if bad else "ownership mark missing"
