@@ -53,7 +53,9 @@ _DEPENDS_ON = {"items": {"type": "string", "pattern": REF}, "uniqueItems": True}
 FIELDS: dict[str, dict[str, dict[str, Any]]] = {
     "aurae.runtime.v0.CpuController": {
         "weight": {"minimum": 1, "maximum": 10000},
-        "max": {"minimum": 0},
+        # The seed says >= 0, but the kernel refuses a quota below 1 ms per period (v1
+        # cfs_quota_us and v2 cpu.max alike), so 0..999 could never be applied.
+        "max": {"minimum": 1000},
     },
     "aurae.runtime.v0.CpusetController": {
         "cpus": {"pattern": CPU_LIST, "format": "cpu-list"},
