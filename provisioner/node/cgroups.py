@@ -17,14 +17,13 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from provisioner.cpulist import format_cpu_list, parse_cpu_list
 from provisioner.errors import PermissionDenied, Unavailable
 from provisioner.node.cgroups_base import (
     HOLDER_LEAF,
     OWNER_XATTR,
     check_leaf_name,
     executable_leaf,
-    format_cpu_list,
-    parse_cpu_list,
     same_limits,
     validate_limits,
 )

@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import asdict, fields
 
-from provisioner.cpulist import MAX_ID, format_cpu_list, parse_cpu_list  # noqa: F401 (re-exported)
+from provisioner.cpulist import MAX_ID, parse_cpu_list
 from provisioner.errors import FailedPrecondition, InvalidArgument, NodeError, NotOwned, Unavailable
 from provisioner.model import CellLimits
 from provisioner.names import check_artifact_name, check_cell_path

@@ -28,15 +28,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from provisioner.cpulist import format_cpu_list, parse_cpu_list
 from provisioner.errors import InvalidArgument, Unavailable
 from provisioner.model import CellLimits
 from provisioner.names import DNS_LABEL_RE
 from provisioner.node.cgroups_base import (
     CPU_PERIOD_US,
     CPU_WEIGHT_DEFAULT,
-    format_cpu_list,
     is_marked,
-    parse_cpu_list,
     read_text,
     recorded_limits,
     subdirs,

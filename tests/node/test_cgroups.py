@@ -352,7 +352,7 @@ def test_refused_values_leave_nothing_behind(v1: CgroupDriver) -> None:
     # The kernel itself refuses a child quota above its parent's (v1 only).
     with pytest.raises(InvalidArgument, match=r"'800000'.*cpu\.cfs_quota_us"):
         v1.create("p/greedy", CellLimits(cpu_max_us=800_000))
-    with pytest.raises(InvalidArgument, match="(?i)cpu list"):
+    with pytest.raises(InvalidArgument, match=r"(?i)cpu list"):
         v1.create("p/syntax", CellLimits(cpuset_cpus="0-"))
     for name in ("p/bad", "p/greedy", "p/syntax"):
         assert not v1.exists(name)

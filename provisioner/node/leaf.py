@@ -1,0 +1,158 @@
+"""Operations on one executable's leaf cgroup: attach a process, list, kill everything.
+
+``kill_all`` is what makes "stop" mean *nothing survives*: a process group signal misses
+children that called setsid, and a loop of "read cgroup.procs, SIGKILL each" races with
+processes that fork faster than we kill. The cgroup itself is the complete list, so:
+
+- cgroup v2 with ``cgroup.kill`` (Linux 5.14+): one write kills the whole subtree.
+- cgroup v2 without it: freeze via ``cgroup.freeze``, SIGKILL every member, thaw.
+- cgroup v1: freeze via the freezer hierarchy (``freezer.state``), SIGKILL every member of
+  every hierarchy's directory, thaw. A frozen task cannot fork, so the list is final;
+  the SIGKILLs take effect once the tasks are thawed.
+
+Only the stdlib is used (the shim imports this module and must start fast).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+
+from provisioner.errors import NodeError, NotFound
+from provisioner.node.procs import kill_pids, proc_comm
+from provisioner.node.types import LeafCgroup
+
+DEFAULT_KILL_TIMEOUT_S = 5.0
+_FREEZE_TIMEOUT_S = 1.0
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _write(path: str, value: str) -> None:
+    # Unbuffered single write: cgroup files act on each write(2) and report errors there.
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def attach(leaf: LeafCgroup, pid: int) -> None:
+    """Move PID into every directory of LEAF (one per hierarchy on cgroup v1).
+
+    The shim's child calls this on itself before exec, so everything it starts is inside.
+    """
+    for d in leaf.dirs:
+        path = os.path.join(d, "cgroup.procs")
+        try:
+            _write(path, str(pid))
+        except FileNotFoundError as exc:
+            raise NotFound(f"leaf cgroup {d} does not exist") from exc
+        except OSError as exc:
+            raise NodeError(f"cannot attach pid {pid} to {d}: {exc.strerror}") from exc
+
+
+def pids(leaf: LeafCgroup) -> set[int]:
+    """Every pid in any directory of LEAF (zombies are not listed by the kernel)."""
+    found: set[int] = set()
+    for d in leaf.dirs:
+        try:
+            text = _read(os.path.join(d, "cgroup.procs"))
+        except FileNotFoundError:
+            continue  # a removed directory holds nothing
+        found.update(int(tok) for tok in text.split())
+    return found
+
+
+def is_empty(leaf: LeafCgroup) -> bool:
+    return not pids(leaf)
+
+
+def _v2_dir(leaf: LeafCgroup) -> str:
+    return leaf.dirs[0]
+
+
+def _freeze_v1(freezer_dir: str, frozen: bool) -> None:
+    state_file = os.path.join(freezer_dir, "freezer.state")
+    _write(state_file, "FROZEN" if frozen else "THAWED")
+    if not frozen:
+        return
+    # The write returns while the state may still be FREEZING; wait (bounded) for FROZEN.
+    # If it never settles (a task stuck in D state), killing still works, only less
+    # atomically, so we go on rather than fail.
+    deadline = time.monotonic() + _FREEZE_TIMEOUT_S
+    while _read(state_file).strip() != "FROZEN" and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
+def _freeze_v2(d: str, frozen: bool) -> None:
+    _write(os.path.join(d, "cgroup.freeze"), "1" if frozen else "0")
+    if not frozen:
+        return
+    deadline = time.monotonic() + _FREEZE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        events = _read(os.path.join(d, "cgroup.events"))
+        if "frozen 1" in events:
+            return
+        time.sleep(0.002)
+
+
+def _kill_round(leaf: LeafCgroup) -> None:
+    """One freeze / SIGKILL everyone / thaw pass (or one cgroup.kill write)."""
+    if leaf.v2:
+        d = _v2_dir(leaf)
+        kill_file = os.path.join(d, "cgroup.kill")
+        if os.path.exists(kill_file):
+            _write(kill_file, "1")
+            return
+        _freeze_v2(d, True)
+        try:
+            kill_pids(pids(leaf), signal.SIGKILL)
+        finally:
+            _freeze_v2(d, False)
+        return
+    if leaf.freezer_dir is not None:
+        _freeze_v1(leaf.freezer_dir, True)
+        try:
+            kill_pids(pids(leaf), signal.SIGKILL)
+        finally:
+            # Thaw even if listing failed: a frozen leaf would hang its processes forever.
+            _freeze_v1(leaf.freezer_dir, False)
+        return
+    # v1 without a freezer: best effort, repeated by the caller's loop until empty.
+    kill_pids(pids(leaf), signal.SIGKILL)
+
+
+def kill_all(leaf: LeafCgroup, timeout_s: float = DEFAULT_KILL_TIMEOUT_S) -> None:
+    """SIGKILL every process in LEAF and wait until its cgroup.procs files are empty.
+
+    Raises NodeError naming the survivors if the leaf is not empty within timeout_s.
+    Note: a killed process that is the *caller's* child leaves the list as soon as it
+    dies (zombies are not listed), so the caller need not reap first.
+    """
+    deadline = time.monotonic() + timeout_s
+    next_round = 0.0
+    while True:
+        remaining = pids(leaf)
+        if not remaining:
+            return
+        now = time.monotonic()
+        if now >= deadline:
+            who = ", ".join(f"{p} ({proc_comm(p)})" for p in sorted(remaining))
+            raise NodeError(f"processes survived kill in {', '.join(leaf.dirs)}: {who}")
+        if now >= next_round:
+            # Dying tasks take a moment to leave the list; re-kill only if they linger.
+            next_round = now + 0.1
+            try:
+                _kill_round(leaf)
+            except FileNotFoundError:
+                pass  # the directory went away with its processes; re-list
+            except OSError as exc:
+                if exc.errno not in (errno.EBUSY, errno.EAGAIN, errno.EINTR):
+                    raise NodeError(f"cannot kill processes in {leaf.dirs[0]}: {exc}") from exc
+        time.sleep(0.002)

@@ -1,0 +1,156 @@
+"""Process identity and safe signalling.
+
+A pid alone does not identify a process: once a process is reaped its pid can be handed
+to a stranger. The node layer therefore names a process by ``(pid, start_time)``, where
+``start_time`` is field 22 of ``/proc/PID/stat`` (clock ticks since boot), and checks both
+before it signals anything.
+
+Signals go through a pidfd (``pidfd_open`` then verify the start time then
+``pidfd_send_signal``): the pidfd pins the process that owned the pid when it was opened,
+and a start time that still matches afterwards proves that process is the one we meant,
+so there is no window in which a recycled pid could receive the signal.
+
+Only the stdlib is used here: the shim imports this module and must start fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import time
+
+
+def _read_stat(pid: int) -> list[str] | None:
+    """Fields 3.. of /proc/PID/stat (index 0 is field 3, the state), or None if gone.
+
+    Field 2 (comm) is wrapped in parentheses and may itself contain spaces and ``)``,
+    so the line is split at the *last* ``)``; everything after it is space-separated.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except OSError as exc:
+        # ESRCH is what a read returns when the task died between open and read.
+        if exc.errno == errno.ESRCH:
+            return None
+        raise
+    close = data.rfind(b")")
+    if close < 0:
+        return None
+    return data[close + 1 :].decode("ascii", "replace").split()
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (start time in clock ticks since boot); None if gone."""
+    if pid <= 0:
+        return None
+    fields = _read_stat(pid)
+    # Field 22 is index 19 once fields 1 (pid) and 2 (comm) are removed.
+    if fields is None or len(fields) < 20:
+        return None
+    try:
+        return int(fields[19])
+    except ValueError:
+        return None
+
+
+def proc_state(pid: int) -> str | None:
+    """The one-letter state (R, S, D, Z, T, ...) of PID, or None if it does not exist."""
+    if pid <= 0:
+        return None
+    fields = _read_stat(pid)
+    return fields[0] if fields else None
+
+
+def proc_comm(pid: int) -> str:
+    """The command name of PID (for messages); ``?`` if it is gone."""
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return "?"
+
+
+def process_alive(pid: int) -> bool:
+    """True if PID exists and is not a zombie (a zombie has already exited)."""
+    state = proc_state(pid)
+    return state is not None and state not in ("Z", "X")
+
+
+def is_same_process(pid: int, start_time: int) -> bool:
+    """True if PID is alive (not a zombie) and is the process that started at start_time."""
+    fields = _read_stat(pid) if pid > 0 else None
+    if fields is None or len(fields) < 20 or fields[0] in ("Z", "X"):
+        return False
+    try:
+        return int(fields[19]) == start_time
+    except ValueError:
+        return False
+
+
+def signal_process(pid: int, start_time: int, sig: int) -> bool:
+    """Send SIG to (pid, start_time) if it is still that process and alive; True if sent."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    try:
+        # A zombie would accept the signal and ignore it: report it as not sent.
+        if not is_same_process(pid, start_time):
+            return False
+        signal.pidfd_send_signal(pidfd, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(pidfd)
+
+
+def signal_group(pgid: int, sig: int, leader_start_time: int | None = None) -> bool:
+    """Send SIG to process group PGID; True if at least one member received it.
+
+    A group id is its leader's pid, and the kernel does not hand that number to a new
+    process while any member of the group is alive. The one danger is an *empty* group
+    whose number was recycled by a stranger who then became a group leader: when
+    ``leader_start_time`` is given and a process now holds the pid with another start
+    time, nothing is sent. (A caller that is the leader's parent and has not reaped it
+    yet needs no start time: the pid cannot be recycled before the reap.)
+    """
+    if pgid <= 1:
+        raise ValueError(f"refusing to signal process group {pgid}")
+    if leader_start_time is not None:
+        now = proc_start_time(pgid)
+        if now is not None and now != leader_start_time:
+            return False
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def kill_pids(pids: set[int] | list[int], sig: int = signal.SIGKILL) -> None:
+    """Send SIG to each pid, ignoring those already gone.
+
+    Meant for pids just read from a cgroup's ``cgroup.procs`` (frozen, or about to be
+    re-read), where membership rather than start time is the identity check.
+    """
+    for pid in pids:
+        if pid <= 1:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def wait_gone(pid: int, start_time: int, timeout_s: float, poll_s: float = 0.01) -> bool:
+    """Wait until (pid, start_time) is no longer alive; True if it went within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while is_same_process(pid, start_time):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
+    return True
