@@ -88,6 +88,7 @@ class _Tx:
     """Book-keeping of the open transaction of one thread."""
 
     changed: bool = False
+    bump: bool = True  # False for observations (see Store.transaction)
     events: list[tuple[int, str, str, str, str]] = field(default_factory=list)
     marks: list[tuple[bool, int]] = field(default_factory=list)  # one per savepoint
 
@@ -188,8 +189,13 @@ class Store:
     # -- transactions ------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Store]:
-        """One atomic change. Commits on success, rolls everything back on exception."""
+    def transaction(self, observation: bool = False) -> Iterator[Store]:
+        """One atomic change. Commits on success, rolls everything back on exception.
+
+        ``observation=True`` records what was observed rather than done (a process
+        found dead, its exit status): it is committed like any change but does not
+        bump the generation, so a plan made before it is not made stale by it.
+        """
         conn = self._conn()
         if getattr(self._local, "snapshot", False):
             raise FailedPrecondition("cannot open a write transaction inside a snapshot")
@@ -199,7 +205,7 @@ class Store:
             return
         with self._errors():
             conn.execute("BEGIN IMMEDIATE")
-        tx = self._local.tx = _Tx()
+        tx = self._local.tx = _Tx(bump=not observation)
         try:
             yield self
             with self._errors():
@@ -231,7 +237,7 @@ class Store:
             conn.execute(f"RELEASE {name}")
 
     def _finish(self, conn: sqlite3.Connection, tx: _Tx) -> None:
-        if tx.changed:
+        if tx.changed and tx.bump:
             conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ?",
                          (GENERATION_KEY,))
         if tx.events:

@@ -315,3 +315,18 @@ def test_closed_store_refuses_use(state_dir: Path) -> None:
     s.close()
     with pytest.raises(FailedPrecondition, match="closed"):
         s.generation()
+
+
+def test_observations_are_committed_without_bumping_the_generation(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    with store.transaction():
+        store.put_process(ProcessRecord(name="api", state=ProcessState.RUNNING, pid=10))
+    before = store.generation()
+    with store.transaction(observation=True):
+        store.put_process(ProcessRecord(name="api", state=ProcessState.EXITED, exit_code=137))
+        store.record_event("Executable", "api", "exited", "exited with status 137")
+    assert store.generation() == before
+    record = store.get_process("api")
+    assert record is not None and record.exit_code == 137
+    assert store.events(kind="Executable")[-1].message == "exited with status 137"
+    store.close()

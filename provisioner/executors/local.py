@@ -1,0 +1,90 @@
+"""The local executor: applies plans in-process through the node layer.
+
+Used by the CLI when no daemon is reachable (a one-shot bootstrap) and by the daemon
+itself. It holds the writer lock for the whole apply, reconciles first, refuses a plan
+made against another node generation, then runs the steps with ``run_plan``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+from provisioner.errors import FailedPrecondition, StalePlan
+from provisioner.executors.base import ApplyEvent
+from provisioner.executors.scheduler import run_plan
+from provisioner.model import CellSpec, ExecutableSpec, Kind
+from provisioner.node.layer import NodeLayer
+from provisioner.node.lock import WriterLock
+from provisioner.node.observe import observe, reconcile
+from provisioner.plan.steps import Action, Change, Plan, Step
+from provisioner.state import NodeState
+
+DEFAULT_LOCK_TIMEOUT_S = 10.0
+
+
+class LocalExecutor:
+    def __init__(self, layer: NodeLayer, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+                 purpose: str = "") -> None:
+        self.layer = layer
+        self.lock = WriterLock(layer.config.state_dir)
+        self.lock_timeout_s = lock_timeout_s
+        self.purpose = purpose or " ".join(["provisioner", *sys.argv[1:]])[:200]
+        self.found: list[str] = []  # what the last reconcile found
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[LocalExecutor]:
+        """Hold the writer lock and reconcile: observe, compile and apply inside it."""
+        if self.lock.held:
+            yield self
+            return
+        with self.lock.acquire(self.lock_timeout_s, self.purpose):
+            self.found = reconcile(self.layer)
+            yield self
+
+    def observe(self) -> NodeState:
+        return observe(self.layer)
+
+    def apply(self, plan: Plan, parallelism: int = 0) -> Iterator[ApplyEvent]:
+        with self.locked():
+            self._refuse_stale(plan)
+            yield from run_plan(plan, lambda step: self.perform(step, plan.manifest_set),
+                                parallelism, generation=self.layer.store.generation)
+
+    def _refuse_stale(self, plan: Plan) -> None:
+        current = self.layer.store.generation()
+        if plan.generation == current:
+            return
+        changes = [e for e in self.layer.store.events(limit=100_000)
+                   if e.generation > plan.generation][-5:]
+        what = "; ".join(f"{e.kind}/{e.name} {e.action}" for e in changes) or "unknown"
+        raise StalePlan(f"the plan was made at node generation {plan.generation}, but the "
+                        f"node is at {current} (changed since: {what}); plan again")
+
+    def perform(self, step: Step, manifest_set: str) -> None:
+        """Carry out one step on this node."""
+        layer, spec = self.layer, step.spec
+        if step.ref.kind is Kind.CELL:
+            if step.action is Action.ALLOCATE and isinstance(spec, CellSpec):
+                layer.allocate_cell(spec, manifest_set)
+            elif step.action is Action.UPDATE and isinstance(spec, CellSpec):
+                layer.update_cell(spec, manifest_set)
+            elif step.action is Action.FREE:
+                layer.free_cell(step.ref.name)
+            else:
+                raise FailedPrecondition(f"cannot {step.action.value} a cell")
+            return
+        if step.ref.kind is Kind.EXECUTABLE:
+            if step.action is Action.START and isinstance(spec, ExecutableSpec):
+                layer.start_executable(spec, manifest_set)
+            elif step.action is Action.STOP:
+                layer.stop_executable(step.ref.name, forget=step.change is Change.DELETE)
+            elif step.action is Action.UPDATE and spec is not None:
+                layer.record(spec, manifest_set)
+            else:
+                raise FailedPrecondition(f"cannot {step.action.value} an executable")
+            return
+        raise FailedPrecondition(
+            f"{step.ref}: the local executor does not handle {step.ref.kind.value} resources "
+            "yet (pods, drivers and persistent executables need the node daemon's issue)")

@@ -1,0 +1,309 @@
+"""The node layer's one entry point: cells and executables on this machine, recorded.
+
+Every operation changes the kernel and the store together, so that the store always
+says what the provisioner created. Kernel objects are made before they are recorded
+and recorded before processes are launched; a crash in between leaves something that
+``reconcile`` adopts (an owned cgroup without a record, a launched shim whose record
+still says pending), never a permanent blocker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+from provisioner.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    NotOwned,
+    PermissionDenied,
+)
+from provisioner.model import CellSpec, ExecutableSpec, Kind, ResourceSpec
+from provisioner.model_json import dumps, loads
+from provisioner.names import cell_parent, check_cell_path, check_dns_label
+from provisioner.node import leaf as leafops
+from provisioner.node.cgroups import HOLDER_LEAF, detect_layout, executable_leaf, make_driver
+from provisioner.node.logs import LogLimits
+from provisioner.node.namespaces import holder_alive, start_holder, stop_holder
+from provisioner.node.procs import kill_pids
+from provisioner.node.shimspec import ShimSpec, ShimStatus
+from provisioner.node.store import (
+    DEFAULT_STATE_DIR,
+    HolderRecord,
+    ProcessRecord,
+    ProcessState,
+    Store,
+)
+from provisioner.node.supervise import is_running, launch, read_status, request_stop, shim_alive
+from provisioner.node.types import NamespaceTarget
+
+#: Shim states as the store records them.
+_STATES = {"starting": ProcessState.RUNNING, "running": ProcessState.RUNNING,
+           "backoff": ProcessState.BACKOFF, "exited": ProcessState.EXITED,
+           "stopped": ProcessState.STOPPED, "failed": ProcessState.EXITED}
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    state_dir: str = DEFAULT_STATE_DIR
+    cgroup_root: str = "provisioner"
+    log_limits: LogLimits = field(default_factory=LogLimits)
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 60.0
+
+
+def process_record(name: str, cell: str, status: ShimStatus) -> ProcessRecord:
+    return ProcessRecord(
+        name=name, cell=cell, shim_pid=status.shim_pid, shim_start_time=status.shim_start_time,
+        pid=status.child_pid, pid_start_time=status.child_start_time,
+        state=_STATES.get(status.state, ProcessState.EXITED), exit_code=status.exit_code,
+        exit_signal=status.exit_signal, started_at_ns=status.started_at_ns,
+        exited_at_ns=status.exited_at_ns, restart_count=status.restart_count)
+
+
+class NodeLayer:
+    """Cells (cgroups + namespaces) and supervised executables, with their records."""
+
+    def __init__(self, config: NodeConfig | None = None) -> None:
+        self.config = config or NodeConfig()
+        if os.geteuid() != 0:
+            raise PermissionDenied("the node layer needs root: it creates cgroups and "
+                                   "namespaces (run as root, or use --target for a daemon)")
+        self.layout = detect_layout()
+        self.cgroups = make_driver(self.layout, self.config.cgroup_root)
+        self.cgroups.ensure_root()
+        self.store = Store.open(self.config.state_dir)
+
+    @property
+    def cgroup_v2(self) -> bool:
+        return self.cgroups.cgroup_v2
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- paths ---------------------------------------------------------------------
+    def run_dir(self, name: str) -> str:
+        return os.path.join(self.config.state_dir, "run", check_dns_label(name))
+
+    def status_file(self, name: str) -> str:
+        return os.path.join(self.run_dir(name), "status.json")
+
+    def log_dir(self, name: str) -> str:
+        return os.path.join(self.config.state_dir, "logs", check_dns_label(name))
+
+    def read_shim_status(self, name: str) -> ShimStatus | None:
+        try:
+            return read_status(self.status_file(name))
+        except NotFound:
+            return None
+
+    # -- records -------------------------------------------------------------------
+    def applied_spec(self, kind: Kind, name: str) -> ResourceSpec | None:
+        record = self.store.get_resource(kind, name)
+        return loads(record.spec_json) if record else None
+
+    def record(self, spec: ResourceSpec, manifest_set: str, action: str = "recorded",
+               message: str = "") -> None:
+        """Remember ``spec`` as applied (a change that needs nothing of the kernel)."""
+        with self.store.transaction() as store:
+            store.put_resource(spec.kind, spec.name, dumps(spec), manifest_set)
+            store.record_event(spec.kind.value, spec.name, action, message)
+
+    # -- cells ---------------------------------------------------------------------
+    def allocate_cell(self, spec: CellSpec, manifest_set: str = "") -> bool:
+        """Create the cell (cgroups, and namespaces when isolated) and record it.
+
+        An allocation identical to what exists only makes sure the kernel side is whole
+        (re-creating a vanished cgroup or a dead namespace holder) and returns False.
+        A different definition under the same name is AlreadyExists.
+        """
+        name = check_cell_path(spec.name)
+        parent = cell_parent(name)
+        if parent and self.store.get_resource(Kind.CELL, parent) is None:
+            raise NotFound(f"parent cell {parent!r} of {name!r} does not exist")
+        applied = self.applied_spec(Kind.CELL, name)
+        if applied is not None and not _same_cell(applied, spec):
+            raise AlreadyExists(f"cell {name!r} exists with a different definition; free it "
+                                "first, or change its limits in place")
+        created = self.cgroups.create(name, spec.limits) if not self.cgroups.exists(name) \
+            else self._check_existing(name, spec)
+        try:
+            self._ensure_holder(spec)
+            self.record(spec, manifest_set, "allocated" if applied is None else "recorded")
+        except BaseException:
+            if created and applied is None:
+                with contextlib.suppress(Exception):
+                    self._free_kernel(name)
+            raise
+        return applied is None or created
+
+    def _check_existing(self, name: str, spec: CellSpec) -> bool:
+        """An existing cgroup: ours and with the asked limits, or refused."""
+        if not self.cgroups.is_owned(name):
+            raise NotOwned(f"cgroup of cell {name!r} exists but the provisioner did not create "
+                           "it; remove it or choose another name")
+        self.cgroups.create(name, spec.limits)  # AlreadyExists when its limits differ
+        return False
+
+    def _ensure_holder(self, spec: CellSpec) -> NamespaceTarget | None:
+        if not (spec.isolate_process or spec.isolate_network):
+            return None
+        held = self.store.get_holder(spec.name)
+        if held is not None:
+            target = NamespaceTarget(held.pid, held.start_time, held.namespaces)
+            if holder_alive(target):
+                return target
+        leaf = self.cgroups.create_leaf(spec.name, HOLDER_LEAF)
+        if leafops.pids(leaf):  # the remains of a dead holder
+            leafops.kill_all(leaf)
+        target = start_holder(spec.name, leaf, spec.isolate_process, spec.isolate_network,
+                              self.config.state_dir)
+        with self.store.transaction() as store:
+            store.put_holder(HolderRecord(spec.name, target.holder_pid,
+                                          target.holder_start_time, target.namespaces))
+        return target
+
+    def namespace_of(self, cell: str) -> NamespaceTarget | None:
+        held = self.store.get_holder(cell) if cell else None
+        if held is None:
+            return None
+        target = NamespaceTarget(held.pid, held.start_time, held.namespaces)
+        if not holder_alive(target):
+            raise FailedPrecondition(f"the namespaces of cell {cell!r} are gone (its holder "
+                                     "process died); allocate the cell again")
+        return target
+
+    def update_cell(self, spec: CellSpec, manifest_set: str = "") -> None:
+        """Change a live cell's limits in place; its processes keep running untouched."""
+        applied = self.applied_spec(Kind.CELL, spec.name)
+        if applied is None:
+            raise NotFound(f"cell {spec.name!r} does not exist")
+        assert isinstance(applied, CellSpec)
+        if (applied.isolate_process, applied.isolate_network) != (
+                spec.isolate_process, spec.isolate_network):
+            raise InvalidArgument(f"cell {spec.name!r}: isolation cannot change in place; "
+                                  "free the cell and allocate it again")
+        self.cgroups.update(spec.name, spec.limits)
+        self.record(spec, manifest_set, "updated")
+
+    def free_cell(self, name: str) -> None:
+        """Stop everything in the cell and its nested cells, then remove them, deepest
+        first. Refuses a cgroup the provisioner did not create."""
+        name = check_cell_path(name)
+        known = self.store.get_resource(Kind.CELL, name) is not None
+        if not known and not self.cgroups.exists(name):
+            raise NotFound(f"cell {name!r} does not exist")
+        if not self.cgroups.is_owned(name) and self.cgroups.exists(name):
+            raise NotOwned(f"cgroup of cell {name!r} was not created by the provisioner")
+        inside = [p for p in self.store.list_processes()
+                  if p.cell == name or p.cell.startswith(name + "/")]
+        for process in inside:
+            self.stop_executable(process.name, forget=True)
+        cells = [r.name for r in self.store.list_resources(Kind.CELL)
+                 if r.name == name or r.name.startswith(name + "/")]
+        for cell in sorted(set(cells) | {name}, key=lambda c: -c.count("/")):
+            self._free_kernel(cell)
+            with self.store.transaction() as store:
+                store.delete_holder(cell)
+                store.delete_resource(Kind.CELL, cell)
+                store.record_event("Cell", cell, "freed")
+
+    def _free_kernel(self, cell: str) -> None:
+        held = self.store.get_holder(cell)
+        if held is not None:
+            target = NamespaceTarget(held.pid, held.start_time, held.namespaces)
+            leaf = self.cgroups.leaf(cell, HOLDER_LEAF) if self.cgroups.exists(cell) else None
+            stop_holder(target, leaf)
+        if not self.cgroups.exists(cell):
+            return
+        leftovers = self.cgroups.pids(cell)
+        if leftovers:  # processes we do not supervise: SIGTERM, a moment, then SIGKILL
+            kill_pids(leftovers, signal.SIGTERM)
+            deadline = time.monotonic() + 2.0
+            while self.cgroups.pids(cell) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            kill_pids(self.cgroups.pids(cell), signal.SIGKILL)
+        self.cgroups.remove(cell)
+
+    # -- executables ---------------------------------------------------------------
+    def start_executable(self, spec: ExecutableSpec, manifest_set: str = "") -> ShimStatus:
+        """Launch ``sh -c COMMAND`` under its supervisor in the cell; return its status.
+
+        Refuses (AlreadyExists) an executable of that name that is running; one that
+        ended, or whose supervisor died, is cleaned up and started again.
+        """
+        name = check_dns_label(spec.name, "executable name")
+        if spec.cell and self.store.get_resource(Kind.CELL, spec.cell) is None:
+            raise NotFound(f"cell {spec.cell!r} does not exist")
+        old = self.read_shim_status(name)
+        if old is not None:
+            if shim_alive(old) and old.state not in ("exited", "stopped", "failed"):
+                raise AlreadyExists(f"executable {name!r} is already running (pid "
+                                    f"{old.child_pid}); stop it first")
+            request_stop(old)  # kills whatever a dead supervisor left behind
+        owner = self.store.get_process(name)
+        if owner is not None and owner.cell != spec.cell:
+            self._remove_leaf(owner.cell, name)
+        leaf = self.cgroups.create_leaf(spec.cell, executable_leaf(name))
+        shim_spec = ShimSpec(
+            name=name, command=spec.command, leaf=leaf, log_dir=self.log_dir(name),
+            status_file=self.status_file(name), env=dict(spec.env),
+            working_dir=spec.working_dir, uid=spec.uid, gid=spec.gid,
+            restart_policy=spec.restart_policy.value, stop_grace_s=spec.stop_grace_s,
+            namespace=self.namespace_of(spec.cell), log_limits=self.config.log_limits,
+            backoff_base_s=self.config.backoff_base_s, backoff_cap_s=self.config.backoff_cap_s)
+        with self.store.transaction() as store:  # recorded before launch: never lost
+            store.put_resource(Kind.EXECUTABLE, name, dumps(spec), manifest_set)
+            store.put_process(ProcessRecord(name=name, cell=spec.cell))
+        status = launch(shim_spec)
+        with self.store.transaction() as store:
+            store.put_process(process_record(name, spec.cell, status))
+            store.record_event("Executable", name, "started", f"pid {status.child_pid}")
+        return status
+
+    def stop_executable(self, name: str, forget: bool = False) -> ShimStatus | None:
+        """SIGTERM, the grace period, then SIGKILL of everything left in its leaf.
+
+        With ``forget`` the executable's records are removed too (delete, not stop).
+        """
+        name = check_dns_label(name, "executable name")
+        record = self.store.get_process(name)
+        if record is None and self.store.get_resource(Kind.EXECUTABLE, name) is None:
+            raise NotFound(f"executable {name!r} does not exist")
+        status = self.read_shim_status(name)
+        final = request_stop(status) if status is not None else None
+        cell = record.cell if record else ""
+        if forget:
+            self._remove_leaf(cell, name)
+        with self.store.transaction() as store:
+            if forget:
+                store.delete_process(name)
+                store.delete_resource(Kind.EXECUTABLE, name)
+                store.record_event("Executable", name, "deleted")
+            else:
+                stopped = process_record(name, cell, final) if final else ProcessRecord(
+                    name=name, cell=cell, state=ProcessState.STOPPED)
+                store.put_process(stopped)
+                store.record_event("Executable", name, "stopped")
+        return final
+
+    def _remove_leaf(self, cell: str, name: str) -> None:
+        if cell and not self.cgroups.exists(cell):
+            return
+        with contextlib.suppress(NotFound):
+            self.cgroups.remove_leaf(cell, executable_leaf(name))
+
+    def is_running(self, name: str) -> bool:
+        status = self.read_shim_status(name)
+        return status is not None and is_running(status)
+
+
+def _same_cell(a: ResourceSpec, b: CellSpec) -> bool:
+    """Same kernel-side definition (labels and dependencies do not count)."""
+    return isinstance(a, CellSpec) and (a.limits, a.isolate_process, a.isolate_network) == (
+        b.limits, b.isolate_process, b.isolate_network)

@@ -1,0 +1,119 @@
+"""What the node really runs: the store compared with cgroupfs, /proc and shim status.
+
+``observe`` only reads: it never waits for the writer lock and changes nothing.
+``reconcile`` writes what it finds (under the writer lock, at apply and daemon start):
+processes that died are recorded as exited with their status; owned cgroups left by a
+crash are adopted (recorded with manifest set "", so that a later apply can claim
+them) rather than blocking their names forever.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import replace
+
+from provisioner.model import CellLimits, CellSpec, ExecutableSpec, Kind
+from provisioner.model_json import dumps, loads
+from provisioner.node.cgroups import same_limits
+from provisioner.node.layer import NodeLayer, process_record
+from provisioner.node.namespaces import holder_alive
+from provisioner.node.shimspec import ShimStatus
+from provisioner.node.store import ProcessState
+from provisioner.node.supervise import shim_alive
+from provisioner.node.types import NamespaceTarget
+from provisioner.state import NodeState, ObservedResource, ProcessPhase, ProcessStatus
+
+_PHASES = {"starting": ProcessPhase.RUNNING, "running": ProcessPhase.RUNNING,
+           "backoff": ProcessPhase.BACKOFF, "exited": ProcessPhase.EXITED,
+           "stopped": ProcessPhase.STOPPED, "failed": ProcessPhase.EXITED}
+
+
+def process_status(status: ShimStatus | None) -> tuple[ProcessStatus, list[str]]:
+    """The observed process of an executable, and drift notes about it."""
+    if status is None:
+        return ProcessStatus(ProcessPhase.PENDING), []
+    phase = _PHASES.get(status.state, ProcessPhase.EXITED)
+    drift: list[str] = []
+    if phase in (ProcessPhase.RUNNING, ProcessPhase.BACKOFF) and not shim_alive(status):
+        phase = ProcessPhase.EXITED  # its supervisor died: nothing restarts or logs it
+        drift.append("supervisor process is gone")
+    if status.state == "failed" and status.last_error:
+        drift.append(status.last_error)
+    return ProcessStatus(
+        phase, pid=status.child_pid, pid_start_time=status.child_start_time,
+        exit_code=status.exit_code, exit_signal=status.exit_signal,
+        started_at_ns=status.started_at_ns or 0, exited_at_ns=status.exited_at_ns or 0,
+        restart_count=status.restart_count), drift
+
+
+def _observe_cell(layer: NodeLayer, spec: CellSpec) -> tuple[bool, list[str]]:
+    if not layer.cgroups.exists(spec.name):
+        return False, ["cgroup is missing"]
+    drift: list[str] = []
+    kernel = layer.cgroups.read_limits(spec.name)
+    if not same_limits(kernel, spec.limits):
+        drift.append(f"limits are {_limits_text(kernel)}, applied {_limits_text(spec.limits)}")
+    if spec.isolate_process or spec.isolate_network:
+        held = layer.store.get_holder(spec.name)
+        alive = held is not None and holder_alive(
+            NamespaceTarget(held.pid, held.start_time, held.namespaces))
+        if not alive:
+            return False, [*drift, "namespace holder process is gone"]
+    return True, drift
+
+
+def _limits_text(limits: CellLimits) -> str:
+    return (f"weight={limits.cpu_weight} max={limits.cpu_max_us} cpus={limits.cpuset_cpus} "
+            f"mems={limits.cpuset_mems}")
+
+
+def observe(layer: NodeLayer) -> NodeState:
+    """The node as it is: every recorded resource with its live status and drift."""
+    with layer.store.snapshot() as store:
+        generation = store.generation()
+        records = store.list_resources()
+    observed = []
+    for record in records:
+        spec = loads(record.spec_json)
+        present, process, drift = True, None, list[str]()
+        if isinstance(spec, CellSpec):
+            present, drift = _observe_cell(layer, spec)
+        elif isinstance(spec, ExecutableSpec):
+            process, drift = process_status(layer.read_shim_status(spec.name))
+        observed.append(ObservedResource(spec, record.manifest_set, present, process,
+                                         tuple(drift)))
+    return NodeState(generation=generation, cgroup_v2=layer.cgroup_v2,
+                     node_name=socket.gethostname(), resources=tuple(observed))
+
+
+def reconcile(layer: NodeLayer) -> list[str]:
+    """Record what changed behind the provisioner's back; return what was found."""
+    found: list[str] = []
+    store = layer.store
+    for record in store.list_processes():
+        status = layer.read_shim_status(record.name)
+        if status is None:
+            continue
+        fresh = process_record(record.name, record.cell, status)
+        seen, _ = process_status(status)
+        if seen.phase is ProcessPhase.EXITED and fresh.state is not ProcessState.EXITED:
+            fresh = replace(fresh, state=ProcessState.EXITED)  # its supervisor died
+        if fresh != record:
+            with store.transaction(observation=True) as tx:
+                tx.put_process(fresh)
+                if fresh.state != record.state:
+                    message = f"{record.state.value} -> {fresh.state.value}"
+                    tx.record_event("Executable", record.name, fresh.state.value, message)
+                    found.append(f"Executable/{record.name}: {message}")
+    known = {r.name for r in store.list_resources(Kind.CELL)}
+    for cell in layer.cgroups.list_cells():
+        if cell in known:
+            continue
+        spec = CellSpec(cell, limits=layer.cgroups.read_limits(cell))
+        with store.transaction() as tx:
+            tx.put_resource(Kind.CELL, cell, dumps(spec), "")
+            tx.record_event("Cell", cell, "adopted", "owned cgroup without a record")
+        found.append(f"Cell/{cell}: adopted a cgroup left by an interrupted run")
+    return found
+
+

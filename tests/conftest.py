@@ -1,0 +1,49 @@
+"""Shared fixtures: a real node layer on a private cgroup root and state directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from provisioner.model import Kind
+from provisioner.node.layer import NodeConfig, NodeLayer
+from provisioner.node.logs import LogLimits
+
+
+def make_config(state_dir: Path) -> NodeConfig:
+    """A node of its own: unique cgroup root, private state, quick back-off."""
+    return NodeConfig(state_dir=str(state_dir), cgroup_root=f"ptest-{uuid.uuid4().hex[:10]}",
+                      log_limits=LogLimits(max_bytes=256 * 1024, keep=2),
+                      backoff_base_s=0.05, backoff_cap_s=0.2)
+
+
+def tear_down(layer: NodeLayer) -> None:
+    """Stop every process and free every cell the test made, then the cgroup root."""
+    for process in layer.store.list_processes():
+        with contextlib.suppress(Exception):
+            layer.stop_executable(process.name, forget=True)
+    cells = [r.name for r in layer.store.list_resources(Kind.CELL)]
+    for cell in sorted(cells, key=lambda c: c.count("/")):
+        with contextlib.suppress(Exception):
+            layer.free_cell(cell)
+    for cell in sorted(layer.cgroups.list_cells(), key=lambda c: -c.count("/")):
+        with contextlib.suppress(Exception):
+            layer.free_cell(cell)
+    layer.cgroups.remove_root()
+    layer.close()
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[NodeLayer]:
+    if os.geteuid() != 0:
+        pytest.skip("the node layer needs root, cgroups and namespaces")
+    layer = NodeLayer(make_config(tmp_path / "state"))
+    try:
+        yield layer
+    finally:
+        tear_down(layer)
