@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from provisioner import __version__
-from provisioner.cli import manifest_commands
+from provisioner.cli import inspect_commands, manifest_commands, node_commands
 from provisioner.cli.base import EXIT_FAULT, EXIT_INVALID, EXIT_OK, EXIT_USAGE, Parser, emit_json
 from provisioner.errors import ManifestError, ProvisionerError, UsageError
 
@@ -22,6 +22,11 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     manifest_commands.add_validate(sub)
     manifest_commands.add_schema(sub)
+    node_commands.add_plan(sub)
+    node_commands.add_apply(sub)
+    node_commands.add_destroy(sub)
+    inspect_commands.add_status(sub)
+    inspect_commands.add_logs(sub)
     version = sub.add_parser("version", help="print the version")
     version.add_argument("--json", action="store_true")
     version.set_defaults(run=run_version)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import uuid
 from collections.abc import Iterator
 
 from provisioner.errors import FailedPrecondition, StalePlan
@@ -22,6 +23,7 @@ from provisioner.plan.steps import Action, Change, Plan, Step
 from provisioner.state import NodeState
 
 DEFAULT_LOCK_TIMEOUT_S = 10.0
+NODE_ID_KEY = "node_id"
 
 
 class LocalExecutor:
@@ -32,6 +34,22 @@ class LocalExecutor:
         self.lock_timeout_s = lock_timeout_s
         self.purpose = purpose or " ".join(["provisioner", *sys.argv[1:]])[:200]
         self.found: list[str] = []  # what the last reconcile found
+        self.node_id = self._node_id()
+
+    def _node_id(self) -> str:
+        """This node's identity, made once: saved plans carry it, so that a plan made
+        for one node is never applied to another."""
+        store = self.layer.store
+        node_id = store.get_meta(NODE_ID_KEY)
+        if node_id is None:
+            with store.transaction(observation=True):
+                if store.get_meta(NODE_ID_KEY) is None:
+                    store.set_meta(NODE_ID_KEY, uuid.uuid4().hex)
+            node_id = store.get_meta(NODE_ID_KEY)
+        return node_id or ""
+
+    def close(self) -> None:
+        self.layer.close()
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[LocalExecutor]:

@@ -1,0 +1,143 @@
+"""``status`` (what runs, its state, any drift) and ``logs`` (an executable's output)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import sys
+import time
+from typing import Any
+
+from provisioner.cli.base import EXIT_OK, Parser, emit_json
+from provisioner.cli.node_commands import add_node_args, executor
+from provisioner.errors import NotFound, UsageError
+from provisioner.names import check_dns_label
+from provisioner.node.logs import LogLine, LogReader
+from provisioner.state import NodeState, ObservedResource
+
+_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def add_status(sub: argparse._SubParsersAction[Parser]) -> None:
+    parser = sub.add_parser("status", help="what the node runs, its state and any drift",
+                            description="List every resource the provisioner manages on "
+                            "the node with its live state; drift is what differs from what "
+                            "was applied.")
+    parser.add_argument("--manifest-set", metavar="NAME", help="only this manifest set")
+    parser.add_argument("--json", action="store_true", help="one JSON object")
+    add_node_args(parser)
+    parser.set_defaults(run=run_status)
+
+
+def _state_word(resource: ObservedResource) -> str:
+    if resource.process is not None:
+        process = resource.process
+        word = process.phase.value
+        if process.phase.value in ("exited", "backoff", "stopped") and (
+                process.exit_code is not None or process.exit_signal):
+            word += f" ({process.describe_exit()})"
+        return word
+    return "present" if resource.present else "missing"
+
+
+def _row(resource: ObservedResource) -> dict[str, Any]:
+    process = resource.process
+    return {"kind": resource.spec.kind.value, "name": resource.spec.name,
+            "manifest_set": resource.manifest_set, "present": resource.present,
+            "state": _state_word(resource),
+            "pid": process.pid if process else None,
+            "restarts": process.restart_count if process else 0,
+            "exit_code": process.exit_code if process else None,
+            "exit_signal": process.exit_signal if process else None,
+            "drift": list(resource.drift)}
+
+
+def render_status(state: NodeState, rows: list[dict[str, Any]]) -> list[str]:
+    header = ("KIND", "NAME", "SET", "STATE", "PID", "RESTARTS", "DRIFT")
+    table = [header] + [(r["kind"], r["name"], r["manifest_set"] or "-", r["state"],
+                         str(r["pid"] or "-"), str(r["restarts"]),
+                         "; ".join(r["drift"]) or "-") for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+             + "  " + row[-1] for row in table]
+    drifted = sum(1 for r in rows if r["drift"])
+    lines.append(f"{len(rows)} resources, {drifted} with drift (node {state.node_name}, "
+                 f"generation {state.generation}, cgroup v{2 if state.cgroup_v2 else 1})")
+    return lines
+
+
+def run_status(args: argparse.Namespace) -> int:
+    with executor(args) as ex:
+        state = ex.observe()
+    resources = [r for r in state.resources
+                 if args.manifest_set is None or r.manifest_set == args.manifest_set]
+    rows = [_row(r) for r in resources]
+    if args.json:
+        emit_json({"generation": state.generation, "node": state.node_name,
+                   "cgroup_v2": state.cgroup_v2, "resources": rows})
+    else:
+        print("\n".join(render_status(state, rows)))
+    return EXIT_OK
+
+
+def add_logs(sub: argparse._SubParsersAction[Parser]) -> None:
+    parser = sub.add_parser("logs", help="print an executable's output",
+                            description="Print the captured stdout and stderr of an "
+                            "executable, oldest first.")
+    parser.add_argument("name", metavar="EXECUTABLE")
+    parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    parser.add_argument("--since", metavar="WHEN",
+                        help="only lines newer than a duration ago (10s, 5m, 2h, 1d) or an "
+                        "ISO 8601 time")
+    parser.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    parser.add_argument("--channel", choices=("stdout", "stderr"), help="only one channel")
+    parser.add_argument("--timestamps", action="store_true", help="prefix each line with "
+                        "its time")
+    parser.add_argument("--state-dir", default=os.environ.get("PROVISIONER_STATE_DIR",
+                                                              "/var/lib/provisioner"))
+    parser.set_defaults(run=run_logs)
+
+
+def parse_since(text: str, now_ns: int | None = None) -> int:
+    """``10m`` or ``2026-11-21T10:00:00Z`` -> nanoseconds since the epoch."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    match = _DURATION_RE.match(text)
+    if match:
+        return now_ns - int(float(match.group(1)) * _UNITS[match.group(2)] * 1e9)
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--since {text!r}: expected a duration such as 10m or an ISO 8601 "
+                         "time such as 2026-11-21T10:00:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp() * 1e9)
+
+
+def _print_line(line: LogLine, timestamps: bool) -> None:
+    if timestamps:
+        stamp = dt.datetime.fromtimestamp(line.ts_ns / 1e9, dt.UTC)
+        sys.stdout.write(f"{stamp.isoformat(timespec='milliseconds')} {line.channel} ")
+    sys.stdout.write(line.text + ("" if line.continued else "\n"))
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    name = check_dns_label(args.name, "executable name")
+    if args.tail is not None and args.tail < 0:
+        raise UsageError("--tail must be 0 or more")
+    directory = os.path.join(args.state_dir, "logs", name)
+    if not os.path.isdir(directory):
+        raise NotFound(f"no logs for executable {name!r} in {args.state_dir}")
+    since = parse_since(args.since) if args.since else None
+    reader = LogReader(directory)
+    if args.follow:
+        for line in reader.follow(since_ns=since, channel=args.channel, tail=args.tail):
+            _print_line(line, args.timestamps)
+            sys.stdout.flush()
+        return EXIT_OK
+    for line in reader.read(since_ns=since, tail=args.tail, channel=args.channel):
+        _print_line(line, args.timestamps)
+    return EXIT_OK

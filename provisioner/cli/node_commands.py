@@ -1,0 +1,201 @@
+"""``plan``, ``apply``, ``destroy``, ``status`` and ``logs``: the commands that touch a node."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from provisioner.cli.base import (
+    EXIT_FAULT,
+    EXIT_INVALID,
+    EXIT_OK,
+    Parser,
+    add_template_args,
+    emit_json,
+    template_vars,
+)
+from provisioner.cli.output import report
+from provisioner.errors import FailedPrecondition, UsageError, ValidationFailed
+from provisioner.executors.base import ApplyEvent
+from provisioner.executors.local import LocalExecutor
+from provisioner.manifest import load
+from provisioner.model import DesiredState
+from provisioner.node.layer import NodeConfig, NodeLayer
+from provisioner.node.store import DEFAULT_STATE_DIR
+from provisioner.plan.compiler import compile_plan
+from provisioner.plan.planfile import is_plan_file, load_plan, plan_to_dict, save_plan
+from provisioner.plan.render import render_plan
+from provisioner.plan.steps import Plan
+
+_SET_NAME_RE = re.compile(r"[^a-z0-9-]+")
+
+
+def default_set_name(paths: list[str]) -> str:
+    """The manifest set a source defines when none is named: the file's stem or the
+    folder's name (several paths: their common folder), as a DNS label."""
+    if len(paths) == 1:
+        path = Path(paths[0]).resolve()
+        base = path.name if path.is_dir() else path.stem
+    else:
+        base = Path(os.path.commonpath([str(Path(p).resolve()) for p in paths])).name
+    name = _SET_NAME_RE.sub("-", base.lower()).strip("-")[:63].strip("-")
+    return name or "default"
+
+
+def add_node_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("node")
+    group.add_argument("--target", metavar="URL",
+                       help="a node daemon (unix:///path or host:port); default: this machine")
+    group.add_argument("--state-dir", default=os.environ.get("PROVISIONER_STATE_DIR",
+                                                             DEFAULT_STATE_DIR),
+                       help="state directory (env PROVISIONER_STATE_DIR; default %(default)s)")
+    group.add_argument("--cgroup-root", default=os.environ.get("PROVISIONER_CGROUP_ROOT",
+                                                               "provisioner"),
+                       help="cgroup subtree of the cells (env PROVISIONER_CGROUP_ROOT)")
+    group.add_argument("--lock-timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="how long to wait for another apply to finish (default 10)")
+
+
+def add_manifest_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("paths", nargs="+" if required else "*", metavar="FILE|DIR",
+                        help="manifest files or directories")
+    parser.add_argument("--manifest-set", metavar="NAME",
+                        help="the inventory these manifests form (default: from the source)")
+    add_template_args(parser)
+
+
+@contextlib.contextmanager
+def executor(args: argparse.Namespace) -> Iterator[LocalExecutor]:
+    """The executor for ``--target`` (today: this machine), closed after the command."""
+    if args.target:
+        raise UsageError(f"--target {args.target}: talking to a node daemon is not available "
+                         "in this version yet; omit --target to act on this machine")
+    config = NodeConfig(state_dir=args.state_dir, cgroup_root=args.cgroup_root)
+    local = LocalExecutor(NodeLayer(config), lock_timeout_s=args.lock_timeout)
+    try:
+        yield local
+    finally:
+        local.close()
+
+
+def desired_state(args: argparse.Namespace) -> DesiredState:
+    """Validated manifests, or every error printed and ValidationFailed (exit 2)."""
+    result = load(args.paths, template_vars(args))
+    if not result.ok:
+        for issue in result.issues:
+            print(issue.render(), file=sys.stderr)
+        raise ValidationFailed(list(result.issues))
+    name = args.manifest_set or default_set_name(args.paths)
+    return DesiredState(result.state.resources, name)
+
+
+def _show_plan(plan: Plan, as_json: bool, node_id: str) -> None:
+    if as_json:
+        emit_json({"type": "plan", "plan": plan_to_dict(plan, node_id)})
+    else:
+        print("\n".join(render_plan(plan)), flush=True)
+
+
+def add_plan(sub: argparse._SubParsersAction[Parser]) -> None:
+    parser = sub.add_parser("plan", help="show what apply would change",
+                            description="Compare manifests with the node and print the "
+                            "ordered steps that apply would take. Changes nothing.")
+    add_manifest_args(parser)
+    parser.add_argument("--prune", action="store_true",
+                        help="also remove resources of the set that are no longer declared")
+    parser.add_argument("--out", metavar="PLANFILE", help="save the plan for `apply PLANFILE`")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    parser.add_argument("--detailed-exitcode", action="store_true",
+                        help="exit 0 when there is nothing to do, 2 when there are changes")
+    add_node_args(parser)
+    parser.set_defaults(run=run_plan)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    desired = desired_state(args)
+    with executor(args) as ex:
+        plan = compile_plan(desired, ex.observe(), prune=args.prune)
+        if args.out:
+            save_plan(args.out, plan, ex.node_id)
+        _show_plan(plan, args.json, ex.node_id)
+    if args.out and not args.json:
+        print(f"Saved the plan to {args.out}; run: provisioner apply {args.out}")
+    return EXIT_INVALID if args.detailed_exitcode and plan.has_changes else EXIT_OK
+
+
+def add_apply(sub: argparse._SubParsersAction[Parser]) -> None:
+    parser = sub.add_parser("apply", help="make the node match the manifests (or a saved plan)",
+                            description="Plan and apply in one go, or apply a plan saved "
+                            "with `plan --out`. Exit 0 on success, 1 if a step failed, 2 if "
+                            "the manifests are invalid.")
+    add_manifest_args(parser)
+    parser.add_argument("--prune", action="store_true",
+                        help="remove resources of the set that are no longer declared")
+    parser.add_argument("--json", action="store_true", help="one JSON event per line")
+    parser.add_argument("--parallelism", type=int, default=0, metavar="N",
+                        help="steps run at once at most (default 8)")
+    add_node_args(parser)
+    parser.set_defaults(run=run_apply, destroy=False)
+
+
+def add_destroy(sub: argparse._SubParsersAction[Parser]) -> None:
+    parser = sub.add_parser("destroy", help="remove everything a manifest set created",
+                            description="Stop and remove every resource of the manifest set "
+                            "(named by --manifest-set or derived from the files), in reverse "
+                            "dependency order. Resources of other sets are never touched.")
+    add_manifest_args(parser, required=False)
+    parser.add_argument("--json", action="store_true", help="one JSON event per line")
+    parser.add_argument("--parallelism", type=int, default=0, metavar="N")
+    add_node_args(parser)
+    parser.set_defaults(run=run_apply, destroy=True, prune=False)
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    if args.parallelism < 0:
+        raise UsageError("--parallelism must be 0 (default) or more")
+    if args.destroy and not args.paths and not args.manifest_set:
+        raise UsageError("destroy needs manifest files or --manifest-set NAME")
+    if not args.destroy and len(args.paths) == 1 and is_plan_file(args.paths[0]):
+        plan, node_id = load_plan(args.paths[0])
+        with executor(args) as ex:
+            if node_id and node_id != ex.node_id:
+                raise FailedPrecondition(f"{args.paths[0]} was planned for another node "
+                                         f"({node_id}); this node is {ex.node_id}")
+            return _execute(ex, plan, args)
+    if args.destroy and not args.paths:
+        desired = DesiredState((), args.manifest_set)
+    else:
+        desired = desired_state(args)
+    with executor(args) as ex, ex.locked():
+        plan = compile_plan(desired, ex.observe(), prune=args.prune, destroy=args.destroy)
+        if not args.json:
+            print("\n".join(render_plan(plan, show_unchanged=False)), flush=True)
+        else:
+            _show_plan(plan, True, ex.node_id)
+        return _execute(ex, plan, args)
+
+
+def _execute(ex: LocalExecutor, plan: Plan, args: argparse.Namespace) -> int:
+    failures: list[str] = []
+    events = ex.apply(plan, args.parallelism)
+
+    def watch() -> Iterator[ApplyEvent]:
+        for event in events:
+            if event.type.value == "step_failed" and event.step is not None:
+                failures.append(f"step #{event.index} ({event.step.describe()}): "
+                                f"{event.message}")
+            yield event
+
+    summary = report(watch(), plan, args.json)
+    if failures:
+        for failure in failures:
+            print(f"provisioner: failed: {failure}", file=sys.stderr)
+        print("provisioner: what succeeded is recorded; fix the cause and apply again",
+              file=sys.stderr)
+        return EXIT_FAULT
+    return EXIT_FAULT if summary.skipped else EXIT_OK
