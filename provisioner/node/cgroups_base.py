@@ -176,8 +176,15 @@ def read_procs(path: str) -> set[int]:
         raise NodeError(f"cannot read {path}: {exc.strerror}") from exc
 
 
+#: Name prefix of a directory being created (see make_owned_dir). No cell or leaf name
+#: can start with '.', so such a directory can only be one the provisioner made.
+NEW_DIR_PREFIX = ".provisioner-new."
+
+
 def is_marked(path: str) -> bool:
     """True if the directory carries the provisioner's ownership mark."""
+    if os.path.basename(path).startswith(NEW_DIR_PREFIX):
+        return True  # a creation the provisioner did not finish (crash): ours
     try:
         return os.getxattr(path, OWNER_XATTR) == OWNER_VALUE
     except OSError as exc:
@@ -192,16 +199,45 @@ def is_marked(path: str) -> bool:
 def make_owned_dir(path: str) -> bool:
     """Create ``path`` and mark it ours; True if created, False if it was already ours.
 
-    An existing directory without the mark raises :class:`NotOwned`. The mark is set
-    right after mkdir so that a crash leaves an adoptable leftover, not a blocker.
+    An existing directory without the mark raises :class:`NotOwned`. Where the cgroupfs
+    allows rename (v1), the directory is made and marked under a temporary name and then
+    renamed into place, so that a process killed at any moment never leaves an unmarked
+    directory under a real name (which would block that name as "not ours"). cgroup v2
+    refuses rename; there the mark follows mkdir immediately.
     """
+    if os.path.isdir(path):
+        return _existing(path)
+    parent, name = os.path.split(path)
+    staging = os.path.join(parent, f"{NEW_DIR_PREFIX}{name}.{os.getpid()}")
+    _mkdir_marked(staging)
+    try:
+        os.rename(staging, path)
+    except FileExistsError:  # made meanwhile by someone else
+        remove_dir(staging)
+        return _existing(path)
+    except OSError as exc:
+        remove_dir(staging)
+        if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EINVAL):
+            raise NodeError(f"cannot create cgroup {path}: {exc.strerror}") from exc
+        try:
+            _mkdir_marked(path)
+        except FileExistsError:
+            return _existing(path)
+    return True
+
+
+def _existing(path: str) -> bool:
+    if not is_marked(path):
+        raise NotOwned(f"cgroup {path} exists but was not created by the provisioner "
+                       f"(no {OWNER_XATTR} attribute)")
+    return False
+
+
+def _mkdir_marked(path: str) -> None:
     try:
         os.mkdir(path)
     except FileExistsError:
-        if not is_marked(path):
-            raise NotOwned(f"cgroup {path} exists but was not created by the provisioner "
-                           f"(no {OWNER_XATTR} attribute)") from None
-        return False
+        raise
     except OSError as exc:
         raise NodeError(f"cannot create cgroup {path}: {exc.strerror}") from exc
     try:
@@ -209,7 +245,6 @@ def make_owned_dir(path: str) -> bool:
     except OSError as exc:
         remove_dir(path)
         raise Unavailable(f"cannot mark cgroup {path} with {OWNER_XATTR}: {exc.strerror}") from exc
-    return True
 
 
 def remove_dir(path: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 from dataclasses import replace
 
+from provisioner.errors import ProvisionerError
 from provisioner.model import CellLimits, CellSpec, ExecutableSpec, Kind
 from provisioner.model_json import dumps, loads
 from provisioner.node.cgroups import same_limits
@@ -109,7 +110,15 @@ def reconcile(layer: NodeLayer) -> list[str]:
     for cell in layer.cgroups.list_cells():
         if cell in known:
             continue
-        spec = CellSpec(cell, limits=layer.cgroups.read_limits(cell))
+        try:
+            spec = CellSpec(cell, limits=layer.cgroups.read_limits(cell))
+        except ProvisionerError:
+            # Half made (the run died between two hierarchies): nothing was ever
+            # recorded or started in it, so it is removed rather than adopted.
+            if not layer.cgroups.pids(cell):
+                layer.cgroups.remove(cell)
+                found.append(f"Cell/{cell}: removed a half-created cgroup")
+            continue
         with store.transaction() as tx:
             tx.put_resource(Kind.CELL, cell, dumps(spec), "")
             tx.record_event("Cell", cell, "adopted", "owned cgroup without a record")
