@@ -1,0 +1,52 @@
+"""What every servicer shares: configuration, the node layer, the executor, logs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from provisioner.executors.local import LocalExecutor
+from provisioner.node.layer import NodeLayer
+from provisioner.node.logs import LogRing
+
+DEFAULT_SOCKET = "/run/provisioner/provisioner.sock"
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    state_dir: str = "/var/lib/provisioner"
+    cgroup_root: str = "provisioner"
+    #: Unix socket (mode 0600, owner root, group ``socket_group`` when given).
+    socket: str | None = DEFAULT_SOCKET
+    socket_group: str | None = None
+    #: host:port to listen on with mutual TLS (needs tls_cert, tls_key, client_ca).
+    tcp: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    client_ca: str | None = None
+    #: Plain TCP without TLS: only with this explicit flag, with a warning.
+    insecure_tcp: bool = False
+    #: Authorization policy file (YAML); None: the documented default policy.
+    policy_file: str | None = None
+    #: Stop executables when the daemon exits (default: leave them for adoption).
+    stop_on_exit: bool = False
+    max_message_bytes: int = 8 * MiB
+    max_concurrent_rpcs: int = 256
+    workers: int = 32
+    #: Registry: largest driver accepted, in bytes.
+    max_driver_bytes: int = 512 * MiB
+
+
+@dataclass
+class DaemonContext:
+    config: DaemonConfig
+    layer: NodeLayer
+    executor: LocalExecutor
+    #: The daemon's own log records (fed by a logging handler), for
+    #: GetAuraeDaemonLogStream.
+    daemon_log: LogRing = field(default_factory=lambda: LogRing(10_000))
+    started_at: float = field(default_factory=time.time)
+    #: Set when the daemon is shutting down: long-lived streams end.
+    stopping: threading.Event = field(default_factory=threading.Event)
