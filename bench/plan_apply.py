@@ -29,11 +29,9 @@ from provisioner.executors.local import LocalExecutor
 from provisioner.manifest import load
 from provisioner.model import CellLimits, CellSpec, DesiredState, ExecutableSpec
 from provisioner.node.layer import NodeConfig, NodeLayer
+from provisioner.node.teardown import remove_everything
 from provisioner.plan.compiler import compile_plan
 from provisioner.state import NodeState
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.conftest import tear_down  # noqa: E402
 
 
 def desired(cells: int, prefix: str = "c") -> DesiredState:
@@ -103,7 +101,8 @@ def bench_noop_replan(repeat: int) -> tuple[float, float, float, float]:
                 compiles.append(t3 - t2)
                 totals.append(t3 - t0)
         finally:
-            tear_down(layer)
+            remove_everything(layer)
+            layer.close()
     return median_of(totals), median_of(loads), median_of(observes), median_of(compiles)
 
 
@@ -123,7 +122,8 @@ def bench_apply_ratio(cells: int, repeat: int) -> tuple[float, float]:
                         layer.start_executable(spec, "bench")
                 directs.append(time.perf_counter() - started)
             finally:
-                tear_down(layer)
+                remove_everything(layer)
+            layer.close()
         with tempfile.TemporaryDirectory() as tmp:
             layer = new_layer(tmp)
             executor = LocalExecutor(layer)
@@ -136,7 +136,8 @@ def bench_apply_ratio(cells: int, repeat: int) -> tuple[float, float]:
                 if failed:
                     raise SystemExit(f"apply failed: {failed[0].message}")
             finally:
-                tear_down(layer)
+                remove_everything(layer)
+            layer.close()
     return median_of(applies), median_of(directs)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -10,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.model import Kind
 from provisioner.node.layer import NodeConfig, NodeLayer
 from provisioner.node.logs import LogLimits
+from provisioner.node.teardown import remove_everything
 
 
 def make_config(state_dir: Path) -> NodeConfig:
@@ -24,18 +23,10 @@ def make_config(state_dir: Path) -> NodeConfig:
 
 def tear_down(layer: NodeLayer) -> None:
     """Stop every process and free every cell the test made, then the cgroup root."""
-    for process in layer.store.list_processes():
-        with contextlib.suppress(Exception):
-            layer.stop_executable(process.name, forget=True)
-    cells = [r.name for r in layer.store.list_resources(Kind.CELL)]
-    for cell in sorted(cells, key=lambda c: c.count("/")):
-        with contextlib.suppress(Exception):
-            layer.free_cell(cell)
-    for cell in sorted(layer.cgroups.list_cells(), key=lambda c: -c.count("/")):
-        with contextlib.suppress(Exception):
-            layer.free_cell(cell)
-    layer.cgroups.remove_root()
-    layer.close()
+    try:
+        remove_everything(layer)
+    finally:
+        layer.close()
 
 
 @pytest.fixture
