@@ -65,6 +65,16 @@ def abort(context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _already_ended(context: grpc.ServicerContext) -> bool:
+    """True when the method itself ended the call (context.abort raises a bare
+    Exception after setting the code): that status must pass through unchanged."""
+    try:
+        code = context.code()  # type: ignore[attr-defined]  # grpc >= 1.38; not in the stubs
+        return code not in (None, grpc.StatusCode.OK)
+    except (AttributeError, NotImplementedError):  # a context without code()
+        return False
+
+
 def handles_errors(method: F) -> F:
     """Decorate a servicer method (unary or server-streaming): any exception becomes the
     status it maps to. grpc's own abort (an RpcError raised by context.abort) passes."""
@@ -76,6 +86,8 @@ def handles_errors(method: F) -> F:
             except grpc.RpcError:
                 raise
             except Exception as exc:
+                if _already_ended(context):
+                    raise
                 abort(context, exc)
         return stream  # type: ignore[return-value]
 
@@ -86,5 +98,7 @@ def handles_errors(method: F) -> F:
         except grpc.RpcError:
             raise
         except Exception as exc:
+            if _already_ended(context):
+                raise
             abort(context, exc)
     return unary  # type: ignore[return-value]
