@@ -86,7 +86,9 @@ def run_status(args: argparse.Namespace) -> int:
 def add_logs(sub: argparse._SubParsersAction[Parser]) -> None:
     parser = sub.add_parser("logs", help="print an executable's output",
                             description="Print the captured stdout and stderr of an "
-                            "executable, oldest first.")
+                            "executable, oldest first. Reads this machine's log files (a "
+                            "local daemon's too, with its --state-dir); a remote daemon's "
+                            "logs are not available through --target yet.")
     parser.add_argument("name", metavar="EXECUTABLE")
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     parser.add_argument("--since", metavar="WHEN",

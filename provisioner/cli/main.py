@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from provisioner import __version__
-from provisioner.cli import inspect_commands, manifest_commands, node_commands
+from provisioner.cli import daemon_commands, inspect_commands, manifest_commands, node_commands
 from provisioner.cli.base import EXIT_FAULT, EXIT_INVALID, EXIT_OK, EXIT_USAGE, Parser, emit_json
 from provisioner.errors import ManifestError, ProvisionerError, UsageError
 
@@ -27,6 +27,8 @@ def build_parser() -> Parser:
     node_commands.add_destroy(sub)
     inspect_commands.add_status(sub)
     inspect_commands.add_logs(sub)
+    daemon_commands.add_daemon(sub)
+    daemon_commands.add_certs(sub)
     version = sub.add_parser("version", help="print the version")
     version.add_argument("--json", action="store_true")
     version.set_defaults(run=run_version)

@@ -6,9 +6,11 @@ import argparse
 import contextlib
 import os
 import re
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provisioner.cli.base import (
     EXIT_FAULT,
@@ -20,6 +22,7 @@ from provisioner.cli.base import (
     template_vars,
 )
 from provisioner.cli.output import report
+from provisioner.daemon.context import DEFAULT_SOCKET
 from provisioner.errors import FailedPrecondition, UsageError, ValidationFailed
 from provisioner.executors.base import ApplyEvent
 from provisioner.executors.local import LocalExecutor
@@ -32,7 +35,15 @@ from provisioner.plan.planfile import is_plan_file, load_plan, plan_to_dict, sav
 from provisioner.plan.render import render_plan
 from provisioner.plan.steps import Plan
 
+if TYPE_CHECKING:
+    from provisioner.executors.remote import RemoteExecutor
+
+    NodeExecutor = LocalExecutor | RemoteExecutor
+
 _SET_NAME_RE = re.compile(r"[^a-z0-9-]+")
+DEFAULT_CGROUP_ROOT = "provisioner"
+#: How long the default daemon socket may take to answer before the CLI acts locally.
+PROBE_TIMEOUT_S = 2.0
 
 
 def default_set_name(paths: list[str]) -> str:
@@ -49,14 +60,24 @@ def default_set_name(paths: list[str]) -> str:
 
 def add_node_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("node")
-    group.add_argument("--target", metavar="URL",
-                       help="a node daemon (unix:///path or host:port); default: this machine")
+    group.add_argument("--target", metavar="URL", default=os.environ.get("PROVISIONER_TARGET"),
+                       help="a node daemon: unix:///path or host:port (env "
+                       "PROVISIONER_TARGET); default: the daemon at "
+                       f"unix://{DEFAULT_SOCKET} if it answers, else this machine directly")
+    group.add_argument("--tls-ca", metavar="FILE",
+                       help="CA certificate that signed the daemon's (host:port targets)")
+    group.add_argument("--tls-cert", metavar="FILE", help="this client's certificate (mTLS)")
+    group.add_argument("--tls-key", metavar="FILE", help="this client's private key (mTLS)")
+    group.add_argument("--insecure", action="store_true",
+                       help="plain TCP without TLS to a host:port daemon (labs only)")
     group.add_argument("--state-dir", default=os.environ.get("PROVISIONER_STATE_DIR",
                                                              DEFAULT_STATE_DIR),
-                       help="state directory (env PROVISIONER_STATE_DIR; default %(default)s)")
+                       help="state directory (env PROVISIONER_STATE_DIR; default %(default)s; "
+                       "ignored with a daemon)")
     group.add_argument("--cgroup-root", default=os.environ.get("PROVISIONER_CGROUP_ROOT",
-                                                               "provisioner"),
-                       help="cgroup subtree of the cells (env PROVISIONER_CGROUP_ROOT)")
+                                                               DEFAULT_CGROUP_ROOT),
+                       help="cgroup subtree of the cells (env PROVISIONER_CGROUP_ROOT; "
+                       "ignored with a daemon)")
     group.add_argument("--lock-timeout", type=float, default=10.0, metavar="SECONDS",
                        help="how long to wait for another apply to finish (default 10)")
 
@@ -70,17 +91,52 @@ def add_manifest_args(parser: argparse.ArgumentParser, required: bool = True) ->
 
 
 @contextlib.contextmanager
-def executor(args: argparse.Namespace) -> Iterator[LocalExecutor]:
-    """The executor for ``--target`` (today: this machine), closed after the command."""
-    if args.target:
-        raise UsageError(f"--target {args.target}: talking to a node daemon is not available "
-                         "in this version yet; omit --target to act on this machine")
+def executor(args: argparse.Namespace) -> Iterator[NodeExecutor]:
+    """The executor a command acts through, closed afterwards: the daemon named by
+    ``--target``; else the daemon at the default socket when it answers (only with the
+    default state directory and cgroup root, which are the daemon's); else this machine
+    in-process."""
+    remote = _remote(args)
+    if remote is not None:
+        try:
+            yield remote
+        finally:
+            remote.close()
+        return
     config = NodeConfig(state_dir=args.state_dir, cgroup_root=args.cgroup_root)
     local = LocalExecutor(NodeLayer(config), lock_timeout_s=args.lock_timeout)
     try:
         yield local
     finally:
         local.close()
+
+
+def _remote(args: argparse.Namespace) -> RemoteExecutor | None:
+    tls = {"tls_ca": args.tls_ca, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
+           "insecure": args.insecure}
+    if args.target:
+        from provisioner.executors.remote import RemoteExecutor
+
+        return RemoteExecutor(args.target, **tls)
+    if (args.state_dir, args.cgroup_root) != (DEFAULT_STATE_DIR, DEFAULT_CGROUP_ROOT):
+        return None
+    with contextlib.suppress(OSError):
+        if stat.S_ISSOCK(os.stat(DEFAULT_SOCKET).st_mode):
+            from provisioner.executors.remote import RemoteExecutor
+
+            daemon = RemoteExecutor(f"unix://{DEFAULT_SOCKET}")
+            if daemon.ping(PROBE_TIMEOUT_S):
+                return daemon
+            daemon.close()
+    return None
+
+
+def make_plan(ex: NodeExecutor, desired: DesiredState, prune: bool = False,
+              destroy: bool = False) -> Plan:
+    """Compile here against the observed node, or let the daemon compile it."""
+    if isinstance(ex, LocalExecutor):
+        return compile_plan(desired, ex.observe(), prune=prune, destroy=destroy)
+    return ex.plan(desired, prune=prune, destroy=destroy)
 
 
 def desired_state(args: argparse.Namespace) -> DesiredState:
@@ -119,7 +175,7 @@ def add_plan(sub: argparse._SubParsersAction[Parser]) -> None:
 def run_plan(args: argparse.Namespace) -> int:
     desired = desired_state(args)
     with executor(args) as ex:
-        plan = compile_plan(desired, ex.observe(), prune=args.prune)
+        plan = make_plan(ex, desired, prune=args.prune)
         if args.out:
             save_plan(args.out, plan, ex.node_id)
         _show_plan(plan, args.json, ex.node_id)
@@ -163,7 +219,7 @@ def run_apply(args: argparse.Namespace) -> int:
     if not args.destroy and len(args.paths) == 1 and is_plan_file(args.paths[0]):
         plan, node_id = load_plan(args.paths[0])
         with executor(args) as ex:
-            if node_id and node_id != ex.node_id:
+            if node_id and ex.node_id and node_id != ex.node_id:
                 raise FailedPrecondition(f"{args.paths[0]} was planned for another node "
                                          f"({node_id}); this node is {ex.node_id}")
             return _execute(ex, plan, args)
@@ -172,7 +228,7 @@ def run_apply(args: argparse.Namespace) -> int:
     else:
         desired = desired_state(args)
     with executor(args) as ex, ex.locked():
-        plan = compile_plan(desired, ex.observe(), prune=args.prune, destroy=args.destroy)
+        plan = make_plan(ex, desired, prune=args.prune, destroy=args.destroy)
         if not args.json:
             print("\n".join(render_plan(plan, show_unchanged=False)), flush=True)
         else:
@@ -180,7 +236,7 @@ def run_apply(args: argparse.Namespace) -> int:
         return _execute(ex, plan, args)
 
 
-def _execute(ex: LocalExecutor, plan: Plan, args: argparse.Namespace) -> int:
+def _execute(ex: NodeExecutor, plan: Plan, args: argparse.Namespace) -> int:
     failures: list[str] = []
     events = ex.apply(plan, args.parallelism)
 

@@ -35,6 +35,9 @@ class DaemonConfig:
     max_message_bytes: int = 8 * MiB
     max_concurrent_rpcs: int = 256
     workers: int = 32
+    #: Discover reuses a self-check result this long (seconds): a health probe must be
+    #: cheap enough to call in a loop; 0 checks on every call.
+    health_ttl_s: float = 1.0
     #: Registry: largest driver accepted, in bytes.
     max_driver_bytes: int = 512 * MiB
 

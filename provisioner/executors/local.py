@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
-from provisioner.errors import FailedPrecondition, StalePlan
+from provisioner.errors import FailedPrecondition, LockBusy, StalePlan
 from provisioner.executors.base import ApplyEvent
 from provisioner.executors.scheduler import run_plan
-from provisioner.model import CellSpec, ExecutableSpec, Kind
+from provisioner.model import (
+    CellSpec,
+    DriverSpec,
+    ExecutableSpec,
+    Kind,
+    PersistentExecutableSpec,
+)
+from provisioner.node import persistent
+from provisioner.node.drivers import DriverStore, driver_key
 from provisioner.node.layer import NodeLayer
 from provisioner.node.lock import WriterLock
 from provisioner.node.observe import observe, reconcile
@@ -34,6 +43,9 @@ class LocalExecutor:
         self.lock_timeout_s = lock_timeout_s
         self.purpose = purpose or " ".join(["provisioner", *sys.argv[1:]])[:200]
         self.found: list[str] = []  # what the last reconcile found
+        self._gate = threading.Lock()  # one holder among this process's threads
+        self._owner: int | None = None  # the thread holding the writer lock
+        self._holding = ""
         self.node_id = self._node_id()
 
     def _node_id(self) -> str:
@@ -52,19 +64,35 @@ class LocalExecutor:
         self.layer.close()
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[LocalExecutor]:
-        """Hold the writer lock and reconcile: observe, compile and apply inside it."""
-        if self.lock.held:
+    def locked(self, reconcile_first: bool = True) -> Iterator[LocalExecutor]:
+        """Hold the writer lock (and reconcile): observe, compile and apply inside it.
+
+        Re-entrant for the thread that holds it; another thread of this process (a
+        daemon serving two calls) waits up to the lock timeout, like another process.
+        """
+        me = threading.get_ident()
+        if self._owner == me:
             yield self
             return
-        with self.lock.acquire(self.lock_timeout_s, self.purpose):
-            self.found = reconcile(self.layer)
-            yield self
+        if not self._gate.acquire(timeout=self.lock_timeout_s):
+            raise LockBusy(f"state is locked by another operation of this process "
+                           f"({self._holding}); waited {self.lock_timeout_s:g}s")
+        try:
+            with self.lock.acquire(self.lock_timeout_s, self.purpose):
+                self._owner, self._holding = me, threading.current_thread().name
+                try:
+                    if reconcile_first:
+                        self.found = reconcile(self.layer)
+                    yield self
+                finally:
+                    self._owner, self._holding = None, ""
+        finally:
+            self._gate.release()
 
     def observe(self) -> NodeState:
         return observe(self.layer)
 
-    def apply(self, plan: Plan, parallelism: int = 0) -> Iterator[ApplyEvent]:
+    def apply(self, plan: Plan, parallelism: int = 0) -> Generator[ApplyEvent, None, None]:
         with self.locked():
             self._refuse_stale(plan)
             yield from run_plan(plan, lambda step: self.perform(step, plan.manifest_set),
@@ -103,6 +131,39 @@ class LocalExecutor:
             else:
                 raise FailedPrecondition(f"cannot {step.action.value} an executable")
             return
+        if step.ref.kind is Kind.DRIVER:
+            self._perform_driver(step, manifest_set)
+            return
+        if step.ref.kind is Kind.PERSISTENT_EXECUTABLE:
+            if step.action in (Action.ENABLE, Action.DISABLE) and isinstance(
+                    spec, PersistentExecutableSpec):
+                persistent.declare(layer, spec, manifest_set)  # spec.enabled decides
+            elif step.action is Action.DELETE:
+                persistent.destroy(layer, step.ref.name)
+            else:
+                raise FailedPrecondition(f"cannot {step.action.value} a persistent executable")
+            return
         raise FailedPrecondition(
-            f"{step.ref}: the local executor does not handle {step.ref.kind.value} resources "
-            "yet (pods, drivers and persistent executables need the node daemon's issue)")
+            f"{step.ref}: pods (OCI containers) are not available in this version yet")
+
+    def _perform_driver(self, step: Step, manifest_set: str) -> None:
+        """PUSH: store the file (checked against its SHA-256), dropping the version it
+        replaces; DELETE: remove the stored file. Both recorded in the store."""
+        layer, spec = self.layer, step.spec
+        store = DriverStore(layer.config.state_dir)
+        applied = layer.applied_spec(Kind.DRIVER, step.ref.name)
+        if step.action is Action.PUSH and isinstance(spec, DriverSpec):
+            key = driver_key(spec)
+            store.store_file(key, spec.source_path, spec.sha256)
+            if isinstance(applied, DriverSpec) and driver_key(applied) != key:
+                store.delete(driver_key(applied))
+            layer.record(spec, manifest_set, "pushed", str(key))
+        elif step.action is Action.DELETE:
+            gone = applied if isinstance(applied, DriverSpec) else spec
+            if isinstance(gone, DriverSpec):
+                store.delete(driver_key(gone))
+            with layer.store.transaction() as tx:
+                tx.delete_resource(Kind.DRIVER, step.ref.name)
+                tx.record_event(Kind.DRIVER.value, step.ref.name, "deleted")
+        else:
+            raise FailedPrecondition(f"cannot {step.action.value} a driver")

@@ -25,6 +25,7 @@ from provisioner.node.cgroups_base import (
     check_leaf_name,
     is_marked,
     make_owned_dir,
+    mark_state,
     read_procs,
     reconcile_limits,
     record_limits,
@@ -48,6 +49,7 @@ class CgroupDriver(ABC):
         """``hierarchies``: (label, mount path) pairs; the first one is the primary."""
         self.root_name = check_dns_label(root_name, what="cgroup root name")
         self._hierarchies = tuple(hierarchies)
+        self._root_ready = False  # ensure_root has run (then a stat per hierarchy suffices)
 
     # --- paths -------------------------------------------------------------------
 
@@ -67,12 +69,16 @@ class CgroupDriver(ABC):
     def _check_supported(self, limits: CellLimits) -> None:  # noqa: B027 - optional hook
         """Raise if this node cannot apply ``limits`` at all (before anything is made)."""
 
-    def _prepare_dir(self, index: int, path: str) -> None:  # noqa: B027 - optional hook
-        """Make a new directory of hierarchy ``index`` usable (v1 cpuset: cpus/mems)."""
+    def _prepare_dir(self, index: int, path: str,  # noqa: B027 - optional hook
+                     fresh: bool = False) -> None:
+        """Make a directory of hierarchy ``index`` usable (v1 cpuset: cpus/mems);
+        ``fresh``: it was just created (so it holds the kernel's initial values)."""
 
     @abstractmethod
-    def _write_limits(self, cell: str, limits: CellLimits) -> None:
-        """Write every limit file of the cell; an unset limit gets the kernel default."""
+    def _write_limits(self, cell: str, limits: CellLimits, fresh: bool = False) -> None:
+        """Write every limit file of the cell; an unset limit gets the kernel default.
+        ``fresh``: the cell was just created (nothing below it, files at their initial
+        values), which lets a driver skip read-backs and cascades."""
 
     @abstractmethod
     def _kernel_limits(self, cell: str) -> tuple[CellLimits, CellLimits]:
@@ -87,8 +93,13 @@ class CgroupDriver(ABC):
     def ensure_root(self) -> None:
         """Create (or adopt) the root in every hierarchy; NotOwned if someone else made it."""
         for index, path in enumerate(self.cell_dirs("")):
-            make_owned_dir(path)
-            self._prepare_dir(index, path)
+            self._prepare_dir(index, path, make_owned_dir(path))
+        self._root_ready = True
+
+    def _require_root(self) -> None:
+        """ensure_root, unless it has run and every root directory is still there."""
+        if not (self._root_ready and all(os.path.isdir(d) for d in self.cell_dirs(""))):
+            self.ensure_root()
 
     def remove_root(self) -> bool:
         """Remove the whole root subtree (for uninstall and tests): same rules as remove."""
@@ -102,9 +113,14 @@ class CgroupDriver(ABC):
 
     def is_owned(self, cell: str) -> bool:
         """True if the cell exists and every one of its directories carries our mark."""
+        return self.ownership(cell) == (True, True)
+
+    def ownership(self, cell: str) -> tuple[bool, bool]:
+        """(exists, owned): whether any directory of the cell exists, and whether every
+        existing one carries our mark - one getxattr per hierarchy."""
         cell = check_cell(cell, allow_root=True)
-        present = [d for d in self.cell_dirs(cell) if os.path.isdir(d)]
-        return bool(present) and all(is_marked(d) for d in present)
+        marks = [m for m in map(mark_state, self.cell_dirs(cell)) if m is not None]
+        return bool(marks), bool(marks) and all(marks)
 
     def create(self, cell: str, limits: CellLimits) -> bool:
         """Create the cell with ``limits``; True if created, False if it already was so.
@@ -120,26 +136,29 @@ class CgroupDriver(ABC):
         self._check_supported(limits)
         parent = cell_parent(cell)
         if parent is None:
-            self.ensure_root()
-        elif not self.exists(parent):
-            raise NotFound(f"parent cell {parent!r} of {cell!r} does not exist")
-        elif not self.is_owned(parent):
-            raise NotOwned(f"parent cell {parent!r} of {cell!r} was not created by the "
-                           "provisioner")
-        if self.exists(cell):
-            if not self.is_owned(cell):
-                raise NotOwned(f"cell {cell!r} exists as a cgroup the provisioner did not "
-                               f"create ({self._unowned(cell)})")
-            self._make_dirs(self.cell_dirs(cell))
+            self._require_root()
+        else:
+            exists, owned = self.ownership(parent)
+            if not exists:
+                raise NotFound(f"parent cell {parent!r} of {cell!r} does not exist")
+            if not owned:
+                raise NotOwned(f"parent cell {parent!r} of {cell!r} was not created by the "
+                               "provisioner")
+        dirs = self.cell_dirs(cell)
+        marks = [mark_state(d) for d in dirs]
+        if False in marks:
+            raise NotOwned(f"cell {cell!r} exists as a cgroup the provisioner did not "
+                           f"create ({self._unowned(cell)})")
+        made = self._make_dirs(dirs)  # directories missing after a crash are re-made
+        if len(made) < len(dirs):  # it existed: adopt it if the limits match
             current = self.read_limits(cell)
             if not same_limits(current, limits):
                 raise AlreadyExists(f"cell {cell!r} exists with limits {current}, "
                                     f"not {limits}")
             return False
-        made = self._make_dirs(self.cell_dirs(cell))
         try:
-            self._write_limits(cell, limits)
-            record_limits(self.cell_dirs(cell)[0], limits)
+            self._write_limits(cell, limits, fresh=True)
+            record_limits(dirs[0], limits)
         except BaseException:
             for path in reversed(made):
                 remove_dir(path)
@@ -210,20 +229,26 @@ class CgroupDriver(ABC):
         return self._remove_tree(cell)
 
     def _remove_tree(self, cell: str) -> bool:
-        if not self.exists(cell):
+        # One walk per hierarchy serves the ownership check, the process check and the
+        # removal order (hierarchies where the cell is missing are skipped).
+        trees = [walk_bottom_up(top) for top in self.cell_dirs(cell)
+                 if mark_state(top) is not None]
+        if not trees:
             return False
-        tops = self.cell_dirs(cell)
-        for top in tops:
-            for path in walk_bottom_up(top):
+        for tree in trees:
+            for path in tree:
                 if not is_marked(path):
                     raise NotOwned(f"cannot remove cell {cell!r}: cgroup {path} was not "
                                    "created by the provisioner")
-        left = self.pids(cell)
+        left: set[int] = set()
+        for tree in trees:
+            for path in tree:
+                left |= read_procs(os.path.join(path, "cgroup.procs"))
         if left:
             raise FailedPrecondition(
                 f"cell {cell!r} still has processes: {', '.join(map(str, sorted(left)))}")
-        for top in tops:
-            for path in walk_bottom_up(top):
+        for tree in trees:
+            for path in tree:
                 remove_dir(path)
         return True
 
@@ -234,10 +259,16 @@ class CgroupDriver(ABC):
         cell = check_cell(cell, allow_root=True)
         leaf_name = check_leaf_name(leaf_name)
         if cell == "":
-            self.ensure_root()
+            self._require_root()
         else:
-            self._require_owned(cell)
-            self._make_dirs(self.cell_dirs(cell))
+            marks = [mark_state(d) for d in self.cell_dirs(cell)]
+            if all(m is None for m in marks):
+                raise NotFound(f"cell {cell!r} does not exist")
+            if False in marks:
+                raise NotOwned(f"cell {cell!r} was not created by the provisioner "
+                               f"({self._unowned(cell)})")
+            if None in marks:
+                self._make_dirs(self.cell_dirs(cell))  # re-made after a crash
         dirs = self._leaf_dirs(cell, leaf_name)
         self._make_dirs(dirs)  # an adopted leaf is as good as a new one
         return self._leaf_cgroup(dirs)
@@ -256,12 +287,15 @@ class CgroupDriver(ABC):
         """Remove a leaf; False if absent. Refuses while it holds processes."""
         cell = check_cell(cell, allow_root=True)
         leaf_name = check_leaf_name(leaf_name)
-        dirs = [d for d in self._leaf_dirs(cell, leaf_name) if os.path.isdir(d)]
+        dirs: list[str] = []
+        for d in self._leaf_dirs(cell, leaf_name):
+            mark = mark_state(d)
+            if mark is False:
+                raise NotOwned(f"leaf {d} was not created by the provisioner")
+            if mark:
+                dirs.append(d)
         if not dirs:
             return False
-        for d in dirs:
-            if not is_marked(d):
-                raise NotOwned(f"leaf {d} was not created by the provisioner")
         left: set[int] = set()
         for d in dirs:
             left |= read_procs(os.path.join(d, "cgroup.procs"))
@@ -279,9 +313,10 @@ class CgroupDriver(ABC):
         made: list[str] = []
         try:
             for index, path in enumerate(dirs):
-                if make_owned_dir(path):
+                fresh = make_owned_dir(path)
+                if fresh:
                     made.append(path)
-                self._prepare_dir(index, path)
+                self._prepare_dir(index, path, fresh)
         except BaseException:
             for path in reversed(made):
                 remove_dir(path)
@@ -289,9 +324,10 @@ class CgroupDriver(ABC):
         return made
 
     def _require_owned(self, cell: str) -> None:
-        if not self.exists(cell):
+        exists, owned = self.ownership(cell)
+        if not exists:
             raise NotFound(f"cell {cell!r} does not exist")
-        if not self.is_owned(cell):
+        if not owned:
             raise NotOwned(f"cell {cell!r} was not created by the provisioner "
                            f"({self._unowned(cell)})")
 

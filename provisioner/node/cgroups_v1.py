@@ -86,30 +86,38 @@ class CgroupV1Driver(CgroupDriver):
 
     # --- hooks -------------------------------------------------------------------
 
-    def _prepare_dir(self, index: int, path: str) -> None:
+    def _prepare_dir(self, index: int, path: str, fresh: bool = False) -> None:
         if index != self._cpuset:
             return
         parent = os.path.dirname(path)
         for key in ("cpus", "mems"):
             name = f"cpuset.{key}"
-            if read_text(os.path.join(path, name)) == "":
+            # A new v1 cpuset starts empty: no need to read it to know.
+            if fresh or read_text(os.path.join(path, name)) == "":
                 write_text(os.path.join(path, name), read_text(os.path.join(parent, name)))
 
-    def _write_limits(self, cell: str, limits: CellLimits) -> None:
+    def _write_limits(self, cell: str, limits: CellLimits, fresh: bool = False) -> None:
         dirs = self.cell_dirs(cell)
-        self._write_cpuset(cell, dirs[self._cpuset], "cpus", limits.cpuset_cpus)
-        self._write_cpuset(cell, dirs[self._cpuset], "mems", limits.cpuset_mems)
+        # A fresh cell already has its parent's cpuset (_prepare_dir) and nothing below it
+        # to cascade to: only an explicit value needs writing.
+        if not fresh or limits.cpuset_cpus is not None:
+            self._write_cpuset(cell, dirs[self._cpuset], "cpus", limits.cpuset_cpus, fresh)
+        if not fresh or limits.cpuset_mems is not None:
+            self._write_cpuset(cell, dirs[self._cpuset], "mems", limits.cpuset_mems, fresh)
         cpu = dirs[self._cpu]
         quota = os.path.join(cpu, "cpu.cfs_quota_us")
         if limits.cpu_max_us is None:
-            write_text(quota, "-1", hint=_QUOTA_HINT)
+            if not fresh:  # a fresh cgroup has no quota (-1) already
+                write_text(quota, "-1", hint=_QUOTA_HINT)
         else:
             period = os.path.join(cpu, "cpu.cfs_period_us")
-            if read_text(period) != str(CPU_PERIOD_US):
+            # A fresh cgroup has the kernel's default period (100 ms), never ours.
+            if fresh or read_text(period) != str(CPU_PERIOD_US):
                 write_text(period, str(CPU_PERIOD_US), hint=_QUOTA_HINT)
             write_text(quota, str(limits.cpu_max_us), hint=_QUOTA_HINT)
-        weight = limits.cpu_weight if limits.cpu_weight is not None else CPU_WEIGHT_DEFAULT
-        write_text(os.path.join(cpu, "cpu.shares"), str(weight_to_shares(weight)))
+        if not fresh or limits.cpu_weight is not None:  # fresh: the default 1024 shares
+            weight = limits.cpu_weight if limits.cpu_weight is not None else CPU_WEIGHT_DEFAULT
+            write_text(os.path.join(cpu, "cpu.shares"), str(weight_to_shares(weight)))
 
     def _kernel_limits(self, cell: str) -> tuple[CellLimits, CellLimits]:
         dirs = self.cell_dirs(cell)
@@ -135,8 +143,10 @@ class CgroupV1Driver(CgroupDriver):
 
     # --- cpuset ------------------------------------------------------------------
 
-    def _write_cpuset(self, cell: str, path: str, key: str, value: str | None) -> None:
-        """Set ``cpuset.<key>`` of a cell (its parent's when ``value`` is None)."""
+    def _write_cpuset(self, cell: str, path: str, key: str, value: str | None,
+                      fresh: bool = False) -> None:
+        """Set ``cpuset.<key>`` of a cell (its parent's when ``value`` is None); a fresh
+        cell has nothing below it, so the value is written directly."""
         name = f"cpuset.{key}"
         parent_file = os.path.join(os.path.dirname(path), name)
         allowed = parse_cpu_list(read_text(parent_file))
@@ -146,6 +156,9 @@ class CgroupV1Driver(CgroupDriver):
             raise InvalidArgument(
                 f"{name} {value!r} of cell {cell!r} names {format_cpu_list(outside)}, "
                 f"outside the {format_cpu_list(allowed)!r} its parent allows ({parent_file})")
+        if fresh:
+            write_text(os.path.join(path, f"cpuset.{key}"), format_cpu_list(wanted))
+            return
         self._cascade(path, cell, key, wanted)
 
     def _cascade(self, path: str, cell: str | None, key: str, wanted: list[int]) -> None:

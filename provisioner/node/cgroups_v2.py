@@ -63,7 +63,7 @@ class CgroupV2Driver(CgroupDriver):
                     f"{', '.join(sorted(available)) or 'nothing'}), so {controller} limits "
                     "cannot be set here")
 
-    def _write_limits(self, cell: str, limits: CellLimits) -> None:
+    def _write_limits(self, cell: str, limits: CellLimits, fresh: bool = False) -> None:
         path = self.cell_dirs(cell)[0]
         self._enable(path, needed_controllers(limits))
         # A controller enabled earlier (for this cell or a sibling) has files even when

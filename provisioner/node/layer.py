@@ -41,6 +41,7 @@ from provisioner.node.store import (
 )
 from provisioner.node.supervise import is_running, launch, read_status, request_stop, shim_alive
 from provisioner.node.types import NamespaceTarget
+from provisioner.node.zygote_client import ZygoteClient
 
 #: Shim states as the store records them.
 _STATES = {"starting": ProcessState.RUNNING, "running": ProcessState.RUNNING,
@@ -78,12 +79,18 @@ class NodeLayer:
         self.cgroups = make_driver(self.layout, self.config.cgroup_root)
         self.cgroups.ensure_root()
         self.store = Store.open(self.config.state_dir)
+        # Shims are forked by this layer's zygote, started on the first launch.
+        self.zygote = ZygoteClient(os.path.join(self.config.state_dir, "run", "zygote.log"),
+                                   self.config.state_dir)
 
     @property
     def cgroup_v2(self) -> bool:
         return self.cgroups.cgroup_v2
 
     def close(self) -> None:
+        """Stop the zygote (running executables and their shims are not affected) and
+        close the store."""
+        self.zygote.close()
         self.store.close()
 
     # -- paths ---------------------------------------------------------------------
@@ -196,9 +203,10 @@ class NodeLayer:
         first. Refuses a cgroup the provisioner did not create."""
         name = check_cell_path(name)
         known = self.store.get_resource(Kind.CELL, name) is not None
-        if not known and not self.cgroups.exists(name):
+        exists, owned = self.cgroups.ownership(name)
+        if not known and not exists:
             raise NotFound(f"cell {name!r} does not exist")
-        if not self.cgroups.is_owned(name) and self.cgroups.exists(name):
+        if exists and not owned:
             raise NotOwned(f"cgroup of cell {name!r} was not created by the provisioner")
         inside = [p for p in self.store.list_processes()
                   if p.cell == name or p.cell.startswith(name + "/")]
@@ -219,15 +227,17 @@ class NodeLayer:
             target = NamespaceTarget(held.pid, held.start_time, held.namespaces)
             leaf = self.cgroups.leaf(cell, HOLDER_LEAF) if self.cgroups.exists(cell) else None
             stop_holder(target, leaf)
-        if not self.cgroups.exists(cell):
+        try:
+            self.cgroups.remove(cell)  # the usual case: empty (or already gone)
             return
-        leftovers = self.cgroups.pids(cell)
-        if leftovers:  # processes we do not supervise: SIGTERM, a moment, then SIGKILL
-            kill_pids(leftovers, signal.SIGTERM)
-            deadline = time.monotonic() + 2.0
-            while self.cgroups.pids(cell) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            kill_pids(self.cgroups.pids(cell), signal.SIGKILL)
+        except FailedPrecondition:
+            pass
+        # Processes we do not supervise: SIGTERM, a moment, then SIGKILL.
+        kill_pids(self.cgroups.pids(cell), signal.SIGTERM)
+        deadline = time.monotonic() + 2.0
+        while self.cgroups.pids(cell) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        kill_pids(self.cgroups.pids(cell), signal.SIGKILL)
         self.cgroups.remove(cell)
 
     # -- executables ---------------------------------------------------------------
@@ -260,7 +270,7 @@ class NodeLayer:
         with self.store.transaction() as store:  # recorded before launch: never lost
             store.put_resource(Kind.EXECUTABLE, name, dumps(spec), manifest_set)
             store.put_process(ProcessRecord(name=name, cell=spec.cell))
-        status = launch(shim_spec)
+        status = launch(shim_spec, zygote=self.zygote)
         with self.store.transaction() as store:
             store.put_process(process_record(name, spec.cell, status))
             store.record_event("Executable", name, "started", f"pid {status.child_pid}")
@@ -293,9 +303,7 @@ class NodeLayer:
         return final
 
     def _remove_leaf(self, cell: str, name: str) -> None:
-        if cell and not self.cgroups.exists(cell):
-            return
-        with contextlib.suppress(NotFound):
+        with contextlib.suppress(NotFound):  # a missing leaf (or cell) is nothing to do
             self.cgroups.remove_leaf(cell, executable_leaf(name))
 
     def is_running(self, name: str) -> bool:

@@ -13,9 +13,10 @@ import socket
 from dataclasses import replace
 
 from provisioner.errors import ProvisionerError
-from provisioner.model import CellLimits, CellSpec, ExecutableSpec, Kind
+from provisioner.model import CellLimits, CellSpec, DriverSpec, ExecutableSpec, Kind
 from provisioner.model_json import dumps, loads
 from provisioner.node.cgroups import same_limits
+from provisioner.node.drivers import DriverStore, driver_key
 from provisioner.node.layer import NodeLayer, process_record
 from provisioner.node.namespaces import holder_alive
 from provisioner.node.shimspec import ShimStatus
@@ -81,6 +82,9 @@ def observe(layer: NodeLayer) -> NodeState:
             present, drift = _observe_cell(layer, spec)
         elif isinstance(spec, ExecutableSpec):
             process, drift = process_status(layer.read_shim_status(spec.name))
+        elif isinstance(spec, DriverSpec):
+            present = DriverStore(layer.config.state_dir).exists(driver_key(spec))
+            drift = [] if present else ["stored driver file is missing"]
         observed.append(ObservedResource(spec, record.manifest_set, present, process,
                                          tuple(drift)))
     return NodeState(generation=generation, cgroup_v2=layer.cgroup_v2,

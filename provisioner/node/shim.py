@@ -1,11 +1,18 @@
-"""The detached supervisor of ONE executable: ``python -m provisioner.node.shim SPEC``.
+"""The detached supervisor of ONE executable.
 
-Per run it forks a child that, before exec, becomes its own session / process group,
-joins the leaf cgroup(s) (so everything it ever starts is inside), drops to uid/gid,
-changes directory and builds a clean environment, then execs ``/bin/sh -c COMMAND`` (or
+A shim is usually a spare shim handed its spec by the zygote (see
+:mod:`provisioner.node.spare`), else a fork of the zygote, else (``launch`` without a
+zygote) ``python -S -m provisioner.node.shim --detach --ready-fd FD SPEC_FILE``; in all
+cases :func:`serve` runs it and :func:`exit_with` ends the process.
+
+Per run it starts a child (:mod:`provisioner.node.child`; the first one usually forked
+ahead as a stand-by) that, before exec, becomes its own session / process group, joins
+the leaf cgroup(s) (so everything it ever starts is inside), drops to uid/gid, changes
+directory and builds a clean environment, then execs ``/bin/sh -c COMMAND`` (or
 ``nsenter --target HOLDER ... -- /bin/sh -c COMMAND`` for an isolated cell). Setup
 failures travel back through a close-on-exec pipe, so "working_dir missing" is reported
-as such instead of as an anonymous exit 127.
+as such instead of as an anonymous exit 127. Once the first start has succeeded or
+failed - and the status file says so - the shim closes the launcher's readiness pipe.
 
 One single-threaded selector loop reads stdout and stderr (never blocking on one while
 the other fills), a self-pipe (``signal.set_wakeup_fd``) wakes it for SIGCHLD / SIGTERM,
@@ -14,23 +21,30 @@ rest of the leaf is killed too (systemd's KillMode=control-group), so a restart 
 runs next to leftovers. SIGTERM stops the shim: SIGTERM to the group and the leaf, wait
 ``stop_grace_s``, then ``kill_all(leaf)``; it exits 0 once state ``stopped`` is written.
 
-Imports are limited to the stdlib and provisioner.node.{procs,leaf,logs,types,shimspec}
-so that start-up stays fast.
+Imports are limited to the stdlib and provisioner.node.{child,procs,leaf,logs,types,
+shimspec}: this is the code the zygote holds, and its memory is what every fork copies.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import selectors
 import signal
 import sys
 import time
 
+from provisioner.node import child
 from provisioner.node import leaf as leafops
+from provisioner.node.child import DEFAULT_PATH, NSENTER
 from provisioner.node.logs import STDERR, STDOUT, LineSplitter, LogWriter
-from provisioner.node.procs import is_same_process, kill_pids, proc_start_time, signal_group
+from provisioner.node.procs import (
+    is_same_process,
+    kill_pids,
+    proc_start_time,
+    set_comm,
+    signal_group,
+)
 from provisioner.node.shimspec import (
     BACKOFF,
     EXITED,
@@ -38,91 +52,40 @@ from provisioner.node.shimspec import (
     RUNNING,
     STARTING,
     STOPPED,
+    TERMINAL_STATES,
     ShimSpec,
     ShimStatus,
-    read_spec,
-    write_status,
+    StatusWriter,
+    parse_spec,
 )
 
 TYPE_CHECKING = False  # spares importing typing (~4 ms) at run time; mypy knows the name
 if TYPE_CHECKING:
     from typing import NoReturn
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-NSENTER = "/usr/bin/nsenter"
+__all__ = ["DEFAULT_PATH", "NSENTER", "Shim", "exit_with", "main", "serve"]
+
 _DRAIN_TIMEOUT_S = 2.0  # after the leaf is empty the pipes must reach EOF; never hang
-# Signals whose disposition the shim changes; the child resets them before exec, since
-# an *ignored* disposition survives exec (Python ignores SIGPIPE, which would break
-# `producer | head` in the command).
-_RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGHUP, signal.SIGINT,
-                  signal.SIGTERM, signal.SIGCHLD)
-
-
-def _identity(spec: ShimSpec) -> tuple[int | None, int | None, dict[str, str]]:
-    """(uid, gid, base environment) for the child; gid defaults to the user's group."""
-    env = {"PATH": DEFAULT_PATH, "HOME": "/"}
-    uid, gid = spec.uid, spec.gid
-    if uid is not None:
-        try:
-            pw = pwd.getpwuid(uid)
-            env.update(HOME=pw.pw_dir or "/", USER=pw.pw_name, LOGNAME=pw.pw_name)
-            gid = pw.pw_gid if gid is None else gid
-        except KeyError:
-            gid = uid if gid is None else gid  # never keep root's group for a non-root uid
-    return uid, gid, {**env, **spec.env}
-
-
-def _exec_child(spec: ShimSpec, argv: list[str], env: dict[str, str], uid: int | None,
-                gid: int | None, out_w: int, err_w: int, report_w: int) -> NoReturn:
-    """Runs in the forked child: set up, exec; on failure report why and _exit(127)."""
-    stage = "setsid"
-    try:
-        os.setsid()
-        signal.set_wakeup_fd(-1)
-        for sig in _RESET_SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
-        stage = "cgroup"
-        leafops.attach(spec.leaf, os.getpid())
-        stage = "stdio"
-        null = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        if spec.namespace is None:  # with nsenter, it switches user and directory itself
-            stage = "user"
-            if gid is not None:
-                os.setgroups([])
-                os.setgid(gid)
-            if uid is not None:
-                os.setuid(uid)
-            stage = "working_dir"
-            os.chdir(spec.working_dir)
-        stage = "exec"
-        os.execve(argv[0], argv, env)
-    except BaseException as exc:  # everything must reach the report pipe, then _exit
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        msg = {
-            "working_dir": f"working_dir {spec.working_dir!r}: {why}",
-            "exec": f"cannot execute {argv[0]}: {why}",
-            "user": f"cannot switch to uid {uid} gid {gid}: {why}",
-            "cgroup": f"cannot join leaf cgroup: {why}",
-        }.get(stage, f"{stage}: {why}")
-        with contextlib.suppress(OSError):
-            os.write(report_w, msg.encode("utf-8", "replace"))
-    os._exit(127)
+_LEAF_POLL_MIN_S, _LEAF_POLL_MAX_S = 0.0005, 0.02  # polling a leaf while stopping
 
 
 class Shim:
-    def __init__(self, spec: ShimSpec) -> None:
+    def __init__(self, spec: ShimSpec, ready_fd: int | None = None,
+                 standby: child.Standby | None = None,
+                 status_tmp: tuple[int, str] | None = None) -> None:
         self.spec = spec
+        self.ready_fd = ready_fd  # closed once the first start has succeeded or failed
+        self.standby = standby  # a child forked ahead of time, for the first run
+        self.status_out = StatusWriter(spec.status_file, status_tmp)
         me = os.getpid()
         self.status = ShimStatus(
             name=spec.name, state=STARTING, shim_pid=me, shim_start_time=proc_start_time(me) or 0,
             leaf=spec.leaf, status_file=spec.status_file, log_dir=spec.log_dir,
             stop_grace_s=spec.stop_grace_s, launch_id=spec.launch_id)
-        self._set()
+        # Not written yet: the first write says how the first start went (running or
+        # failed). One file creation less per start, and the launcher does not look
+        # before the readiness pipe closes anyway.
         self.writer = LogWriter(spec.log_dir, spec.log_limits)
-        self.uid, self.gid, self.env = _identity(spec)
         self.sel = selectors.DefaultSelector()
         self.wake_r, wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -143,19 +106,26 @@ class Shim:
     def _set(self, **changes: object) -> None:
         """Update the status and write it (every change is written)."""
         self.status = self.status.with_(updated_at_ns=time.time_ns(), **changes)
-        write_status(self.status)
+        self.status_out.write(self.status)
+        if self.ready_fd is None and self.status.state not in TERMINAL_STATES:
+            self.status_out.prepare()  # the next write's file, made while we wait
 
-    def _argv(self) -> list[str]:
-        ns = self.spec.namespace
-        if ns is None:
-            return ["/bin/sh", "-c", self.spec.command]
-        argv = [NSENTER, f"--target={ns.holder_pid}", *(f"--{n}" for n in ns.namespaces),
-                f"--wdns={self.spec.working_dir}"]
-        if self.gid is not None:
-            argv.append(f"--setgid={self.gid}")
-        if self.uid is not None:
-            argv.append(f"--setuid={self.uid}")
-        return [*argv, "--", "/bin/sh", "-c", self.spec.command]
+    def ready(self) -> None:
+        """Tell the launcher the status file now says how the first start went: close
+        the readiness pipe (EOF; a launcher that has gone meanwhile does not matter)."""
+        if self.ready_fd is not None:
+            os.close(self.ready_fd)
+            self.ready_fd = None
+            if self.status.state not in TERMINAL_STATES:
+                self.status_out.prepare()
+                set_comm(f"shim:{self.spec.name}")
+
+    def close(self) -> None:
+        """Release what a shim that is done (or never started) still holds."""
+        if self.standby is not None:
+            self.standby.discard()
+            self.standby = None
+        self.status_out.discard()
 
     def _preflight(self) -> str | None:
         ns = self.spec.namespace
@@ -173,20 +143,25 @@ class Shim:
         error = self._preflight()
         if error:
             return error
-        argv = self._argv()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        report_r, report_w = os.pipe()  # close-on-exec: EOF without data means exec worked
-        try:
-            pid = os.fork()
-        except OSError as exc:  # e.g. EAGAIN at a pids limit: a failed start, not a crash
-            for fd in (out_r, out_w, err_r, err_w, report_r, report_w):
+        how = child.plan(self.spec)
+        standby, self.standby = self.standby, None
+        if standby is not None and standby.go(how):  # forked ahead of time: no fork now
+            pid, out_r, err_r, report_r = (standby.pid, standby.out_r, standby.err_r,
+                                           standby.report_r)
+        else:
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            report_r, report_w = os.pipe()  # close-on-exec: EOF without data = exec'd
+            try:
+                pid = os.fork()
+            except OSError as exc:  # e.g. EAGAIN at a pids limit: a failed start
+                for fd in (out_r, out_w, err_r, err_w, report_r, report_w):
+                    os.close(fd)
+                return f"cannot fork: {exc.strerror}"
+            if pid == 0:
+                child.run(how, out_w, err_w, report_w)
+            for fd in (out_w, err_w, report_w):
                 os.close(fd)
-            return f"cannot fork: {exc.strerror}"
-        if pid == 0:
-            _exec_child(self.spec, argv, self.env, self.uid, self.gid, out_w, err_w, report_w)
-        for fd in (out_w, err_w, report_w):
-            os.close(fd)
         report = b""
         while chunk := os.read(report_r, 4096):
             report += chunk
@@ -253,27 +228,36 @@ class Shim:
         """Wait for the running child to exit (handling a stop); returns its wait status."""
         deadline: float | None = None
         wstatus: int | None = None
+        poll_s = _LEAF_POLL_MIN_S
         while True:
             if wstatus is None:
                 wstatus = self._reap()
             if self.stop_requested and deadline is None:
                 deadline = time.monotonic() + self.spec.stop_grace_s
                 self._terminate()
-            if wstatus is not None and (deadline is None or leafops.is_empty(self.spec.leaf)):
+            if wstatus is not None and deadline is None:
+                # The main process ended by itself: nothing else of this run may outlive
+                # it (a no-op without a freeze when the leaf is already empty).
+                leafops.kill_all(self.spec.leaf)
                 break
+            if wstatus is not None and leafops.is_empty(self.spec.leaf):
+                break  # stopping, and everything in the leaf has gone
             timeout: float | None = None
             if deadline is not None and time.monotonic() >= deadline:
                 leafops.kill_all(self.spec.leaf)
                 if self.child is not None:  # a root child can move itself out of its leaf
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(self.child, signal.SIGKILL)
-                timeout = 0.02
-            elif deadline is not None:
+                timeout = _LEAF_POLL_MAX_S
+            elif deadline is not None and wstatus is not None:
                 # Poll the leaf while stopping: its other processes send us no SIGCHLD.
-                timeout = 0.02 if wstatus is not None else deadline - time.monotonic()
+                # Those killed with the main one are usually gone within a millisecond
+                # (sh's own child, say), so start short and back off.
+                timeout = min(poll_s, max(0.0, deadline - time.monotonic()))
+                poll_s = min(poll_s * 2, _LEAF_POLL_MAX_S)
+            elif deadline is not None:
+                timeout = deadline - time.monotonic()
             self._wait(max(0.0, timeout) if timeout is not None else None)
-        # The main process is gone: nothing else of this run may outlive it.
-        leafops.kill_all(self.spec.leaf)
         end = time.monotonic() + _DRAIN_TIMEOUT_S
         while self.pipes and time.monotonic() < end:
             self._wait(max(0.0, end - time.monotonic()))
@@ -301,35 +285,40 @@ class Shim:
             if not first:
                 self._set(restart_count=self.status.restart_count + 1)
             error = self._spawn()
-            code: int | None
-            sig: int | None
             if error is not None and first:
                 self._set(state=FAILED, last_error=error)
                 return 1
+            if first:
+                self.ready()
+            # How the run ended; written together with the state that follows (one write).
+            ended: dict[str, object]
+            code: int | None
+            sig: int | None
             if error is not None:  # a later start failing counts as a failed run
                 code, sig = 127, None
-                self._set(last_error=error, exit_code=code, exit_signal=None,
-                          exited_at_ns=time.time_ns())
+                ended = {"last_error": error}
             else:
                 wstatus = self._supervise_run()
                 code = os.WEXITSTATUS(wstatus) if os.WIFEXITED(wstatus) else None
                 sig = os.WTERMSIG(wstatus) if os.WIFSIGNALED(wstatus) else None
-                self._set(exit_code=code, exit_signal=sig, exited_at_ns=time.time_ns())
+                ended = {}
+            ended.update(exit_code=code, exit_signal=sig, exited_at_ns=time.time_ns())
             first = False
             if self.stop_requested:
-                self._set(state=STOPPED)
+                self._set(state=STOPPED, **ended)
                 return 0
             failed = sig is not None or code != 0
             policy = str(spec.restart_policy)
             if policy == "never" or (policy == "on-failure" and not failed):
-                self._set(state=EXITED)
+                self._set(state=EXITED, **ended)
                 return 0
             if time.monotonic() - started >= spec.backoff_reset_s:
                 step = 0
             delay = min(spec.backoff_cap_s, spec.backoff_base_s * (2 ** step))
             step += 1
             next_start = time.monotonic() + delay
-            self._set(state=BACKOFF, next_start_at_ns=time.time_ns() + int(delay * 1e9))
+            self._set(state=BACKOFF, next_start_at_ns=time.time_ns() + int(delay * 1e9),
+                      **ended)
 
     def crash(self, exc: BaseException) -> None:
         """Last resort on an unexpected error: leave nothing unsupervised behind."""
@@ -339,26 +328,79 @@ class Shim:
             self._set(state=FAILED, last_error=f"shim crashed: {exc!r}")
 
 
-def main(argv: list[str]) -> int:
-    """``shim [--detach] SPEC_FILE``; --detach forks once more so init adopts the shim."""
-    detach = "--detach" in argv
-    args = [a for a in argv if a != "--detach"]
-    if len(args) != 1:
-        print("usage: python -m provisioner.node.shim [--detach] SPEC_FILE", file=sys.stderr)
-        return 64
-    spec = read_spec(args[0])
-    if detach and os.fork() > 0:
-        os._exit(0)  # the launcher reaps this parent at once; the shim lives on
-    shim = Shim(spec)
+def serve(spec: ShimSpec | bytes, ready_fd: int | None = None, crash_log: str | None = None,
+          standby: child.Standby | None = None,
+          status_tmp: tuple[int, str] | None = None) -> int:
+    """Be the shim of SPEC (or its JSON) in this (already detached) process; the exit code.
+
+    ``ready_fd`` is the launcher's readiness pipe: closed once the status file tells
+    how the first start went (also when the shim dies, by the kernel). A crash's
+    traceback goes to ``crash_log`` (made only then), else to stderr. ``standby`` and
+    ``status_tmp`` are what a spare shim prepared ahead (see provisioner.node.spare).
+    """
+    if ready_fd is not None:
+        os.set_inheritable(ready_fd, False)  # our child must not hold it past its exec
+    shim: Shim | None = None
     try:
+        shim = Shim(spec if isinstance(spec, ShimSpec) else parse_spec(spec), ready_fd,
+                    standby, status_tmp)
         return shim.run()
     except BaseException as exc:
-        shim.crash(exc)
-        import traceback  # only on this path: it is slow to import
-
-        traceback.print_exc()
+        if shim is not None:
+            shim.crash(exc)
+        else:
+            if standby is not None:
+                standby.discard()
+            if status_tmp is not None:
+                StatusWriter("", status_tmp).discard()
+        _report_crash(crash_log)
         return 1
+    finally:
+        if shim is not None:
+            shim.ready()
+            shim.close()
+
+
+def _report_crash(crash_log: str | None) -> None:
+    import traceback  # only on this path: it is slow to import
+
+    text = traceback.format_exc()
+    if crash_log is not None:
+        with contextlib.suppress(OSError), open(crash_log, "w") as f:
+            f.write(text)
+            return
+    sys.stderr.write(text)
+
+
+def exit_with(code: int) -> NoReturn:
+    """Exit at once: nothing is buffered (logs and status use plain os.write), and
+    interpreter teardown would only cost time - or, in a process forked from the
+    zygote, run the zygote's clean-up."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def main(argv: list[str]) -> int:
+    """``shim [--detach] [--ready-fd FD] SPEC_FILE``; --detach forks once more so that
+    init adopts the shim (the zygote does the same for shims it starts)."""
+    detach = "--detach" in argv
+    args = [a for a in argv if a != "--detach"]
+    ready_fd: int | None = None
+    if len(args) == 3 and args[0] == "--ready-fd" and args[1].isdigit():
+        ready_fd = int(args[1])
+        args = args[2:]
+    if len(args) != 1:
+        print("usage: python -m provisioner.node.shim [--detach] [--ready-fd FD] SPEC_FILE",
+              file=sys.stderr)
+        return 64
+    with open(args[0], "rb") as f:
+        spec_json = f.read()
+    if detach and os.fork() > 0:
+        os._exit(0)  # the launcher reaps this parent at once; the shim lives on
+    return serve(spec_json, ready_fd)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_with(main(sys.argv[1:]))

@@ -15,8 +15,10 @@ Concurrency: the database is in WAL mode, so readers (another thread, or another
 process) never wait for a writer and see the last committed state. One :class:`Store`
 may be shared by threads: each thread gets its own connection (a thread-local), so a
 thread's open transaction is invisible to, and never blocks, reads in other threads.
-Writers from different threads or processes are serialized by SQLite's write lock
-(busy timeout ``busy_timeout_s``, then :class:`LockBusy`); the cross-process
+Writers from different processes are serialized by SQLite's write lock (busy timeout
+``busy_timeout_s``, then :class:`LockBusy`), writers from threads of one process first
+by a lock of the Store: SQLite's busy handler waits by sleeping (1, 2, 5, 10 ms...),
+so threads contending in SQLite would each sleep where a hand-over is instant. The
 *writer lock* of ``provisioner.node.lock`` is separate and readers never need it.
 A thread's connection stays open until :meth:`Store.close`, so prefer long-lived
 threads (a pool) over one thread per request.
@@ -49,6 +51,7 @@ from provisioner.node.store_schema import (
     ProcessRecord,
     ProcessState,
     ResourceRecord,
+    ensure_state_dir,
     holder_from_row,
     holder_to_row,
     process_from_row,
@@ -68,19 +71,6 @@ GENERATION_KEY = "generation"
 _RESOURCE_SELECT = ", ".join(RESOURCE_COLS)
 _PROCESS_SELECT = ", ".join(PROCESS_COLS)
 _HOLDER_SELECT = ", ".join(HOLDER_COLS)
-
-
-def ensure_state_dir(state_dir: str | os.PathLike[str]) -> Path:
-    """Create ``state_dir`` (mode 0700) if missing; an existing one is left as it is."""
-    path = Path(state_dir)
-    try:
-        path.mkdir(mode=0o700, parents=True)
-        os.chmod(path, 0o700)  # mkdir's mode is masked by the umask
-    except FileExistsError:
-        pass
-    except OSError as e:
-        raise NodeError(f"cannot create state directory {path}: {e}") from e
-    return path
 
 
 @dataclass
@@ -104,6 +94,8 @@ class Store:
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._closed = False
+        self._trim_floor = 0  # every event id below this is trimmed already
+        self._write_lock = threading.Lock()  # one top-level transaction per process
 
     @classmethod
     def open(cls, state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *,
@@ -203,20 +195,30 @@ class Store:
         if tx is not None:
             yield from self._savepoint(conn, tx)
             return
-        with self._errors():
-            conn.execute("BEGIN IMMEDIATE")
+        if not self._write_lock.acquire(timeout=self._busy_timeout_s):
+            raise LockBusy(f"state database {self.path} is busy (another thread's "
+                           f"transaction, waited {self._busy_timeout_s}s)")
+        try:
+            with self._errors():
+                conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._write_lock.release()
+            raise
         tx = self._local.tx = _Tx(bump=not observation)
         try:
             yield self
             with self._errors():
-                self._finish(conn, tx)
+                trimmed_to = self._finish(conn, tx)
                 conn.execute("COMMIT")
+            if trimmed_to is not None:  # only once committed: a rollback undoes a trim
+                self._trim_floor = max(self._trim_floor, trimmed_to + 1)
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
         finally:
             self._local.tx = None
+            self._write_lock.release()
 
     def _savepoint(self, conn: sqlite3.Connection, tx: _Tx) -> Iterator[Store]:
         name = f"sp{len(tx.marks)}"
@@ -236,19 +238,26 @@ class Store:
         with self._errors():
             conn.execute(f"RELEASE {name}")
 
-    def _finish(self, conn: sqlite3.Connection, tx: _Tx) -> None:
-        if tx.changed and tx.bump:
-            conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ?",
-                         (GENERATION_KEY,))
-        if tx.events:
-            gen = self.generation()
-            conn.executemany(
-                "INSERT INTO events (ts_ns, kind, name, action, message, generation)"
-                " VALUES (?, ?, ?, ?, ?, ?)", [(*e, gen) for e in tx.events])
-            # ids only grow (AUTOINCREMENT): a rowid range delete is cheap and keeps
-            # at most the newest max_events rows (exactly, as rollbacks leave no gaps).
-            conn.execute("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?",
-                         (self.max_events,))
+    def _finish(self, conn: sqlite3.Connection, tx: _Tx) -> int | None:
+        """Bump the generation, write the events; the id events were trimmed up to."""
+        gen = int(conn.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ? RETURNING value",
+            (GENERATION_KEY,)).fetchone()[0]) if tx.changed and tx.bump else None
+        if not tx.events:
+            return None
+        rows = [(*e, self.generation() if gen is None else gen) for e in tx.events]
+        if len(rows) == 1:
+            last = conn.execute(_schema.INSERT_EVENT, rows[0]).lastrowid
+        else:
+            conn.executemany(_schema.INSERT_EVENT, rows)
+            last = conn.execute("SELECT MAX(id) FROM events").fetchone()[0]
+        # ids only grow (AUTOINCREMENT): a rowid range delete keeps exactly the newest
+        # max_events rows (rollbacks leave no gaps), and is skipped when nothing is that old.
+        cutoff = int(last or 0) - self.max_events
+        if cutoff < self._trim_floor:
+            return None
+        conn.execute("DELETE FROM events WHERE id <= ?", (cutoff,))
+        return cutoff
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[Store]:
@@ -324,14 +333,9 @@ class Store:
     # -- processes and holders -----------------------------------------------------------
 
     def _put_row(self, table: str, cols: Sequence[str], row: tuple[object, ...]) -> bool:
-        """Insert or replace a row keyed by its first column, unless identical."""
-        names = ", ".join(cols)
-        current = self._query(f"SELECT {names} FROM {table} WHERE {cols[0]} = ?", (row[0],))
-        if current and tuple(current[0]) == row:
-            return False
-        marks = ", ".join("?" * len(cols))
-        return self._write(f"INSERT OR REPLACE INTO {table} ({names}) VALUES ({marks})",
-                           row) > 0
+        """Insert or replace a row keyed by its first column, unless identical (one
+        statement: the update only happens where some column differs)."""
+        return self._write(_schema.upsert_sql(table, tuple(cols)), row) > 0
 
     def put_process(self, record: ProcessRecord) -> bool:
         return self._put_row("processes", PROCESS_COLS, process_to_row(record))

@@ -1,4 +1,5 @@
-"""Schema of the node store: row types, the ordered migrations, row conversions.
+"""Schema of the node store: row types, the ordered migrations, row conversions (and
+the state directory's creation).
 
 Kept apart from ``store.py`` (the connection and transaction logic) so that the
 schema reads in one place. Tables, created by migration 1 (``*_ns`` = nanoseconds
@@ -27,10 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +166,8 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
             conn.execute("ROLLBACK")
         raise
 
+INSERT_EVENT = ("INSERT INTO events (ts_ns, kind, name, action, message, generation)"
+                " VALUES (?, ?, ?, ?, ?, ?)")
 RESOURCE_COLS = tuple(f.name for f in fields(ResourceRecord))
 PROCESS_COLS = tuple(f.name for f in fields(ProcessRecord))
 HOLDER_COLS = tuple(f.name for f in fields(HolderRecord))
@@ -179,7 +184,8 @@ def holder_to_row(h: HolderRecord) -> tuple[object, ...]:
 
 
 def process_to_row(p: ProcessRecord) -> tuple[object, ...]:
-    row = astuple(p)
+    # Not dataclasses.astuple: that deep-copies every field, on the path of each start.
+    row = [getattr(p, name) for name in PROCESS_COLS]
     return (*row[:6], p.state.value, *row[7:])
 
 
@@ -189,3 +195,29 @@ def holder_from_row(row: Sequence[Any]) -> HolderRecord:
 
 def resource_from_row(row: Sequence[Any]) -> ResourceRecord:
     return ResourceRecord(Kind(row[0]), *row[1:])
+
+
+@functools.cache
+def upsert_sql(table: str, cols: tuple[str, ...]) -> str:
+    """INSERT of a row keyed by its first column that updates an existing row only
+    where some column differs (so that rowcount says whether anything changed)."""
+    names, marks, rest = ", ".join(cols), ", ".join("?" * len(cols)), cols[1:]
+    if not rest:
+        return f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+    sets = ", ".join(f"{c} = excluded.{c}" for c in rest)
+    differs = f"({', '.join(rest)}) IS NOT ({', '.join(f'excluded.{c}' for c in rest)})"
+    return (f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT ({cols[0]})"
+            f" DO UPDATE SET {sets} WHERE {differs}")
+
+
+def ensure_state_dir(state_dir: str | os.PathLike[str]) -> Path:
+    """Create ``state_dir`` (mode 0700) if missing; an existing one is left as it is."""
+    path = Path(state_dir)
+    try:
+        path.mkdir(mode=0o700, parents=True)
+        os.chmod(path, 0o700)  # mkdir's mode is masked by the umask
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise NodeError(f"cannot create state directory {path}: {e}") from e
+    return path

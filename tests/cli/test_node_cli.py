@@ -297,3 +297,27 @@ def test_killed_apply_of_200_resources_converges(node: Node) -> None:
         layer.close()
     third = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert third.returncode == 0 and "No changes: 200 resources" in third.stdout
+
+
+def test_persistent_executables_and_drivers_through_apply(
+        node: Node, capsys: pytest.CaptureFixture[str]) -> None:
+    blob = node.tmp / "raft.bin"
+    blob.write_bytes(b"driver bytes\n")
+    manifest = node.tmp / "extras.yaml"
+    template = ("apiVersion: provisioner/v1\nkind: PersistentExecutable\nmetadata: {{name: beat}}\n"
+                "spec: {{command: sleep 1000, enabled: {enabled}}}\n---\n"
+                "apiVersion: provisioner/v1\nkind: Driver\nmetadata: {{name: raft}}\n"
+                f"spec: {{{{version: v1, source: {blob}}}}}\n")
+    manifest.write_text(template.format(enabled="true"))
+    code, out, _ = node.run(capsys, "apply", str(manifest))
+    assert code == 0 and "2 created" in out
+    assert Path(node.state_dir, "drivers", "raft", "v1").exists()
+    layer_state = node.status(capsys)
+    assert {"PersistentExecutable/beat", "Driver/raft"} <= set(layer_state)
+    manifest.write_text(template.format(enabled="false"))
+    code, out, _ = node.run(capsys, "apply", str(manifest))
+    assert code == 0 and "disable" in out and "1 updated" in out
+    code, out, _ = node.run(capsys, "destroy", str(manifest))
+    assert code == 0 and "2 deleted" in out
+    assert node.status(capsys) == {}
+    assert not Path(node.state_dir, "drivers", "raft", "v1").exists()

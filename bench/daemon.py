@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Daemon benchmarks over the unix socket, against a raw grpcio echo server measured in
+the same run. Both servers run as separate processes; the client is this process.
+
+1. Discover latency p50 / p99 divided by a raw echo RPC's (target <= 1.5 each).
+2. Full cell lifecycle (Allocate, Start, Stop, Free) per second through CellService.
+3. Log streaming to one follower (GetSubProcessStream): lines per second, and that no
+   line is lost (target >= 50,000 lines/s).
+4. Registry push and pull of a 64 MiB driver, MB/s each way (target >= 100 each).
+
+    python bench/daemon.py [--calls 2000] [--lifecycles 50] [--lines 300000] [--mib 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent import futures
+
+import grpc
+
+from provisioner._proto.atomix.runtime.v1 import registry_pb2 as reg
+from provisioner._proto.atomix.runtime.v1 import registry_pb2_grpc as reg_grpc
+from provisioner._proto.aurae.discovery.v0 import discovery_pb2 as disc
+from provisioner._proto.aurae.discovery.v0 import discovery_pb2_grpc as disc_grpc
+from provisioner._proto.aurae.observe.v0 import observe_pb2 as obs
+from provisioner._proto.aurae.observe.v0 import observe_pb2_grpc as obs_grpc
+from provisioner._proto.aurae.runtime.v0 import runtime_pb2 as rt
+from provisioner._proto.aurae.runtime.v0 import runtime_pb2_grpc as rt_grpc
+
+MiB = 1024 * 1024
+
+
+def echo_server(path: str) -> None:
+    """The baseline: a bare grpcio server answering one unary method with its input."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    handler = grpc.unary_unary_rpc_method_handler(lambda request, context: request)
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler("bench.Echo", {"Echo": handler})])
+    server.add_insecure_port(f"unix://{path}")
+    server.start()
+    server.wait_for_termination()
+
+
+def wait_for_socket(path: str, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"server for {path} did not start")
+        time.sleep(0.05)
+    time.sleep(0.2)
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[int(len(ordered) * 0.99) - 1]
+
+
+def latency(call: object, calls: int) -> list[float]:
+    samples = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        call()  # type: ignore[operator]
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def bench_latency(channel: grpc.Channel, echo: grpc.Channel, calls: int) -> None:
+    discover = disc_grpc.DiscoveryServiceStub(channel).Discover
+    raw = echo.unary_unary("/bench.Echo/Echo")
+    request = disc.DiscoverRequest()
+    for _ in range(200):  # warm both up
+        discover(request)
+        raw(b"x")
+    ours, base = [], []
+    for _ in range(5):  # interleaved rounds, so both see the same machine load
+        ours += latency(lambda: discover(request), calls // 5)
+        base += latency(lambda: raw(b"x"), calls // 5)
+    (o50, o99), (b50, b99) = percentiles(ours), percentiles(base)
+    print(f"Discover p50 {o50 * 1e6:.0f} us, p99 {o99 * 1e6:.0f} us; raw echo p50 "
+          f"{b50 * 1e6:.0f} us, p99 {b99 * 1e6:.0f} us; ratio p50 {o50 / b50:.2f}, "
+          f"p99 {o99 / b99:.2f} (target <= 1.5): "
+          f"{'met' if max(o50 / b50, o99 / b99) <= 1.5 else 'NOT met'}")
+
+
+def bench_lifecycle(channel: grpc.Channel, count: int) -> None:
+    cells = rt_grpc.CellServiceStub(channel)
+    started = time.perf_counter()
+    for i in range(count):
+        name = f"bench{i}"
+        cells.Allocate(rt.CellServiceAllocateRequest(cell=rt.Cell(name=name)))
+        cells.Start(rt.CellServiceStartRequest(cell_name=name, executable=rt.Executable(
+            name=f"bench-e{i}", command="sleep 1000")))
+        cells.Stop(rt.CellServiceStopRequest(cell_name=name, executable_name=f"bench-e{i}"))
+        cells.Free(rt.CellServiceFreeRequest(cell_name=name))
+    elapsed = time.perf_counter() - started
+    print(f"cell lifecycle (Allocate + Start + Stop + Free): {count / elapsed:.1f} per second "
+          f"({elapsed / count * 1000:.1f} ms each)")
+
+
+def bench_log_stream(channel: grpc.Channel, lines: int) -> None:
+    cells = rt_grpc.CellServiceStub(channel)
+    reply = cells.Start(rt.CellServiceStartRequest(executable=rt.Executable(
+        name="bench-talker", command=f"sleep 1; seq 1 {lines}; sleep 1000")))
+    stream = obs_grpc.ObserveServiceStub(channel).GetSubProcessStream(
+        obs.GetSubProcessStreamRequest(channel_type=obs.LOG_CHANNEL_TYPE_STDOUT,
+                                       process_id=reply.pid))
+    expected, first, lost_notices, items = 1, 0.0, 0, 0
+    try:
+        for item in stream:
+            if item.line.startswith("[provisioner]"):
+                lost_notices += 1
+                continue
+            if expected == 1:
+                first = time.perf_counter()
+            items += 1
+            for text in item.line.split("\n"):  # a burst arrives coalesced
+                if int(text) != expected:
+                    raise SystemExit(f"line {expected} missing (got {text})")
+                expected += 1
+            if expected > lines:
+                break
+    finally:
+        stream.cancel()
+        cells.Stop(rt.CellServiceStopRequest(executable_name="bench-talker"))
+    elapsed = time.perf_counter() - first
+    rate = (lines - 1) / elapsed
+    print(f"log stream to one follower: {rate:,.0f} lines/s over {lines:,} lines in "
+          f"{items:,} messages, "
+          f"{'no line lost' if not lost_notices else f'{lost_notices} loss notices'} "
+          f"(target >= 50,000): {'met' if rate >= 50_000 and not lost_notices else 'NOT met'}")
+
+
+def bench_registry(channel: grpc.Channel, mib: int) -> None:
+    registry = reg_grpc.RegistryStub(channel)
+    payload = os.urandom(MiB)
+    total = mib * MiB
+    digest = hashlib.sha256()
+    for _ in range(mib):
+        digest.update(payload)
+    header = reg.PluginHeader(driver=reg.DriverInfo(name="bench", version="v1"),
+                              runtime=reg.RuntimeInfo(version="v1"))
+
+    def requests() -> Iterator[reg.PushDriverRequest]:
+        yield reg.PushDriverRequest(header=header)
+        for _ in range(mib):
+            yield reg.PushDriverRequest(chunk=reg.PluginChunk(data=payload))
+        yield reg.PushDriverRequest(trailer=reg.PluginTrailer(checksum=digest.hexdigest()))
+
+    started = time.perf_counter()
+    registry.PushDriver(requests())
+    push = total / MiB / (time.perf_counter() - started)
+    started = time.perf_counter()
+    received, pulled = 0, hashlib.sha256()
+    for response in registry.PullDriver(reg.PullDriverRequest(header=header)):
+        if response.HasField("chunk"):
+            received += len(response.chunk.data)
+            pulled.update(response.chunk.data)
+    pull = total / MiB / (time.perf_counter() - started)
+    assert received == total and pulled.hexdigest() == digest.hexdigest()
+    print(f"registry {mib} MiB driver: push {push:.0f} MB/s, pull {pull:.0f} MB/s "
+          f"(target >= 100 each): {'met' if min(push, pull) >= 100 else 'NOT met'}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--lifecycles", type=int, default=50)
+    parser.add_argument("--lines", type=int, default=300_000)
+    parser.add_argument("--mib", type=int, default=64)
+    parser.add_argument("--echo-server", metavar="PATH", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.echo_server:
+        echo_server(args.echo_server)
+        return 0
+    if os.geteuid() != 0:
+        print("needs root (the daemon makes cgroups)", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="pdb", dir="/tmp") as tmp:
+        sock, echo_sock = os.path.join(tmp, "d.sock"), os.path.join(tmp, "e.sock")
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "provisioner", "daemon", "--socket", sock, "--state-dir",
+             os.path.join(tmp, "state"), "--cgroup-root", f"bench-{uuid.uuid4().hex[:8]}",
+             "--stop-on-exit", "--max-message-mb", "8"],
+            stderr=subprocess.DEVNULL)
+        echo = subprocess.Popen([sys.executable, __file__, "--echo-server", echo_sock])
+        try:
+            wait_for_socket(sock, daemon)
+            wait_for_socket(echo_sock, echo)
+            with grpc.insecure_channel(f"unix://{sock}") as channel, \
+                    grpc.insecure_channel(f"unix://{echo_sock}") as echo_channel:
+                bench_latency(channel, echo_channel, args.calls)
+                bench_lifecycle(channel, args.lifecycles)
+                bench_log_stream(channel, args.lines)
+                bench_registry(channel, args.mib)
+        finally:
+            echo.terminate()
+            daemon.terminate()
+            daemon.wait(timeout=60)
+            echo.wait(timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

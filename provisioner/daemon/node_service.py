@@ -1,0 +1,97 @@
+"""``provisioner.v1.NodeService``: GetState, Plan and Apply for declarative clients.
+
+- GetState: ``ctx.executor.observe()`` as a NodeState.
+- Plan: the request's resources are validated exactly like manifest files (the same
+  JSON Schemas and cross-document checks, see ``provisioner/manifest/from_data.py``);
+  any error is INVALID_ARGUMENT listing them all. Then ``compile_plan`` against the
+  node as observed now, within ``manifest_set`` (default ``default``), with ``prune``
+  and ``destroy``. Nothing changes on the node.
+- Apply: each step's resource is schema-checked the same way (steps are not a whole
+  manifest set, so no cross-document check), then ``ctx.executor.apply`` runs the plan
+  and every event is streamed as it happens, in the order the local CLI shows them; the
+  last one is the summary. A plan made at another node generation is refused with
+  FAILED_PRECONDITION ("the plan was made at node generation N ..."), as is a plan
+  arriving while another apply runs (after the executor's lock timeout). Both happen
+  before the first event, so the client gets a status, never half a stream.
+
+If the client goes away mid-apply, no further steps are started; the steps running
+finish and are recorded, so applying again converges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+
+from provisioner import serde
+from provisioner._proto.provisioner.v1 import node_pb2 as npb
+from provisioner._proto.provisioner.v1 import node_pb2_grpc as ngrpc
+from provisioner.daemon.context import DaemonContext
+from provisioner.daemon.status import handles_errors
+from provisioner.errors import InvalidArgument
+from provisioner.manifest.from_data import render_issues, validate_data
+from provisioner.model import DesiredState, ResourceSpec
+from provisioner.plan.compiler import compile_plan
+from provisioner.plan.steps import Plan
+
+DEFAULT_MANIFEST_SET = "default"
+
+
+def desired_from_request(request: npb.PlanRequest) -> DesiredState:
+    """The validated desired state of a PlanRequest, or InvalidArgument with every error."""
+    manifest_set = request.manifest_set or DEFAULT_MANIFEST_SET
+    items = [serde.resource_to_manifest(res) for res in request.resources]
+    result = validate_data(items, manifest_set)
+    if result.issues:
+        raise InvalidArgument("invalid resources: " + render_issues(result.issues))
+    return result.state
+
+
+def plan_from_request(plan: npb.Plan) -> Plan:
+    """The plan of an ApplyRequest with every step resource schema-checked."""
+    with_resource = [i for i, step in enumerate(plan.steps) if step.HasField("resource")]
+    items = [serde.resource_to_manifest(plan.steps[i].resource) for i in with_resource]
+    result = validate_data(items, plan.manifest_set, label="request:plan.steps", cross=False,
+                           positions=with_resource)
+    if result.issues:
+        raise InvalidArgument("invalid plan: " + render_issues(result.issues))
+    specs: list[ResourceSpec | None] = [None] * len(plan.steps)
+    for index, spec in zip(with_resource, result.state.resources, strict=True):
+        specs[index] = spec
+    return serde.plan_from_proto(plan, specs)
+
+
+class NodeServicer(ngrpc.NodeServiceServicer):
+    def __init__(self, ctx: DaemonContext) -> None:
+        self.ctx = ctx
+
+    @handles_errors
+    def GetState(self, request: npb.GetStateRequest,
+                 context: grpc.ServicerContext) -> npb.GetStateResponse:
+        return npb.GetStateResponse(state=serde.state_to_proto(self.ctx.executor.observe()))
+
+    @handles_errors
+    def Plan(self, request: npb.PlanRequest,
+             context: grpc.ServicerContext) -> npb.PlanResponse:
+        desired = desired_from_request(request)
+        plan = compile_plan(desired, self.ctx.executor.observe(), prune=request.prune,
+                            destroy=request.destroy)
+        return npb.PlanResponse(plan=serde.plan_to_proto(plan))
+
+    @handles_errors
+    def Apply(self, request: npb.ApplyRequest,
+              context: grpc.ServicerContext) -> Iterator[npb.ApplyEvent]:
+        plan = plan_from_request(request.plan)
+        # The executor's writer lock (which another call of this daemon waits for, up to
+        # its timeout), reconcile and the stale-plan check come before the first event,
+        # and nothing is sent before it: a refusal is a status, not half a stream.
+        events = self.ctx.executor.apply(plan, request.parallelism)
+        try:
+            for event in events:
+                yield serde.event_to_proto(event)
+        finally:
+            events.close()  # releases the writer lock now, even if the client left
+
+def register(server: grpc.Server, ctx: DaemonContext) -> None:
+    ngrpc.add_NodeServiceServicer_to_server(NodeServicer(ctx), server)  # type: ignore[no-untyped-call]

@@ -1,0 +1,111 @@
+"""Validate manifest documents that arrive as data (a daemon request), not as files.
+
+The same JSON Schemas and cross-document checks as :func:`provisioner.manifest.load`
+apply. Each document is dumped as JSON (which is YAML) with one key per line and
+composed by the safe loader, so every issue gets a line and column like a file's;
+document ``i`` is labelled ``<label>[i]`` (``request:resources[3]:5:7: spec.cpu.weight:
+...``). JSON rather than a YAML dump keeps every string a quoted string: a YAML 1.1
+dumper leaves ``0o17`` unquoted, which the YAML 1.2 loader would read as a number.
+
+A request has no manifest folder, so a Driver's ``spec.source`` must be an absolute
+path on the node (the remote executor sends the resolved path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from provisioner.errors import LoadError
+from provisioner.manifest.build import build_resource
+from provisioner.manifest.crosscheck import Declared, cross_check
+from provisioner.manifest.issues import Issue
+from provisioner.manifest.loader import LoadResult
+from provisioner.manifest.schema_check import check_document
+from provisioner.manifest.yamlsafe import Document, load_documents, locate, no_gc
+from provisioner.model import DesiredState, ResourceSpec
+
+DEFAULT_LABEL = "request:resources"
+
+
+def documents_from_data(items: Sequence[Any], label: str = DEFAULT_LABEL,
+                        positions: Sequence[int] | None = None
+                        ) -> tuple[list[Document | None], list[Issue]]:
+    """One Document per item (None where it could not be made, with an issue), named
+    ``<label>[i]`` with ``i`` its index, or ``positions[index]`` when given."""
+    docs: list[Document | None] = []
+    issues: list[Issue] = []
+    for index, item in enumerate(items):
+        name = f"{label}[{positions[index] if positions is not None else index}]"
+        try:
+            text = json.dumps(item, indent=1, ensure_ascii=False, allow_nan=False)
+            found = load_documents(name, text)
+        except (TypeError, ValueError) as exc:
+            issues.append(Issue(name, 0, 0, "", f"not plain data: {exc}"))
+            docs.append(None)
+            continue
+        except LoadError as exc:
+            issues.append(Issue.from_load_error(exc))
+            docs.append(None)
+            continue
+        if not found:
+            issues.append(Issue(name, 0, 0, "", "empty document"))
+            docs.append(None)
+            continue
+        docs.append(found[0])
+    return docs, issues
+
+
+def validate_data(items: Sequence[Mapping[str, Any]], manifest_set: str = "default",
+                  label: str = DEFAULT_LABEL, cross: bool = True,
+                  positions: Sequence[int] | None = None) -> LoadResult:
+    """Schema-check, build and (with ``cross``) cross-check documents given as data.
+
+    Valid when ``result.issues`` is empty; ``result.state`` then holds one spec per
+    item, in order. Without ``cross`` each document is checked on its own (for plan
+    steps, which are not a whole manifest set). ``positions`` numbers the items in
+    messages when they are not the whole list they came from.
+    """
+    with no_gc():
+        docs, issues = documents_from_data(items, label, positions)
+        declared: list[Declared] = []
+        relative: set[str] = set()
+        for doc in docs:
+            if doc is None:
+                continue
+            found = check_document(doc)
+            if found:
+                issues.extend(found)
+                continue
+            source = (doc.data.get("spec") or {}).get("source")
+            if doc.data.get("kind") == "Driver" and not os.path.isabs(str(source)):
+                relative.add(doc.file)
+                path = ("spec", "source")
+                issues.append(Issue.at(doc.file, locate(doc.node, path), path,
+                                       f"{source!r} must be an absolute path on the node "
+                                       "(a request has no manifest folder)"))
+            declared.append(Declared(build_resource(doc), doc))
+        if cross:
+            issues.extend(issue for issue in cross_check(declared)
+                          if not (issue.file in relative and issue.path == "spec.source"))
+    specs: tuple[ResourceSpec, ...] = tuple(item.spec for item in declared)
+    return LoadResult(DesiredState(specs, manifest_set), sorted(set(issues)),
+                      [d.file for d in docs if d is not None], len(items))
+
+
+def render_issues(issues: Sequence[Issue], limit_bytes: int = 6000) -> str:
+    """Every issue on its own line, within ``limit_bytes`` (a gRPC status message
+    travels in a trailer that default clients cap at 8 KiB); what does not fit is
+    counted in a last line."""
+    lines = [f"{len(issues)} validation error(s):"]
+    size = len(lines[0])
+    for shown, issue in enumerate(issues):
+        text = issue.render()
+        if size + len(text) + 1 > limit_bytes:
+            lines.append(f"... and {len(issues) - shown} more")
+            break
+        lines.append(text)
+        size += len(text) + 1
+    return "\n".join(lines)

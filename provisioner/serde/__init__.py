@@ -1,0 +1,56 @@
+"""Protobuf <-> model: the one place where ``_pb2`` messages and model objects meet.
+
+Pairs of ``x_to_proto`` / ``x_from_proto`` for resources (``provisioner.v1.Resource`` <->
+:data:`~provisioner.model.ResourceSpec`), node state, plans and apply events. The plan
+compiler, the node layer and the CLI never import ``_pb2``; servicers and the remote
+executor convert here.
+
+Trust: ``*_from_proto`` builds model objects directly and is meant for what a daemon
+sends back (GetState, plans it compiled, events). Resources arriving at a daemon are
+checked like manifests first: :func:`resource_to_manifest` turns one into the manifest
+dict that ``provisioner.manifest.from_data`` validates and builds.
+
+Wire conventions decided here:
+
+- ``ExecutableSpec``/``PodSpec`` durations travel as strings (``"10s"``, ``"500ms"``)
+  in ``stop_grace_period``, formatted so that they parse back to the same float.
+- ``RestartPolicy`` never/on-failure/always <-> ``RESTART_POLICY_*``; UNSPECIFIED reads
+  as never.
+- ``PlanStep`` has no field for a step's :class:`~provisioner.plan.steps.Change`, so it
+  is written into the step resource's annotation :data:`CHANGE_ANNOTATION`. Without it
+  (a step built by another client) it is derived from the plan's structure.
+- A process's ``pid`` 0 on the wire means "none" (pid 0 is never a process).
+"""
+
+from provisioner.serde.plans import (
+    derive_changes,
+    event_from_proto,
+    event_to_proto,
+    observed_from_proto,
+    observed_to_proto,
+    plan_from_proto,
+    plan_to_proto,
+    state_from_proto,
+    state_to_proto,
+    step_from_proto,
+    step_to_proto,
+)
+from provisioner.serde.resources import (
+    CHANGE_ANNOTATION,
+    SPEC_FIELD,
+    format_duration,
+    parse_duration,
+    policy_from_proto,
+    policy_to_proto,
+    resource_to_manifest,
+    spec_from_proto,
+    spec_to_proto,
+)
+
+__all__ = [
+    "CHANGE_ANNOTATION", "SPEC_FIELD", "derive_changes", "event_from_proto", "event_to_proto",
+    "format_duration", "observed_from_proto", "observed_to_proto", "parse_duration",
+    "plan_from_proto", "plan_to_proto", "policy_from_proto", "policy_to_proto",
+    "resource_to_manifest", "spec_from_proto", "spec_to_proto", "state_from_proto",
+    "state_to_proto", "step_from_proto", "step_to_proto",
+]
