@@ -35,6 +35,8 @@ from provisioner._proto.aurae.observe.v0 import observe_pb2 as obs
 from provisioner._proto.aurae.observe.v0 import observe_pb2_grpc as obs_grpc
 from provisioner._proto.aurae.runtime.v0 import runtime_pb2 as rt
 from provisioner._proto.aurae.runtime.v0 import runtime_pb2_grpc as rt_grpc
+from provisioner.node.layer import NodeConfig, NodeLayer
+from provisioner.node.teardown import remove_everything
 
 MiB = 1024 * 1024
 
@@ -184,11 +186,12 @@ def main() -> int:
     if os.geteuid() != 0:
         print("needs root (the daemon makes cgroups)", file=sys.stderr)
         return 1
+    cgroup_root = f"bench-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="pdb", dir="/tmp") as tmp:
         sock, echo_sock = os.path.join(tmp, "d.sock"), os.path.join(tmp, "e.sock")
         daemon = subprocess.Popen(
             [sys.executable, "-m", "provisioner", "daemon", "--socket", sock, "--state-dir",
-             os.path.join(tmp, "state"), "--cgroup-root", f"bench-{uuid.uuid4().hex[:8]}",
+             os.path.join(tmp, "state"), "--cgroup-root", cgroup_root,
              "--stop-on-exit", "--max-message-mb", "8"],
             stderr=subprocess.DEVNULL)
         echo = subprocess.Popen([sys.executable, __file__, "--echo-server", echo_sock])
@@ -206,6 +209,10 @@ def main() -> int:
             daemon.terminate()
             daemon.wait(timeout=60)
             echo.wait(timeout=10)
+            layer = NodeLayer(NodeConfig(state_dir=os.path.join(tmp, "state"),
+                                         cgroup_root=cgroup_root))
+            remove_everything(layer)  # the daemon keeps its cgroup root; the bench does not
+            layer.close()
     return 0
 
 
