@@ -1,24 +1,27 @@
-"""The fork server ("zygote"): ``python -S -m provisioner.node.zygote FD``.
+"""The fork server ("zygote"): ``python -S -m provisioner.node.zygote FD [STATE_DIR]``.
 
 Starting a shim used to mean starting a Python interpreter (~55 ms). The zygote is one
 small, single-threaded process per :class:`~provisioner.node.layer.NodeLayer` that has
-already imported the shim's code; each launch then costs a fork instead. The launcher
+already imported the shim's code; a launch then costs a fork at most. The launcher
 side is :mod:`provisioner.node.zygote_client`.
 
 Protocol, on the ``AF_UNIX``/``SOCK_SEQPACKET`` socket inherited as fd ``FD``: one
-message per launch (see ``MAX_REQUEST_BYTES`` for its format: the spec travels inline,
-so no spec file is written), carrying one file descriptor - the write end of the
-launcher's *readiness pipe* - as ``SCM_RIGHTS``. There is no reply:
+message per launch (the spec travels inline, see ``shimspec.encode_request``), carrying
+one file descriptor - the write end of the launcher's *readiness pipe* - as
+``SCM_RIGHTS``. There is no reply:
 
-* the zygote forks; the child calls ``setsid()`` and forks again, and exits at once, so
-  the grandchild - the shim - is reparented away from both the zygote and the launcher
-  (to init or the nearest subreaper), leads no session (it can never acquire a
-  controlling terminal) and never depends on either of them;
+* the zygote hands the request on to its *spare shim* (:mod:`provisioner.node.spare`),
+  a process forked ahead and detached exactly like a shim, which becomes the shim;
+  then it forks the next spare. Without a spare (one that died, a failed fork) it
+  forks the shim itself the same way: the child calls ``setsid()`` and forks again
+  and exits at once, so the grandchild - the shim - is reparented away from both the
+  zygote and the launcher (to init or the nearest subreaper), leads no session (it
+  can never acquire a controlling terminal) and depends on neither;
 * the shim inherits the zygote's stdio (stdin/stdout on ``/dev/null``, stderr on
   ``run/zygote.log``), writes its status file, and closes the readiness pipe once its
   child has exec'd (or failed); a crash's traceback goes to ``run/<name>/shim.log``;
-* whoever fails on the way (the zygote's fork, the child's setsid or fork) writes
-  ``E<message>`` to the readiness pipe before closing it.
+* whoever fails on the way (the zygote's fork, the child's setsid or fork, a bad
+  request) writes ``E<message>`` to the readiness pipe before closing it.
 
 So the launcher learns everything from its own pipe: EOF means "read the status file",
 and the pipe cannot stay open once nobody works on the launch (the kernel closes it with
@@ -27,7 +30,7 @@ the last process holding it). Concurrent launchers need no reply matching.
 The zygote exits when its socket reaches EOF - the launcher closed it
 (``ZygoteClient.close``) or died - and shims it started keep running. It never runs
 the shim's code itself and never has threads, so forking it is always safe. Its
-children (the short-lived middle processes) are reaped after each request.
+children (the short-lived middle processes) are reaped as they exit (SIGCHLD).
 
 Only the stdlib and the shim's own modules are imported: the zygote's memory is copied
 (page tables) at every fork, and the shim forks again for its child, so every module
@@ -39,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import socket
 import sys
 
@@ -86,6 +90,7 @@ def _detached(server: socket.socket, body: Callable[[], int]) -> int:
         return pid
     code = 1
     try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the zygote's reaper is not ours
         server.close()
         os.setsid()
         if os.fork() > 0:
@@ -222,6 +227,9 @@ def main(argv: list[str]) -> int:
     server.set_inheritable(False)
     try:
         set_comm("prov-zygote")
+        # Middle processes exit right after their fork: reap them as they do, so that
+        # an idle zygote (a daemon's) keeps no zombie around.
+        signal.signal(signal.SIGCHLD, lambda _sig, _frame: _reap())
         return Zygote(server, argv[1] if len(argv) == 2 else None).serve()
     finally:
         server.close()
