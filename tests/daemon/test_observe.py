@@ -170,7 +170,11 @@ def test_a_stuck_reader_is_told_how_many_lines_it_missed(
         writer.close()
         received = [int(text) for text in next(stream).split("\n")]
         dropped = 0
-        time.sleep(1.0)  # stuck: the tailer waits STALL_S for us, then goes on
+        # Stuck: the tailer waits STALL_S for us, then goes on without us to the end.
+        deadline = time.monotonic() + 20
+        while ring.next_seq < total:
+            assert time.monotonic() < deadline, "the tailer kept waiting for a stuck reader"
+            time.sleep(0.01)
         for line in stream:
             match = DROPPED.match(line)
             if match:
