@@ -44,9 +44,14 @@ from provisioner.node.types import NamespaceTarget
 from provisioner.node.zygote_client import ZygoteClient
 
 #: Shim states as the store records them.
-_STATES = {"starting": ProcessState.RUNNING, "running": ProcessState.RUNNING,
-           "backoff": ProcessState.BACKOFF, "exited": ProcessState.EXITED,
-           "stopped": ProcessState.STOPPED, "failed": ProcessState.EXITED}
+SHIM_STATES = {"starting": ProcessState.RUNNING, "running": ProcessState.RUNNING,
+               "backoff": ProcessState.BACKOFF, "exited": ProcessState.EXITED,
+               "stopped": ProcessState.STOPPED, "failed": ProcessState.EXITED}
+
+
+def phase_of(status: ShimStatus) -> ProcessState:
+    """The lifecycle phase a shim's status word means."""
+    return SHIM_STATES.get(status.state, ProcessState.EXITED)
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,7 @@ def process_record(name: str, cell: str, status: ShimStatus) -> ProcessRecord:
     return ProcessRecord(
         name=name, cell=cell, shim_pid=status.shim_pid, shim_start_time=status.shim_start_time,
         pid=status.child_pid, pid_start_time=status.child_start_time,
-        state=_STATES.get(status.state, ProcessState.EXITED), exit_code=status.exit_code,
+        state=phase_of(status), exit_code=status.exit_code,
         exit_signal=status.exit_signal, started_at_ns=status.started_at_ns,
         exited_at_ns=status.exited_at_ns, restart_count=status.restart_count)
 

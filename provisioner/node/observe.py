@@ -17,7 +17,7 @@ from provisioner.model import CellLimits, CellSpec, DriverSpec, ExecutableSpec, 
 from provisioner.model_json import dumps, loads
 from provisioner.node.cgroups import same_limits
 from provisioner.node.drivers import DriverStore, driver_key
-from provisioner.node.layer import NodeLayer, process_record
+from provisioner.node.layer import NodeLayer, phase_of, process_record
 from provisioner.node.namespaces import holder_alive
 from provisioner.node.shimspec import ShimStatus
 from provisioner.node.store import ProcessState
@@ -25,16 +25,11 @@ from provisioner.node.supervise import shim_alive
 from provisioner.node.types import NamespaceTarget
 from provisioner.state import NodeState, ObservedResource, ProcessPhase, ProcessStatus
 
-_PHASES = {"starting": ProcessPhase.RUNNING, "running": ProcessPhase.RUNNING,
-           "backoff": ProcessPhase.BACKOFF, "exited": ProcessPhase.EXITED,
-           "stopped": ProcessPhase.STOPPED, "failed": ProcessPhase.EXITED}
-
-
 def process_status(status: ShimStatus | None) -> tuple[ProcessStatus, list[str]]:
     """The observed process of an executable, and drift notes about it."""
     if status is None:
         return ProcessStatus(ProcessPhase.PENDING), []
-    phase = _PHASES.get(status.state, ProcessPhase.EXITED)
+    phase = phase_of(status)
     drift: list[str] = []
     if phase in (ProcessPhase.RUNNING, ProcessPhase.BACKOFF) and not shim_alive(status):
         phase = ProcessPhase.EXITED  # its supervisor died: nothing restarts or logs it

@@ -27,7 +27,6 @@ The schema version is SQLite's ``PRAGMA user_version``. Migration *n* is
 from __future__ import annotations
 
 import contextlib
-import enum
 import functools
 import json
 import os
@@ -39,14 +38,10 @@ from typing import Any
 
 from provisioner.errors import FailedPrecondition, NodeError
 from provisioner.model import Kind
+from provisioner.state import ProcessPhase
 
-
-class ProcessState(enum.StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    EXITED = "exited"
-    BACKOFF = "backoff"
-    STOPPED = "stopped"
+#: A process's lifecycle as the store records it: the same words as the observed state.
+ProcessState = ProcessPhase
 
 
 @dataclass(frozen=True)
