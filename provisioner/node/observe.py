@@ -25,6 +25,7 @@ from provisioner.node.supervise import shim_alive
 from provisioner.node.types import NamespaceTarget
 from provisioner.state import NodeState, ObservedResource, ProcessPhase, ProcessStatus
 
+
 def process_status(status: ShimStatus | None) -> tuple[ProcessStatus, list[str]]:
     """The observed process of an executable, and drift notes about it."""
     if status is None:
