@@ -91,34 +91,51 @@ def add_manifest_args(parser: argparse.ArgumentParser, required: bool = True) ->
 
 
 @contextlib.contextmanager
-def executor(args: argparse.Namespace) -> Iterator[NodeExecutor]:
-    """The executor a command acts through, closed afterwards: the daemon named by
-    ``--target``; else the daemon at the default socket when it answers (only with the
-    default state directory and cgroup root, which are the daemon's); else this machine
-    in-process."""
-    remote = _remote(args)
+def open_executor(target: str | None, state_dir: str = DEFAULT_STATE_DIR,
+                  cgroup_root: str = DEFAULT_CGROUP_ROOT, lock_timeout: float = 10.0, *,
+                  tls_ca: str | None = None, tls_cert: str | None = None,
+                  tls_key: str | None = None, insecure: bool = False,
+                  purpose: str = "") -> Iterator[NodeExecutor]:
+    """The executor to act through, closed afterwards: the daemon at ``target``; else
+    the daemon at the default socket when it answers (only with the default state
+    directory and cgroup root, which are the daemon's); else this machine in-process.
+
+    The one place that makes this choice, for the CLI and the Ansible module alike.
+    ``purpose`` is what the writer lock tells other processes (default: the command line).
+    """
+    remote = find_daemon(target, state_dir, cgroup_root, tls_ca=tls_ca, tls_cert=tls_cert,
+                         tls_key=tls_key, insecure=insecure)
     if remote is not None:
         try:
             yield remote
         finally:
             remote.close()
         return
-    config = NodeConfig(state_dir=args.state_dir, cgroup_root=args.cgroup_root)
-    local = LocalExecutor(NodeLayer(config), lock_timeout_s=args.lock_timeout)
+    config = NodeConfig(state_dir=state_dir, cgroup_root=cgroup_root)
+    local = LocalExecutor(NodeLayer(config), lock_timeout_s=lock_timeout, purpose=purpose)
     try:
         yield local
     finally:
         local.close()
 
 
-def _remote(args: argparse.Namespace) -> RemoteExecutor | None:
-    tls = {"tls_ca": args.tls_ca, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
-           "insecure": args.insecure}
-    if args.target:
+def executor(args: argparse.Namespace) -> contextlib.AbstractContextManager[NodeExecutor]:
+    """:func:`open_executor` for a command's ``--target``, ``--state-dir``, ... options."""
+    return open_executor(args.target, args.state_dir, args.cgroup_root, args.lock_timeout,
+                         tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                         insecure=args.insecure)
+
+
+def find_daemon(target: str | None, state_dir: str, cgroup_root: str, *,
+                tls_ca: str | None = None, tls_cert: str | None = None,
+                tls_key: str | None = None, insecure: bool = False) -> RemoteExecutor | None:
+    """The daemon to use, or None to act on this machine (see :func:`open_executor`)."""
+    if target:
         from provisioner.executors.remote import RemoteExecutor
 
-        return RemoteExecutor(args.target, **tls)
-    if (args.state_dir, args.cgroup_root) != (DEFAULT_STATE_DIR, DEFAULT_CGROUP_ROOT):
+        return RemoteExecutor(target, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
+                              insecure=insecure)
+    if (state_dir, cgroup_root) != (DEFAULT_STATE_DIR, DEFAULT_CGROUP_ROOT):
         return None
     with contextlib.suppress(OSError):
         if stat.S_ISSOCK(os.stat(DEFAULT_SOCKET).st_mode):
@@ -129,6 +146,12 @@ def _remote(args: argparse.Namespace) -> RemoteExecutor | None:
                 return daemon
             daemon.close()
     return None
+
+
+def _remote(args: argparse.Namespace) -> RemoteExecutor | None:
+    """:func:`find_daemon` for parsed options (tests/executors/test_remote.py uses it)."""
+    return find_daemon(args.target, args.state_dir, args.cgroup_root, tls_ca=args.tls_ca,
+                       tls_cert=args.tls_cert, tls_key=args.tls_key, insecure=args.insecure)
 
 
 def make_plan(ex: NodeExecutor, desired: DesiredState, prune: bool = False,
