@@ -88,6 +88,9 @@ class _Tailer:
         self._cursors: dict[int, int] = {}  # follower id -> next line it wants
         self._floor = 0  # the slowest live follower's cursor
         self._progress_at = time.monotonic()
+        # The backlog/live boundary is taken now, in the subscriber's thread: a line
+        # written after this call is live even if the thread starts late.
+        self._lines = self._reader.follow(tail=self._capacity, stop=self.stop)
         self._thread = threading.Thread(target=self._run, name=f"log-tail-{name}",
                                         daemon=True)
         self._thread.start()
@@ -112,7 +115,7 @@ class _Tailer:
 
     def _run(self) -> None:
         try:
-            for line in self._reader.follow(tail=self._capacity, stop=self.stop):
+            for line in self._lines:
                 if self._cursors and self._appended - self._floor >= self._capacity:
                     self._wait_for_room()
                 self.ring.append(line)
