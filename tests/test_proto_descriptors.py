@@ -108,6 +108,7 @@ SERVICES: dict[str, dict[str, str]] = {
         "GetState": "GetStateRequest -> GetStateResponse",
         "Plan": "PlanRequest -> PlanResponse",
         "Apply": "ApplyRequest -> stream ApplyEvent",
+        "GetLogs": "GetLogsRequest -> stream LogEntry",
     },
 }
 

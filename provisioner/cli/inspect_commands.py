@@ -8,11 +8,13 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from provisioner.cli.base import EXIT_OK, Parser, emit_json
 from provisioner.cli.node_commands import add_node_args, executor
 from provisioner.errors import NotFound, UsageError
+from provisioner.executors.remote import RemoteExecutor
 from provisioner.names import check_dns_label
 from provisioner.node.logs import LogLine, LogReader
 from provisioner.state import NodeState, ObservedResource
@@ -86,9 +88,8 @@ def run_status(args: argparse.Namespace) -> int:
 def add_logs(sub: argparse._SubParsersAction[Parser]) -> None:
     parser = sub.add_parser("logs", help="print an executable's output",
                             description="Print the captured stdout and stderr of an "
-                            "executable, oldest first. Reads this machine's log files (a "
-                            "local daemon's too, with its --state-dir); a remote daemon's "
-                            "logs are not available through --target yet.")
+                            "executable, oldest first: from this machine's log files, or "
+                            "from the node daemon named by --target.")
     parser.add_argument("name", metavar="EXECUTABLE")
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     parser.add_argument("--since", metavar="WHEN",
@@ -98,8 +99,7 @@ def add_logs(sub: argparse._SubParsersAction[Parser]) -> None:
     parser.add_argument("--channel", choices=("stdout", "stderr"), help="only one channel")
     parser.add_argument("--timestamps", action="store_true", help="prefix each line with "
                         "its time")
-    parser.add_argument("--state-dir", default=os.environ.get("PROVISIONER_STATE_DIR",
-                                                              "/var/lib/provisioner"))
+    add_node_args(parser)
     parser.set_defaults(run=run_logs)
 
 
@@ -130,16 +130,26 @@ def run_logs(args: argparse.Namespace) -> int:
     name = check_dns_label(args.name, "executable name")
     if args.tail is not None and args.tail < 0:
         raise UsageError("--tail must be 0 or more")
+    since = parse_since(args.since) if args.since else None
+    if args.target:
+        with RemoteExecutor(args.target, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                            tls_key=args.tls_key, insecure=args.insecure) as remote:
+            _print_all(remote.logs(name, args.follow, since, args.tail, args.channel), args)
+        return EXIT_OK
     directory = os.path.join(args.state_dir, "logs", name)
     if not os.path.isdir(directory):
         raise NotFound(f"no logs for executable {name!r} in {args.state_dir}")
-    since = parse_since(args.since) if args.since else None
     reader = LogReader(directory)
     if args.follow:
-        for line in reader.follow(since_ns=since, channel=args.channel, tail=args.tail):
-            _print_line(line, args.timestamps)
-            sys.stdout.flush()
-        return EXIT_OK
-    for line in reader.read(since_ns=since, tail=args.tail, channel=args.channel):
-        _print_line(line, args.timestamps)
+        lines = reader.follow(since_ns=since, channel=args.channel, tail=args.tail)
+    else:
+        lines = iter(reader.read(since_ns=since, tail=args.tail, channel=args.channel))
+    _print_all(lines, args)
     return EXIT_OK
+
+
+def _print_all(lines: Iterator[LogLine], args: argparse.Namespace) -> None:
+    for line in lines:
+        _print_line(line, args.timestamps)
+        if args.follow:
+            sys.stdout.flush()

@@ -52,6 +52,7 @@ _READER = (
     "/v1alpha.PublicAPI/*",
     "/provisioner.v1.NodeService/GetState",
     "/provisioner.v1.NodeService/Plan",
+    "/provisioner.v1.NodeService/GetLogs",
     "/grpc.health.v1.Health/*",
     "/grpc.reflection.v1alpha.ServerReflection/*",
     "/grpc.reflection.v1.ServerReflection/*",

@@ -14,13 +14,19 @@
   arriving while another apply runs (after the executor's lock timeout). Both happen
   before the first event, so the client gets a status, never half a stream.
 
+- GetLogs: an executable's log files by name (the seed APIs stream by pid and never
+  end): the lines selected by since / tail / channel, then, with ``follow``, new ones
+  until the call is cancelled or the daemon stops. Unknown name: NOT_FOUND.
+
 If the client goes away mid-apply, no further steps are started; the steps running
 finish and are recorded, so applying again converges.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import threading
+from collections.abc import Iterable, Iterator
 
 import grpc
 
@@ -29,9 +35,11 @@ from provisioner._proto.provisioner.v1 import node_pb2 as npb
 from provisioner._proto.provisioner.v1 import node_pb2_grpc as ngrpc
 from provisioner.daemon.context import DaemonContext
 from provisioner.daemon.status import handles_errors
-from provisioner.errors import InvalidArgument
+from provisioner.errors import InvalidArgument, NotFound
 from provisioner.manifest.from_data import render_issues, validate_data
 from provisioner.model import DesiredState, ResourceSpec
+from provisioner.names import check_dns_label
+from provisioner.node.logs import STDERR, STDOUT, LogLine, LogReader
 from provisioner.plan.compiler import compile_plan
 from provisioner.plan.steps import Plan
 
@@ -92,6 +100,42 @@ class NodeServicer(ngrpc.NodeServiceServicer):
                 yield serde.event_to_proto(event)
         finally:
             events.close()  # releases the writer lock now, even if the client left
+
+    @handles_errors
+    def GetLogs(self, request: npb.GetLogsRequest,
+                context: grpc.ServicerContext) -> Iterator[npb.LogEntry]:
+        name = check_dns_label(request.executable, "executable name")
+        if request.channel not in ("", STDOUT, STDERR):
+            raise InvalidArgument(f"channel must be stdout, stderr or empty, not "
+                                  f"{request.channel!r}")
+        directory = self.ctx.layer.log_dir(name)
+        if not os.path.isdir(directory):
+            raise NotFound(f"no logs for executable {name!r}")
+        reader = LogReader(directory)
+        since = request.since_ns or None
+        tail = request.tail if request.HasField("tail") else None
+        channel = request.channel or None
+        stop = threading.Event()
+        if not request.follow:
+            lines: Iterable[LogLine] = reader.read(since_ns=since, tail=tail, channel=channel)
+        else:
+            context.add_callback(stop.set)  # the client cancelled or went away
+            threading.Thread(target=self._end_on_shutdown, args=(stop,), daemon=True).start()
+            lines = reader.follow(since_ns=since, channel=channel, tail=tail, stop=stop)
+        try:
+            for line in lines:
+                yield npb.LogEntry(timestamp_ns=line.ts_ns, channel=line.channel,
+                                   text=line.text, continued=line.continued)
+        finally:
+            stop.set()
+
+    def _end_on_shutdown(self, stop: threading.Event) -> None:
+        """End a follow when the daemon starts stopping (the stream's own end or
+        cancellation sets ``stop`` first, which ends this thread)."""
+        while not stop.wait(0.5):
+            if self.ctx.stopping.is_set():
+                stop.set()
+
 
 def register(server: grpc.Server, ctx: DaemonContext) -> None:
     ngrpc.add_NodeServiceServicer_to_server(NodeServicer(ctx), server)  # type: ignore[no-untyped-call]

@@ -43,6 +43,7 @@ from provisioner.errors import (
 )
 from provisioner.executors.base import ApplyEvent, EventType
 from provisioner.model import DesiredState
+from provisioner.node.logs import LogLine
 from provisioner.plan.steps import Plan
 from provisioner.state import NodeState
 
@@ -169,6 +170,22 @@ class RemoteExecutor:
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, self.target) from None
         return serde.plan_from_proto(response.plan)
+
+    def logs(self, name: str, follow: bool = False, since_ns: int | None = None,
+             tail: int | None = None, channel: str | None = None) -> Iterator[LogLine]:
+        """An executable's captured output from the daemon (NodeService.GetLogs)."""
+        request = npb.GetLogsRequest(executable=name, follow=follow, since_ns=since_ns or 0,
+                                     channel=channel or "")
+        if tail is not None:
+            request.tail = tail
+        stream = self.stub.GetLogs(request, timeout=None if follow else self.timeout_s)
+        try:
+            for entry in stream:
+                yield LogLine(entry.timestamp_ns, entry.channel, entry.text, entry.continued)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self.target) from None
+        finally:
+            stream.cancel()
 
     def apply(self, plan: Plan, parallelism: int = 0) -> Iterator[ApplyEvent]:
         """The daemon's events as they come; the last is the summary. A stream that

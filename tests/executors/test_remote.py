@@ -219,3 +219,31 @@ def test_the_default_socket_is_used_only_when_it_answers(
         assert node_commands._remote(args) is None
     finally:
         listener.close()
+
+
+def test_logs_through_a_daemon(daemon: Daemon, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "talk.yaml"
+    manifest.write_text("apiVersion: provisioner/v1\nkind: Executable\nmetadata: {name: talk}\n"
+                        "spec: {command: 'echo one; echo two >&2; echo three; sleep 0.3; "
+                        "echo later; sleep 1000'}\n")
+    remote = ["--target", daemon.target]
+    assert cli(capsys, "apply", str(manifest), *remote)[0] == 0
+    with RemoteExecutor(daemon.target) as executor:
+        follow = executor.logs("talk", follow=True)
+        texts = [next(follow).text for _ in range(4)]  # the backlog, then a live line
+        follow.close()  # cancels the stream
+    # stdout and stderr are separate pipes: their interleaving is not fixed
+    assert sorted(texts[:3]) == ["one", "three", "two"] and texts[3] == "later"
+    code, out, _ = cli(capsys, "logs", "talk", *remote)
+    assert code == 0 and sorted(out.splitlines()) == ["later", "one", "three", "two"]
+    local = cli(capsys, "logs", "talk", "--state-dir", daemon.ctx.config.state_dir)
+    assert local[1] == out  # the same as reading the daemon's files here
+    assert cli(capsys, "logs", "talk", "--tail", "1", "--channel", "stdout", *remote)[1] == \
+        "later\n"
+    stamped = cli(capsys, "logs", "talk", "--timestamps", "--channel", "stderr", *remote)[1]
+    assert stamped.endswith(" stderr two\n")
+    code, _, err = cli(capsys, "logs", "nobody", *remote)
+    assert code == 1 and "no logs for executable 'nobody'" in err
+    code, _, err = cli(capsys, "logs", "Bad_Name", *remote)
+    assert code == 1 and "not a DNS label" in err

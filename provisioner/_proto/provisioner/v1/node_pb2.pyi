@@ -61,6 +61,32 @@ APPLY_EVENT_TYPE_STEP_FAILED: ApplyEventType
 APPLY_EVENT_TYPE_STEP_SKIPPED: ApplyEventType
 APPLY_EVENT_TYPE_SUMMARY: ApplyEventType
 
+class GetLogsRequest(_message.Message):
+    __slots__ = ("executable", "follow", "since_ns", "tail", "channel")
+    EXECUTABLE_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    SINCE_NS_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    executable: str
+    follow: bool
+    since_ns: int
+    tail: int
+    channel: str
+    def __init__(self, executable: _Optional[str] = ..., follow: _Optional[bool] = ..., since_ns: _Optional[int] = ..., tail: _Optional[int] = ..., channel: _Optional[str] = ...) -> None: ...
+
+class LogEntry(_message.Message):
+    __slots__ = ("timestamp_ns", "channel", "text", "continued")
+    TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CONTINUED_FIELD_NUMBER: _ClassVar[int]
+    timestamp_ns: int
+    channel: str
+    text: str
+    continued: bool
+    def __init__(self, timestamp_ns: _Optional[int] = ..., channel: _Optional[str] = ..., text: _Optional[str] = ..., continued: _Optional[bool] = ...) -> None: ...
+
 class GetStateRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -49,6 +49,11 @@ class NodeServiceStub:
                 request_serializer=provisioner_dot_v1_dot_node__pb2.ApplyRequest.SerializeToString,
                 response_deserializer=provisioner_dot_v1_dot_node__pb2.ApplyEvent.FromString,
                 _registered_method=True)
+        self.GetLogs = channel.unary_stream(
+                '/provisioner.v1.NodeService/GetLogs',
+                request_serializer=provisioner_dot_v1_dot_node__pb2.GetLogsRequest.SerializeToString,
+                response_deserializer=provisioner_dot_v1_dot_node__pb2.LogEntry.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -75,6 +80,15 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLogs(self, request, context):
+        """An executable's captured output by name, oldest first; with follow, then new
+        lines as they are written until the call is cancelled. (The seed APIs stream by
+        pid only and never end; this is what `provisioner logs --target` uses.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +106,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.Apply,
                     request_deserializer=provisioner_dot_v1_dot_node__pb2.ApplyRequest.FromString,
                     response_serializer=provisioner_dot_v1_dot_node__pb2.ApplyEvent.SerializeToString,
+            ),
+            'GetLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetLogs,
+                    request_deserializer=provisioner_dot_v1_dot_node__pb2.GetLogsRequest.FromString,
+                    response_serializer=provisioner_dot_v1_dot_node__pb2.LogEntry.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +194,33 @@ class NodeService:
             '/provisioner.v1.NodeService/Apply',
             provisioner_dot_v1_dot_node__pb2.ApplyRequest.SerializeToString,
             provisioner_dot_v1_dot_node__pb2.ApplyEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/provisioner.v1.NodeService/GetLogs',
+            provisioner_dot_v1_dot_node__pb2.GetLogsRequest.SerializeToString,
+            provisioner_dot_v1_dot_node__pb2.LogEntry.FromString,
             options,
             channel_credentials,
             insecure,
