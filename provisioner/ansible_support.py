@@ -23,11 +23,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from provisioner.cli.node_commands import DEFAULT_CGROUP_ROOT, default_set_name, open_executor
 from provisioner.errors import ProvisionerError
 from provisioner.executors.base import ApplyEvent, EventType, Summary
+from provisioner.executors.choose import DEFAULT_CGROUP_ROOT, open_executor
 from provisioner.executors.local import DEFAULT_LOCK_TIMEOUT_S, LocalExecutor
 from provisioner.manifest import load
+from provisioner.manifest.loader import default_set_name
 from provisioner.model import DesiredState, Ref, ResourceSpec
 from provisioner.model_json import spec_to_dict
 from provisioner.node.store import DEFAULT_STATE_DIR
@@ -37,7 +38,7 @@ from provisioner.plan.steps import Change, Plan
 from provisioner.state import NodeState, ObservedResource, ProcessPhase
 
 if TYPE_CHECKING:
-    from provisioner.cli.node_commands import NodeExecutor
+    from provisioner.executors.choose import NodeExecutor
 
 
 class ModuleFailure(Exception):

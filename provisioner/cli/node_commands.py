@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
-import stat
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from provisioner.cli.base import (
@@ -25,10 +22,15 @@ from provisioner.cli.output import report
 from provisioner.daemon.context import DEFAULT_SOCKET
 from provisioner.errors import FailedPrecondition, UsageError, ValidationFailed
 from provisioner.executors.base import ApplyEvent
+from provisioner.executors.choose import (  # re-exported: the CLI's one choice
+    DEFAULT_CGROUP_ROOT,
+    find_daemon,
+    open_executor,
+)
 from provisioner.executors.local import LocalExecutor
 from provisioner.manifest import load
+from provisioner.manifest.loader import default_set_name
 from provisioner.model import DesiredState
-from provisioner.node.layer import NodeConfig, NodeLayer
 from provisioner.node.store import DEFAULT_STATE_DIR
 from provisioner.plan.compiler import compile_plan
 from provisioner.plan.planfile import is_plan_file, load_plan, plan_to_dict, save_plan
@@ -36,26 +38,9 @@ from provisioner.plan.render import render_plan
 from provisioner.plan.steps import Plan
 
 if TYPE_CHECKING:
+    from provisioner.executors.choose import NodeExecutor
     from provisioner.executors.remote import RemoteExecutor
 
-    NodeExecutor = LocalExecutor | RemoteExecutor
-
-_SET_NAME_RE = re.compile(r"[^a-z0-9-]+")
-DEFAULT_CGROUP_ROOT = "provisioner"
-#: How long the default daemon socket may take to answer before the CLI acts locally.
-PROBE_TIMEOUT_S = 2.0
-
-
-def default_set_name(paths: list[str]) -> str:
-    """The manifest set a source defines when none is named: the file's stem or the
-    folder's name (several paths: their common folder), as a DNS label."""
-    if len(paths) == 1:
-        path = Path(paths[0]).resolve()
-        base = path.name if path.is_dir() else path.stem
-    else:
-        base = Path(os.path.commonpath([str(Path(p).resolve()) for p in paths])).name
-    name = _SET_NAME_RE.sub("-", base.lower()).strip("-")[:63].strip("-")
-    return name or "default"
 
 
 def add_node_args(parser: argparse.ArgumentParser) -> None:
@@ -90,35 +75,6 @@ def add_manifest_args(parser: argparse.ArgumentParser, required: bool = True) ->
     add_template_args(parser)
 
 
-@contextlib.contextmanager
-def open_executor(target: str | None, state_dir: str = DEFAULT_STATE_DIR,
-                  cgroup_root: str = DEFAULT_CGROUP_ROOT, lock_timeout: float = 10.0, *,
-                  tls_ca: str | None = None, tls_cert: str | None = None,
-                  tls_key: str | None = None, insecure: bool = False,
-                  purpose: str = "") -> Iterator[NodeExecutor]:
-    """The executor to act through, closed afterwards: the daemon at ``target``; else
-    the daemon at the default socket when it answers (only with the default state
-    directory and cgroup root, which are the daemon's); else this machine in-process.
-
-    The one place that makes this choice, for the CLI and the Ansible module alike.
-    ``purpose`` is what the writer lock tells other processes (default: the command line).
-    """
-    remote = find_daemon(target, state_dir, cgroup_root, tls_ca=tls_ca, tls_cert=tls_cert,
-                         tls_key=tls_key, insecure=insecure)
-    if remote is not None:
-        try:
-            yield remote
-        finally:
-            remote.close()
-        return
-    config = NodeConfig(state_dir=state_dir, cgroup_root=cgroup_root)
-    local = LocalExecutor(NodeLayer(config), lock_timeout_s=lock_timeout, purpose=purpose)
-    try:
-        yield local
-    finally:
-        local.close()
-
-
 def executor(args: argparse.Namespace) -> contextlib.AbstractContextManager[NodeExecutor]:
     """:func:`open_executor` for a command's ``--target``, ``--state-dir``, ... options."""
     return open_executor(args.target, args.state_dir, args.cgroup_root, args.lock_timeout,
@@ -126,32 +82,11 @@ def executor(args: argparse.Namespace) -> contextlib.AbstractContextManager[Node
                          insecure=args.insecure)
 
 
-def find_daemon(target: str | None, state_dir: str, cgroup_root: str, *,
-                tls_ca: str | None = None, tls_cert: str | None = None,
-                tls_key: str | None = None, insecure: bool = False) -> RemoteExecutor | None:
-    """The daemon to use, or None to act on this machine (see :func:`open_executor`)."""
-    if target:
-        from provisioner.executors.remote import RemoteExecutor
-
-        return RemoteExecutor(target, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
-                              insecure=insecure)
-    if (state_dir, cgroup_root) != (DEFAULT_STATE_DIR, DEFAULT_CGROUP_ROOT):
-        return None
-    with contextlib.suppress(OSError):
-        if stat.S_ISSOCK(os.stat(DEFAULT_SOCKET).st_mode):
-            from provisioner.executors.remote import RemoteExecutor
-
-            daemon = RemoteExecutor(f"unix://{DEFAULT_SOCKET}")
-            if daemon.ping(PROBE_TIMEOUT_S):
-                return daemon
-            daemon.close()
-    return None
-
-
 def _remote(args: argparse.Namespace) -> RemoteExecutor | None:
     """:func:`find_daemon` for parsed options (tests/executors/test_remote.py uses it)."""
     return find_daemon(args.target, args.state_dir, args.cgroup_root, tls_ca=args.tls_ca,
-                       tls_cert=args.tls_cert, tls_key=args.tls_key, insecure=args.insecure)
+                       tls_cert=args.tls_cert, tls_key=args.tls_key, insecure=args.insecure,
+                       socket=DEFAULT_SOCKET)
 
 
 def make_plan(ex: NodeExecutor, desired: DesiredState, prune: bool = False,

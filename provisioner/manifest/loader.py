@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from provisioner.manifest.yamlsafe import decode, load_documents, no_gc
 from provisioner.model import DesiredState
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
+_SET_NAME_RE = re.compile(r"[^a-z0-9-]+")
 
 
 @dataclass
@@ -32,6 +34,18 @@ class LoadResult:
     @property
     def ok(self) -> bool:
         return not self.issues
+
+
+def default_set_name(paths: list[str]) -> str:
+    """The manifest set a source defines when none is named: the file's stem or the
+    folder's name (several paths: their common folder), as a DNS label."""
+    if len(paths) == 1:
+        path = Path(paths[0]).resolve()
+        base = path.name if path.is_dir() else path.stem
+    else:
+        base = Path(os.path.commonpath([str(Path(p).resolve()) for p in paths])).name
+    name = _SET_NAME_RE.sub("-", base.lower()).strip("-")[:63].strip("-")
+    return name or "default"
 
 
 def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[Issue]]:
