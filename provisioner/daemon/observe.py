@@ -144,6 +144,10 @@ class LogHub:
                 tailer = self._tailers[name] = _Tailer(name, log_dir, self.ring_lines)
             tailer.users += 1
         follower = id(threading.current_thread()) ^ time.monotonic_ns()
+        # Hold the tailer back from now on, not from the follower's first read: lines
+        # appended in between must not be overwritten unseen (nor counted as missed).
+        _, start = tailer.ring.since(0, limit=0)
+        tailer.advance(follower, start)
         try:
             yield tailer.ring, lambda cursor: tailer.advance(follower, cursor)
         finally:
