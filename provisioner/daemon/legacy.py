@@ -40,7 +40,7 @@ from provisioner.names import check_dns_label
 from provisioner.node import leaf as leafops
 from provisioner.node import persistent
 from provisioner.node.layer import NodeLayer
-from provisioner.node.shim import DEFAULT_PATH
+from provisioner.node.shimspec import DEFAULT_PATH
 
 __all__ = ["EXEC_LEAF_PREFIX", "MAX_OUTPUT_BYTES", "ExecResult", "RuntimeService",
            "ScheduleExecutableService", "ScheduleService", "cleanup_exec_leaves",

@@ -343,4 +343,4 @@ def serve(config: DaemonConfig) -> None:
                 signal.signal(sig, handler)
     finally:
         with contextlib.suppress(Exception):
-            layer.close()  # the zygote ends; executables and their shims do not
+            layer.close()  # executables and their shims go on

@@ -41,7 +41,6 @@ from provisioner.node.store import (
 )
 from provisioner.node.supervise import is_running, launch, read_status, request_stop, shim_alive
 from provisioner.node.types import NamespaceTarget
-from provisioner.node.zygote_client import ZygoteClient
 
 #: Shim states as the store records them.
 SHIM_STATES = {"starting": ProcessState.RUNNING, "running": ProcessState.RUNNING,
@@ -84,18 +83,13 @@ class NodeLayer:
         self.cgroups = make_driver(self.layout, self.config.cgroup_root)
         self.cgroups.ensure_root()
         self.store = Store.open(self.config.state_dir)
-        # Shims are forked by this layer's zygote, started on the first launch.
-        self.zygote = ZygoteClient(os.path.join(self.config.state_dir, "run", "zygote.log"),
-                                   self.config.state_dir)
 
     @property
     def cgroup_v2(self) -> bool:
         return self.cgroups.cgroup_v2
 
     def close(self) -> None:
-        """Stop the zygote (running executables and their shims are not affected) and
-        close the store."""
-        self.zygote.close()
+        """Close the store (running executables and their shims are not affected)."""
         self.store.close()
 
     # -- paths ---------------------------------------------------------------------
@@ -275,7 +269,7 @@ class NodeLayer:
         with self.store.transaction() as store:  # recorded before launch: never lost
             store.put_resource(Kind.EXECUTABLE, name, dumps(spec), manifest_set)
             store.put_process(ProcessRecord(name=name, cell=spec.cell))
-        status = launch(shim_spec, zygote=self.zygote)
+        status = launch(shim_spec)
         with self.store.transaction() as store:
             store.put_process(process_record(name, spec.cell, status))
             store.record_event("Executable", name, "started", f"pid {status.child_pid}")

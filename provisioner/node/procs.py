@@ -164,21 +164,6 @@ def signal_group(pgid: int, sig: int, leader_start_time: int | None = None) -> b
         return False
 
 
-def set_comm(name: str) -> None:
-    """Set this process's name as ``ps -e``, top and pstree show it (15 bytes at most):
-    helpers forked from the zygote all share its command line."""
-    try:
-        fd = os.open("/proc/self/comm", os.O_WRONLY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.write(fd, name.encode("utf-8", "replace")[:15])
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def kill_pids(pids: set[int] | list[int], sig: int = signal.SIGKILL) -> None:
     """Send SIG to each pid, ignoring those already gone.
 

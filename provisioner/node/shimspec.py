@@ -1,13 +1,15 @@
 """What the launcher tells a shim (``ShimSpec``) and what a shim reports (``ShimStatus``).
 
-Both travel as JSON files: the launcher writes ``spec.json`` and the shim rewrites
-``status.json`` atomically (tmp + rename) on every change, so a reader never sees a
-half-written status. Only the stdlib is used (the shim imports this and starts fast).
+The shim is the compiled supervisor ``provisioner-shim`` (``csrc/``). It gets the spec
+as NUL-separated key / value pairs (:func:`native_spec`), with everything that needs a
+lookup already resolved here: the argv (``sh -c COMMAND``, or nsenter into the cell
+first), the environment, uid and gid. It rewrites ``status.json`` atomically (tmp +
+rename) on every change with exactly the fields of :class:`ShimStatus`, so a reader
+never sees a half-written status.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from dataclasses import dataclass, field, replace
@@ -33,30 +35,8 @@ FAILED = "failed"
 TERMINAL_STATES = (EXITED, STOPPED, FAILED)
 
 
-#: Largest launch request the zygote takes in one message (see provisioner.node.zygote);
-#: a larger spec is passed as a file instead.
-MAX_REQUEST_BYTES = 128 * 1024
-
-
-def encode_request(spec_json: bytes, crash_log: str, spill_file: str) -> bytes:
-    """A zygote launch request: ``J<crash log>\0<spec JSON>``, or, for a spec too large
-    for one message, ``F<crash log>\0<spec file>`` after writing the spec there."""
-    log = os.fsencode(crash_log)
-    request = b"J" + log + b"\0" + spec_json
-    if len(request) <= MAX_REQUEST_BYTES:
-        return request
-    os.makedirs(os.path.dirname(spill_file), exist_ok=True)
-    write_bytes_atomic(spill_file, spec_json)
-    return b"F" + log + b"\0" + os.fsencode(spill_file)
-
-
-def decode_request(request: bytes) -> tuple[str, bytes]:
-    """(crash log, spec JSON) of a launch request (reading the spec file of an F one)."""
-    log, _, payload = request[1:].partition(b"\0")
-    if request[:1] == b"F":
-        with open(os.fsdecode(payload), "rb") as f:
-            payload = f.read()
-    return os.fsdecode(log), payload
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NSENTER = "/usr/bin/nsenter"
 
 
 @dataclass(frozen=True)
@@ -197,59 +177,67 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def spec_bytes(spec: ShimSpec) -> bytes:
-    return json.dumps(spec.to_json(), separators=(",", ":")).encode()
-
-
 def write_status(status: ShimStatus) -> None:
     write_json_atomic(status.status_file, status.to_json())
 
 
-class StatusWriter:
-    """Writes one status file (tmp + rename, as write_json_atomic), with the tmp file
-    created ahead of time: creating a file is the slow part (on a busy ext4 up to
-    ~0.5 ms for the inode), so the shim makes the next one while it is idle - after
-    reporting ready, after each non-final write - and a write is then write + rename.
-    A spare shim even brings one made before its spec arrived (``ready_tmp``: an open
-    empty file on the same file system, renamed across directories)."""
+def _identity(spec: ShimSpec) -> tuple[int | None, int | None, dict[str, str]]:
+    """(uid, gid, environment) of the child; gid defaults to the user's primary group."""
+    import pwd  # only here: most executables run as root and never need it
 
-    def __init__(self, path: str, ready_tmp: tuple[int, str] | None = None) -> None:
-        self.path = path
-        self._next = ready_tmp
-
-    def prepare(self) -> None:
-        if self._next is None:
-            tmp = f"{self.path}.tmp.{os.getpid()}"
-            self._next = (os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                                  0o640), tmp)
-
-    def write(self, status: ShimStatus) -> None:
-        data = json.dumps(status.to_json(), separators=(",", ":")).encode()
-        self.prepare()
-        assert self._next is not None
-        fd, tmp = self._next
-        self._next = None
+    env = {"PATH": DEFAULT_PATH, "HOME": "/"}
+    uid, gid = spec.uid, spec.gid
+    if uid is not None:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        try:
-            os.replace(tmp, self.path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            write_bytes_atomic(self.path, data)  # e.g. EXDEV: made on another file system
+            pw = pwd.getpwuid(uid)
+            env.update(HOME=pw.pw_dir or "/", USER=pw.pw_name, LOGNAME=pw.pw_name)
+            gid = pw.pw_gid if gid is None else gid
+        except KeyError:
+            gid = uid if gid is None else gid  # never keep root's group for a non-root uid
+    return uid, gid, {**env, **spec.env}
 
-    def discard(self) -> None:
-        """Remove a prepared, unused tmp file."""
-        if self._next is not None:
-            fd, tmp = self._next
-            self._next = None
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+
+def native_spec(spec: ShimSpec, crash_log: str) -> bytes:
+    """SPEC as provisioner-shim reads it: ``key\0value\0`` pairs, list keys repeated.
+
+    The argv is ``/bin/sh -c COMMAND``; for a cell with namespaces it is nsenter with
+    the holder as target, which then also switches directory and user inside the cell.
+    """
+    uid, gid, env = _identity(spec)
+    pairs: list[tuple[str, str]] = [
+        ("name", spec.name), ("status_file", spec.status_file), ("log_dir", spec.log_dir),
+        ("launch_id", spec.launch_id), ("crash_log", crash_log),
+        ("working_dir", spec.working_dir), ("restart_policy", str(spec.restart_policy)),
+        ("stop_grace_s", repr(float(spec.stop_grace_s))),
+        ("backoff_base_s", repr(float(spec.backoff_base_s))),
+        ("backoff_cap_s", repr(float(spec.backoff_cap_s))),
+        ("backoff_reset_s", repr(float(spec.backoff_reset_s))),
+        ("log_max_bytes", str(spec.log_limits.max_bytes)),
+        ("log_keep", str(spec.log_limits.keep)),
+        ("log_max_line_bytes", str(spec.log_limits.max_line_bytes)),
+        ("leaf_v2", "1" if spec.leaf.v2 else "0"),
+        *(("leaf", d) for d in spec.leaf.dirs),
+        *(("env", f"{k}={v}") for k, v in env.items()),
+    ]
+    if spec.leaf.freezer_dir is not None:
+        pairs.append(("freezer_dir", spec.leaf.freezer_dir))
+    ns = spec.namespace
+    if ns is None:
+        argv = ["/bin/sh", "-c", spec.command]
+        pairs.append(("chdir", spec.working_dir))
+        pairs += [(k, str(v)) for k, v in (("uid", uid), ("gid", gid)) if v is not None]
+    else:
+        argv = [NSENTER, f"--target={ns.holder_pid}", *(f"--{n}" for n in ns.namespaces),
+                f"--wdns={spec.working_dir}"]
+        if gid is not None:
+            argv.append(f"--setgid={gid}")
+        if uid is not None:
+            argv.append(f"--setuid={uid}")
+        argv += ["--", "/bin/sh", "-c", spec.command]
+        pairs += [("holder_pid", str(ns.holder_pid)),
+                  ("holder_start_time", str(ns.holder_start_time))]
+    pairs += [("argv", a) for a in argv]
+    return b"".join(os.fsencode(k) + b"\0" + os.fsencode(v) + b"\0" for k, v in pairs)
 
 
 def read_status(status_file: str) -> ShimStatus:
@@ -268,12 +256,3 @@ def read_status(status_file: str) -> ShimStatus:
         return ShimStatus.from_json(json.loads(raw))
     except (ValueError, TypeError, KeyError) as exc:
         raise NodeError(f"unreadable status file {status_file}: {exc}") from exc
-
-
-def parse_spec(raw: bytes) -> ShimSpec:
-    return ShimSpec.from_json(json.loads(raw))
-
-
-def read_spec(spec_file: str) -> ShimSpec:
-    with open(spec_file, "rb") as f:
-        return parse_spec(f.read())

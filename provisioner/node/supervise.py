@@ -1,19 +1,14 @@
 """Launcher side of the shim: start it detached, read its status, stop it.
 
-``launch`` has a shim started for a spec, detached: its own session, adopted by init,
-stdin/stdout on /dev/null, and a crash's traceback in ``shim.log`` next to the status
-file. Two ways:
-
-* with a :class:`~provisioner.node.zygote_client.ZygoteClient` (what the node layer
-  uses), by the zygote: a fork of a process that has the shim's code loaded (~1 ms),
-  with the spec sent along in the request;
-* without one, as ``python -S -m provisioner.node.shim --detach --ready-fd N spec.json``
-  (an interpreter start, ~50 ms; kept for callers without a node layer).
-
-Either way the launcher passes the write end of a *readiness pipe* and waits for EOF on
-its read end: the shim closes it once its status file says how the first start went
-(``running``, or ``failed`` with the reason), and the kernel closes it should the shim
-die first. No polling: ``launch`` returns as soon as the child has exec'd. Stopping
+``launch`` starts the compiled supervisor ``provisioner-shim`` (sources in ``csrc/``)
+with ``posix_spawn`` - no fork of this (possibly large, multi-threaded) Python process
+- in a session of its own: the spec on fd 0 (a memfd), /dev/null on 1 and 2, the write
+end of a *readiness pipe* on fd 3. The shim forks once (the launcher reaps that parent
+at once), so it is adopted by init and outlives whoever started it. The launcher waits
+for EOF on the readiness pipe: the shim closes it once its status file says how the
+first start went (``running``, or ``failed`` with the reason), and the kernel closes it
+should the shim die first; a shim that cannot start at all writes ``E<reason>`` into the
+pipe first. No polling: ``launch`` returns as soon as the child has exec'd. Stopping
 waits on a pidfd of the shim in the same way.
 """
 
@@ -23,8 +18,6 @@ import contextlib
 import os
 import select
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import replace
@@ -39,22 +32,22 @@ from provisioner.node.procs import (
     signal_group,
     wait_pidfd,
 )
+from provisioner.node.shim_binary import shim_binary
 from provisioner.node.shimspec import (
     FAILED,
     STOPPED,
     TERMINAL_STATES,
     ShimSpec,
     ShimStatus,
+    native_spec,
     read_status,
-    spec_bytes,
-    write_bytes_atomic,
     write_status,
 )
-from provisioner.node.zygote_client import ZygoteClient, helper_env, log_tail
 
 __all__ = ["is_running", "launch", "read_status", "request_stop", "shim_alive"]
 
 _STOP_MARGIN_S = 5.0
+_READY_FD = 3  # where the shim finds the readiness pipe
 
 
 def shim_alive(status: ShimStatus) -> bool:
@@ -70,10 +63,20 @@ def is_running(status: ShimStatus) -> bool:
     return is_same_process(status.child_pid, status.child_start_time)
 
 
-def launch(spec: ShimSpec, timeout_s: float = 5.0,
-           zygote: ZygoteClient | None = None) -> ShimStatus:
-    """Start a detached shim for SPEC (through ZYGOTE if given); return its status once
-    its child runs.
+def log_tail(path: str, limit: int = 2000) -> str:
+    """``"; <file name>: <last bytes>"`` of the shim's crash log, or "" if empty."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            text = f.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+    return f"; {os.path.basename(path)}: {text}" if text else ""
+
+
+def launch(spec: ShimSpec, timeout_s: float = 5.0) -> ShimStatus:
+    """Start a detached shim for SPEC; return its status once its child runs.
 
     Raises FailedPrecondition if a shim for this status file is still running or if the
     child could not be started (the reason comes from the shim: a missing working_dir,
@@ -81,7 +84,7 @@ def launch(spec: ShimSpec, timeout_s: float = 5.0,
     The returned status may already be ``exited`` or ``backoff`` for a short command.
     """
     spec.check()
-    run_dir = os.path.dirname(spec.status_file)  # made by the shim (or ahead by a spare)
+    run_dir = os.path.dirname(spec.status_file)  # made by the shim
     try:
         old = read_status(spec.status_file)
     except (NotFound, NodeError):
@@ -96,16 +99,9 @@ def launch(spec: ShimSpec, timeout_s: float = 5.0,
                                  f"{', '.join(map(str, sorted(leftovers)))}); stop it first")
     spec = replace(spec, launch_id=uuid.uuid4().hex)
     shim_log = os.path.join(run_dir, "shim.log")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(shim_log)  # a crash log of an earlier launch must not be shown for this one
-    deadline = time.monotonic() + timeout_s
-    message = _start_shim(spec, run_dir, zygote, deadline)
+    _unlink_quietly(shim_log)  # a crash log of an earlier launch must not show for this one
+    message = _start_shim(spec, shim_log, time.monotonic() + timeout_s)
     status = _own_status(spec)
-    if status is None and not message and zygote is not None and not zygote.alive():
-        # The zygote died with our request unread: nothing of it ran (the pipe is closed
-        # everywhere, and no status carries our launch id). A fresh zygote takes it.
-        message = _start_shim(spec, run_dir, zygote, deadline)
-        status = _own_status(spec)
     if status is None:
         why = message or "it exited without writing its status"
         raise NodeError(f"shim for {spec.name} did not start: {why}{log_tail(shim_log)}")
@@ -114,52 +110,42 @@ def launch(spec: ShimSpec, timeout_s: float = 5.0,
     return status  # a shim's first status is written once its child has exec'd
 
 
-def _start_shim(spec: ShimSpec, run_dir: str, zygote: ZygoteClient | None,
-                deadline: float) -> str:
-    """Have a shim started and wait until it is ready; what failed on the way, if anything.
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
-    Returns the message a helper wrote to the readiness pipe ("" if none: then the
-    status file tells). NodeError if nothing happened before the deadline.
-    """
-    shim_log = os.path.join(run_dir, "shim.log")
-    spec_file = os.path.join(run_dir, "spec.json")
+
+def _start_shim(spec: ShimSpec, shim_log: str, deadline: float) -> str:
+    """Spawn the shim and wait until it is ready; what it wrote to the readiness pipe
+    ("" if nothing: then the status file tells). NodeError if nothing happened before
+    the deadline."""
+    spec_fd = os.memfd_create("provisioner-shim-spec", os.MFD_CLOEXEC)
     ready_r, ready_w = os.pipe()
     try:
+        os.write(spec_fd, native_spec(spec, shim_log))
         try:
-            if zygote is not None:  # the spec travels with the request: no file to write
-                zygote.spawn(spec_bytes(spec), shim_log, ready_w, spec_file)
-            else:
-                os.makedirs(run_dir, exist_ok=True)
-                write_bytes_atomic(spec_file, spec_bytes(spec))
-                _run_detached(spec, spec_file, shim_log, ready_w, deadline)
+            pid = os.posix_spawn(
+                shim_binary(), ["provisioner-shim"], {},
+                file_actions=[(os.POSIX_SPAWN_DUP2, spec_fd, 0),
+                              (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+                              (os.POSIX_SPAWN_DUP2, 1, 2),
+                              (os.POSIX_SPAWN_DUP2, ready_w, _READY_FD)],
+                setsid=True)
+        except OSError as exc:
+            raise NodeError(f"cannot start provisioner-shim for {spec.name}: {exc}") from exc
         finally:
-            os.close(ready_w)  # now only the shim (or a helper on its way) holds it
-        return _wait_ready(spec, ready_r, deadline, shim_log)
+            os.close(ready_w)  # now only the shim holds it
+            os.close(spec_fd)
+        try:
+            return _wait_ready(spec, ready_r, deadline, shim_log)
+        finally:
+            os.waitpid(pid, 0)  # the shim's parent: it exits right after the fork
     finally:
         os.close(ready_r)
 
 
-def _run_detached(spec: ShimSpec, spec_file: str, shim_log: str, ready_w: int,
-                  deadline: float) -> None:
-    # -S: the shim needs only the stdlib and this package (PYTHONPATH), and skipping
-    # site-packages (.pth files, editable-install finders) saves ~15 ms of start-up.
-    with open(shim_log, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-S", "-m", "provisioner.node.shim", "--detach",
-             "--ready-fd", str(ready_w), spec_file],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-            close_fds=True, pass_fds=(ready_w,), start_new_session=True, cwd="/",
-            env=helper_env())
-    try:
-        rc = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        rc = None  # still starting: the readiness pipe tells the rest
-    if rc:
-        raise NodeError(f"shim for {spec.name} exited with {rc}{log_tail(shim_log)}")
-
-
 def _wait_ready(spec: ShimSpec, ready_r: int, deadline: float, shim_log: str) -> str:
-    """Read the readiness pipe to EOF; its content (an error from a helper) as text."""
+    """Read the readiness pipe to EOF; its content (an error from the shim) as text."""
     poller = select.poll()
     poller.register(ready_r, select.POLLIN)
     data = b""
