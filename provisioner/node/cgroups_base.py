@@ -9,11 +9,19 @@ from __future__ import annotations
 import errno
 import json
 import os
+import threading
 import time
-from dataclasses import asdict, fields
+from dataclasses import fields
 
 from provisioner.cpulist import MAX_ID, parse_cpu_list
-from provisioner.errors import FailedPrecondition, InvalidArgument, NodeError, NotOwned, Unavailable
+from provisioner.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NodeError,
+    NotFound,
+    NotOwned,
+    Unavailable,
+)
 from provisioner.model import CellLimits
 from provisioner.names import check_artifact_name, check_cell_path
 
@@ -220,41 +228,77 @@ def mark_state(path: str) -> bool | None:
         return is_marked(path)  # the same errors, explained
 
 
-def make_owned_dir(path: str) -> bool:
+class ParentMissing(NotFound):
+    """The directory a cgroup was to be created in does not exist."""
+
+
+def make_owned_dir(path: str, *, staged: bool = True, probe: bool = True,
+                   tid: int | None = None) -> bool:
     """Create ``path`` and mark it ours; True if created, False if it was already ours.
 
-    An existing directory without the mark raises :class:`NotOwned`. Where the cgroupfs
-    allows rename (v1), the directory is made and marked under a temporary name and then
-    renamed into place, so that a process killed at any moment never leaves an unmarked
-    directory under a real name (which would block that name as "not ours"). cgroup v2
-    refuses rename; there the mark follows mkdir immediately.
+    An existing directory without the mark raises :class:`NotOwned`; a missing parent
+    raises :class:`ParentMissing`. With ``staged`` (v1: the cgroupfs allows rename) the
+    directory is made and marked under a temporary name and then renamed into place, so
+    that a process killed at any moment never leaves an unmarked directory under a real
+    name (which would block that name as "not ours"). cgroup v2 refuses rename (a
+    driver for it passes ``staged=False``, and a refused rename falls back to it): there
+    the mark follows mkdir immediately.
+
+    ``probe=False`` skips the up-front "is it there, is it ours" getxattr when the
+    caller expects the directory to be new: an existing one is then found by the
+    creation itself (rename, or mkdir, fails with EEXIST) and judged the same way, at
+    the price of a staging directory made and removed.
+
+    The staging name ends with the calling thread's id (``tid``: given by a caller that
+    makes several, to spare a gettid each), unique among live threads of all processes:
+    two creations never share one, and one found already there is the leftover of a
+    dead thread.
     """
-    if os.path.isdir(path):
-        return _existing(path)
+    if probe:
+        mark = mark_state(path)
+        if mark is not None:
+            return _judge_existing(path, mark)
+    if not staged:
+        return _create_unstaged(path)
     parent, name = os.path.split(path)
-    staging = os.path.join(parent, f"{NEW_DIR_PREFIX}{name}.{os.getpid()}")
-    _mkdir_marked(staging)
+    staging = os.path.join(parent, f"{NEW_DIR_PREFIX}{name}.{tid or threading.get_native_id()}")
+    try:
+        _mkdir_marked(staging)
+    except FileExistsError:
+        # Left by a dead thread of the same id (a crash, then id reuse): ours by its
+        # name, so it goes.
+        remove_dir(staging)
+        _mkdir_marked(staging)
     try:
         os.rename(staging, path)
-    except FileExistsError:  # made meanwhile by someone else
+    except FileExistsError:  # it exists (an adopted leftover, or made meanwhile)
         remove_dir(staging)
         return _existing(path)
     except OSError as exc:
         remove_dir(staging)
         if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EINVAL):
             raise NodeError(f"cannot create cgroup {path}: {exc.strerror}") from exc
-        try:
-            _mkdir_marked(path)
-        except FileExistsError:
-            return _existing(path)
+        return _create_unstaged(path)
     return True
 
 
-def _existing(path: str) -> bool:
-    if not is_marked(path):
+def _create_unstaged(path: str) -> bool:
+    try:
+        _mkdir_marked(path)
+    except FileExistsError:
+        return _existing(path)
+    return True
+
+
+def _judge_existing(path: str, mark: bool) -> bool:
+    if not mark:
         raise NotOwned(f"cgroup {path} exists but was not created by the provisioner "
                        f"(no {OWNER_XATTR} attribute)")
     return False
+
+
+def _existing(path: str) -> bool:
+    return _judge_existing(path, is_marked(path))
 
 
 def _mkdir_marked(path: str) -> None:
@@ -262,6 +306,9 @@ def _mkdir_marked(path: str) -> None:
         os.mkdir(path)
     except FileExistsError:
         raise
+    except FileNotFoundError as exc:
+        raise ParentMissing(f"cannot create cgroup {path}: its parent "
+                            f"{os.path.dirname(path)} does not exist") from exc
     except OSError as exc:
         raise NodeError(f"cannot create cgroup {path}: {exc.strerror}") from exc
     try:
@@ -275,7 +322,7 @@ def remove_dir(path: str) -> None:
     """rmdir a cgroup, retrying EBUSY briefly: a task that has just exited can keep a
     cgroup busy until its parent has reaped it (and the kernel has let go of it - on
     the order of a millisecond, hence short, growing pauses)."""
-    deadline = time.monotonic() + 2.0
+    deadline = 0.0  # taken at the first EBUSY: the usual rmdir needs no clock
     pause = 0.0005
     while True:
         try:
@@ -284,16 +331,23 @@ def remove_dir(path: str) -> None:
         except FileNotFoundError:
             return
         except OSError as exc:
-            if exc.errno == errno.EBUSY and time.monotonic() < deadline:
-                time.sleep(pause)
-                pause = min(pause * 2, 0.02)
-                continue
+            if exc.errno == errno.EBUSY:
+                now = time.monotonic()
+                deadline = deadline or now + 2.0
+                if now < deadline:
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.02)
+                    continue
             raise NodeError(f"cannot remove cgroup {path}: {exc.strerror}") from exc
 
 
 def subdirs(path: str) -> list[str]:
     """Names of the child cgroups of ``path`` (none if it does not exist)."""
     try:
+        # cgroupfs (kernfs) counts a directory's subdirectories in its link count, as
+        # ext4 does: 2 means none, and one stat spares listing its dozens of files.
+        if os.stat(path).st_nlink == 2:
+            return []
         with os.scandir(path) as it:
             return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
     except FileNotFoundError:
@@ -309,9 +363,14 @@ def walk_bottom_up(path: str) -> list[str]:
     return out
 
 
+_LIMIT_FIELDS = tuple(sorted(f.name for f in fields(CellLimits)))
+
+
 def record_limits(path: str, limits: CellLimits) -> None:
+    # The fields by hand, not dataclasses.asdict (which deep-copies): same JSON.
+    value = {name: getattr(limits, name) for name in _LIMIT_FIELDS}
     try:
-        os.setxattr(path, LIMITS_XATTR, json.dumps(asdict(limits), sort_keys=True).encode())
+        os.setxattr(path, LIMITS_XATTR, json.dumps(value).encode())
     except OSError as exc:
         raise NodeError(f"cannot record limits on {path}: {exc.strerror}") from exc
 
@@ -320,7 +379,6 @@ def recorded_limits(path: str) -> CellLimits | None:
     """The limits last asked for, or None if never recorded (e.g. an adopted leftover)."""
     try:
         raw = json.loads(os.getxattr(path, LIMITS_XATTR))
-        names = {f.name for f in fields(CellLimits)}
-        return CellLimits(**{k: v for k, v in raw.items() if k in names})
+        return CellLimits(**{k: v for k, v in raw.items() if k in _LIMIT_FIELDS})
     except (OSError, ValueError, TypeError, AttributeError):
         return None

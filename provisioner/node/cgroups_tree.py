@@ -13,14 +13,18 @@ any per-directory preparation (v1 cpuset needs cpus/mems before a task may join)
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import replace
 
-from provisioner.errors import AlreadyExists, FailedPrecondition, NotFound, NotOwned
+from provisioner.errors import AlreadyExists, FailedPrecondition, NodeError, NotFound, NotOwned
 from provisioner.model import CellLimits
 from provisioner.names import DNS_LABEL_RE, cell_parent, check_dns_label
 from provisioner.node.cgroups_base import (
+    ParentMissing,
     check_cell,
     check_leaf_name,
     is_marked,
@@ -45,18 +49,28 @@ class CgroupDriver(ABC):
     #: True when the cpu controller (and so a cell's limits) is on cgroup v2.
     cgroup_v2: bool
 
+    #: Directories are made under a staging name and renamed into place (see
+    #: make_owned_dir); False where the cgroupfs refuses rename (v2).
+    _staged = True
+
     def __init__(self, hierarchies: Sequence[tuple[str, str]], root_name: str) -> None:
         """``hierarchies``: (label, mount path) pairs; the first one is the primary."""
         self.root_name = check_dns_label(root_name, what="cgroup root name")
         self._hierarchies = tuple(hierarchies)
-        self._root_ready = False  # ensure_root has run (then a stat per hierarchy suffices)
+        self._roots = tuple(os.path.join(mount, self.root_name) for _, mount in hierarchies)
+        # ensure_root has run. Afterwards a root that vanished is noticed by the mkdir
+        # below it failing (ENOENT), and re-made then, not looked for before each create.
+        self._root_ready = False
 
     # --- paths -------------------------------------------------------------------
 
     def cell_dirs(self, cell: str) -> list[str]:
         """The cell's directory in every hierarchy (``cell`` must already be checked)."""
-        parts = cell.split("/") if cell else []
-        return [os.path.join(mount, self.root_name, *parts) for _, mount in self._hierarchies]
+        # A checked cell path is relative, '/'-separated, without '.' or '..' parts:
+        # concatenation is os.path.join without its cost (this runs many times per call).
+        if not cell:
+            return list(self._roots)
+        return [f"{root}/{cell}" for root in self._roots]
 
     def _parent_dirs(self, cell: str) -> list[str]:
         return [os.path.dirname(d) for d in self.cell_dirs(cell)]
@@ -80,6 +94,10 @@ class CgroupDriver(ABC):
         ``fresh``: the cell was just created (nothing below it, files at their initial
         values), which lets a driver skip read-backs and cascades."""
 
+    def _fields_of(self, index: int) -> tuple[str, ...]:
+        """The CellLimits fields held by the files of hierarchy ``index``."""
+        return ()
+
     @abstractmethod
     def _kernel_limits(self, cell: str) -> tuple[CellLimits, CellLimits]:
         """(what the files hold, what they would hold had nothing been asked)."""
@@ -93,12 +111,13 @@ class CgroupDriver(ABC):
     def ensure_root(self) -> None:
         """Create (or adopt) the root in every hierarchy; NotOwned if someone else made it."""
         for index, path in enumerate(self.cell_dirs("")):
-            self._prepare_dir(index, path, make_owned_dir(path))
+            self._prepare_dir(index, path, make_owned_dir(path, staged=self._staged))
         self._root_ready = True
 
     def _require_root(self) -> None:
-        """ensure_root, unless it has run and every root directory is still there."""
-        if not (self._root_ready and all(os.path.isdir(d) for d in self.cell_dirs(""))):
+        """ensure_root, unless it has run (a root removed since is re-made on demand:
+        see _make_dir)."""
+        if not self._root_ready:
             self.ensure_root()
 
     def remove_root(self) -> bool:
@@ -145,16 +164,27 @@ class CgroupDriver(ABC):
                 raise NotOwned(f"parent cell {parent!r} of {cell!r} was not created by the "
                                "provisioner")
         dirs = self.cell_dirs(cell)
-        marks = [mark_state(d) for d in dirs]
-        if False in marks:
+        # One getxattr tells a new cell (the usual case: then the directories are made
+        # without looking first) from an existing one (each is looked at first).
+        first = mark_state(dirs[0])
+        if first is False:
             raise NotOwned(f"cell {cell!r} exists as a cgroup the provisioner did not "
                            f"create ({self._unowned(cell)})")
-        made = self._make_dirs(dirs)  # directories missing after a crash are re-made
+        # Directories missing after a crash are re-made; a foreign one in any hierarchy
+        # is NotOwned, and what this call made is removed again.
+        made = self._make_dirs(dirs, new=first is None)
         if len(made) < len(dirs):  # it existed: adopt it if the limits match
             current = self.read_limits(cell)
+            # A hierarchy re-made just now holds the kernel's initial values, not the
+            # cell's: its limits are judged by the hierarchies that survived, then given.
+            remade = [f for i, d in enumerate(dirs) if d in made for f in self._fields_of(i)]
+            current = replace(current, **{f: getattr(limits, f) for f in remade})
             if not same_limits(current, limits):
                 raise AlreadyExists(f"cell {cell!r} exists with limits {current}, "
                                     f"not {limits}")
+            if remade or dirs[0] in made:  # (the limits xattr is on dirs[0])
+                self._write_limits(cell, limits)
+                record_limits(dirs[0], limits)
             return False
         try:
             self._write_limits(cell, limits, fresh=True)
@@ -175,7 +205,7 @@ class CgroupDriver(ABC):
         validate_limits(limits)
         self._check_supported(limits)
         self._require_owned(cell)
-        self._make_dirs(self.cell_dirs(cell))
+        self._make_dirs(self.cell_dirs(cell), new=False)
         previous = self.read_limits(cell)
         try:
             self._write_limits(cell, limits)
@@ -230,16 +260,24 @@ class CgroupDriver(ABC):
 
     def _remove_tree(self, cell: str) -> bool:
         # One walk per hierarchy serves the ownership check, the process check and the
-        # removal order (hierarchies where the cell is missing are skipped).
-        trees = [walk_bottom_up(top) for top in self.cell_dirs(cell)
-                 if mark_state(top) is not None]
-        if not trees:
-            return False
-        for tree in trees:
-            for path in tree:
-                if not is_marked(path):
+        # removal order (hierarchies where the cell is missing are skipped). The top's
+        # getxattr answers both "is it there" and "is it ours".
+        trees: list[list[str]] = []
+        for top in self.cell_dirs(cell):
+            mark = mark_state(top)
+            if mark is None:
+                continue
+            tree = walk_bottom_up(top)
+            for path, owned in zip(tree, [*map(is_marked, tree[:-1]), mark], strict=True):
+                if not owned:
                     raise NotOwned(f"cannot remove cell {cell!r}: cgroup {path} was not "
                                    "created by the provisioner")
+            trees.append(tree)
+        if not trees:
+            return False
+        # Every directory's processes are listed before any is removed: a refusal
+        # leaves the whole tree as it was (a nested cell half removed would lose its
+        # limits).
         left: set[int] = set()
         for tree in trees:
             for path in tree:
@@ -256,6 +294,11 @@ class CgroupDriver(ABC):
 
     def create_leaf(self, cell: str, leaf_name: str) -> LeafCgroup:
         """Create (or adopt) a leaf in the cell, ready for tasks; see :func:`executable_leaf`."""
+        return self.make_leaf(cell, leaf_name)[0]
+
+    def make_leaf(self, cell: str, leaf_name: str) -> tuple[LeafCgroup, bool]:
+        """:meth:`create_leaf`, and whether every directory of the leaf was made by this
+        call (then it holds no process: an adopted one may hold the remains of one)."""
         cell = check_cell(cell, allow_root=True)
         leaf_name = check_leaf_name(leaf_name)
         if cell == "":
@@ -268,10 +311,13 @@ class CgroupDriver(ABC):
                 raise NotOwned(f"cell {cell!r} was not created by the provisioner "
                                f"({self._unowned(cell)})")
             if None in marks:
-                self._make_dirs(self.cell_dirs(cell))  # re-made after a crash
+                self._make_dirs(self.cell_dirs(cell), new=False)  # re-made after a crash
         dirs = self._leaf_dirs(cell, leaf_name)
-        self._make_dirs(dirs)  # an adopted leaf is as good as a new one
-        return self._leaf_cgroup(dirs)
+        # As for a cell: one getxattr tells a new leaf from one to adopt (an adopted leaf
+        # is as good as a new one). Leaves get the same staging and mark as cells: an
+        # unmarked leaf left by a crash would block the cell's removal.
+        made = self._make_dirs(dirs, new=mark_state(dirs[0]) is None)
+        return self._leaf_cgroup(dirs), len(made) == len(dirs)
 
     def leaf(self, cell: str, leaf_name: str) -> LeafCgroup:
         """An existing leaf (NotFound if any of its directories is missing)."""
@@ -284,7 +330,14 @@ class CgroupDriver(ABC):
         return self._leaf_cgroup(dirs)
 
     def remove_leaf(self, cell: str, leaf_name: str) -> bool:
-        """Remove a leaf; False if absent. Refuses while it holds processes."""
+        """Remove a leaf; False if absent. Refuses while it holds processes.
+
+        The usual leaf is empty, so each directory is simply removed; only one the
+        kernel finds busy has the processes of the rest listed. A process that joined
+        its leaf did so in hierarchy order, as rmdir goes, so a refusal normally leaves
+        the leaf whole; one placed into some hierarchies only (by hand) may find the
+        directories before its own removed - still ours, re-made by create_leaf.
+        """
         cell = check_cell(cell, allow_root=True)
         leaf_name = check_leaf_name(leaf_name)
         dirs: list[str] = []
@@ -296,24 +349,37 @@ class CgroupDriver(ABC):
                 dirs.append(d)
         if not dirs:
             return False
-        left: set[int] = set()
-        for d in dirs:
-            left |= read_procs(os.path.join(d, "cgroup.procs"))
-        if left:
-            raise FailedPrecondition(f"leaf {leaf_name!r} of cell {cell!r} still has "
-                                     f"processes: {', '.join(map(str, sorted(left)))}")
-        for d in dirs:
-            remove_dir(d)
+        for index, d in enumerate(dirs):
+            try:
+                os.rmdir(d)
+                continue
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    raise NodeError(f"cannot remove cgroup {d}: {exc.strerror}") from exc
+            left: set[int] = set()
+            for rest in dirs[index:]:
+                left |= read_procs(os.path.join(rest, "cgroup.procs"))
+            if left:
+                raise FailedPrecondition(f"leaf {leaf_name!r} of cell {cell!r} still has "
+                                         f"processes: {', '.join(map(str, sorted(left)))}")
+            remove_dir(d)  # busy with a task that has just exited: retried briefly
         return True
 
     # --- helpers -----------------------------------------------------------------
 
-    def _make_dirs(self, dirs: list[str]) -> list[str]:
-        """Create and prepare every directory missing; return those made (undone on error)."""
+    def _make_dirs(self, dirs: list[str], new: bool) -> list[str]:
+        """Create and prepare every directory missing; return those made (undone on error).
+
+        ``new``: the directories are expected not to exist, so each is created without
+        being looked at first (one that does exist is still found, and judged).
+        """
         made: list[str] = []
+        tid = threading.get_native_id()
         try:
             for index, path in enumerate(dirs):
-                fresh = make_owned_dir(path)
+                fresh = self._make_dir(index, path, new, tid)
                 if fresh:
                     made.append(path)
                 self._prepare_dir(index, path, fresh)
@@ -322,6 +388,16 @@ class CgroupDriver(ABC):
                 remove_dir(path)
             raise
         return made
+
+    def _make_dir(self, index: int, path: str, new: bool, tid: int) -> bool:
+        try:
+            return make_owned_dir(path, staged=self._staged, probe=not new, tid=tid)
+        except ParentMissing:
+            if os.path.dirname(path) != self._roots[index]:
+                raise
+        # The root went away since ensure_root (uninstall, a test): made again.
+        self.ensure_root()
+        return make_owned_dir(path, staged=self._staged, probe=not new, tid=tid)
 
     def _require_owned(self, cell: str) -> None:
         exists, owned = self.ownership(cell)

@@ -16,11 +16,17 @@ mounted. How the API's limits map onto v1 files:
   anything can join, and an unset value *follows* the parent: when a cell's cpuset
   changes, its leaves and its nested cells without their own cpuset change with it
   (v1 also requires a child's set to stay within its parent's, so the change is made
-  in an order the kernel accepts).
+  in an order the kernel accepts). The kernel does the copying at mkdir where the
+  parent has ``cgroup.clone_children`` set: the driver sets it on the root's cpuset
+  directory, every directory made below inherits it, and one read of a new
+  directory's ``cpuset.cpus`` checks that the copy happened (it does not when a
+  sibling is cpu- or mem-exclusive, nor under a cell made before the flag was used:
+  then the values are copied by hand, and the flag set on that parent).
 
 Kernel rules found on the test machines (6.x, hybrid): a quota below 1000 us is EINVAL;
 a child's quota/period ratio may not exceed its parent's, nor may a parent be lowered
-below a child's (EINVAL); a cpuset naming a CPU that does not exist is ERANGE.
+below a child's (EINVAL); a cpuset naming a CPU that does not exist is ERANGE, one
+outside the parent's is EACCES.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import os
 from collections.abc import Mapping
 
 from provisioner.cpulist import format_cpu_list, parse_cpu_list
-from provisioner.errors import InvalidArgument, Unavailable
+from provisioner.errors import InvalidArgument, NodeError, Unavailable
 from provisioner.model import CellLimits
 from provisioner.names import DNS_LABEL_RE
 from provisioner.node.cgroups_base import (
@@ -83,18 +89,42 @@ class CgroupV1Driver(CgroupDriver):
         self._cpu = index[mounts["cpu"]]
         self._cpuset = index[mounts["cpuset"]]
         self._freezer = index[mounts["freezer"]]
+        self._cpuset_root = self._roots[self._cpuset]
 
     # --- hooks -------------------------------------------------------------------
+
+    def ensure_root(self) -> None:
+        super().ensure_root()
+        # Directories made below the root get their cpuset from their parent at mkdir.
+        write_text(os.path.join(self._cpuset_root, "cgroup.clone_children"), "1")
+
+    def _fields_of(self, index: int) -> tuple[str, ...]:
+        if index == self._cpu:
+            return ("cpu_weight", "cpu_max_us")
+        if index == self._cpuset:
+            return ("cpuset_cpus", "cpuset_mems")
+        return ()
 
     def _prepare_dir(self, index: int, path: str, fresh: bool = False) -> None:
         if index != self._cpuset:
             return
+        if fresh:
+            # Copied by the kernel at mkdir (clone_children, see the module doc): cpus
+            # and mems together, so one of them tells.
+            if read_text(os.path.join(path, "cpuset.cpus")) != "":
+                return
+            keys: tuple[str, ...] = ("cpus", "mems")
+        else:
+            keys = tuple(k for k in ("cpus", "mems")
+                         if read_text(os.path.join(path, f"cpuset.{k}")) == "")
         parent = os.path.dirname(path)
-        for key in ("cpus", "mems"):
+        for key in keys:
             name = f"cpuset.{key}"
-            # A new v1 cpuset starts empty: no need to read it to know.
-            if fresh or read_text(os.path.join(path, name)) == "":
-                write_text(os.path.join(path, name), read_text(os.path.join(parent, name)))
+            write_text(os.path.join(path, name), read_text(os.path.join(parent, name)))
+        if fresh and path != self._cpuset_root:
+            # A parent made without the flag (before it was used): its next children
+            # are copied by the kernel.
+            write_text(os.path.join(parent, "cgroup.clone_children"), "1")
 
     def _write_limits(self, cell: str, limits: CellLimits, fresh: bool = False) -> None:
         dirs = self.cell_dirs(cell)
@@ -146,8 +176,26 @@ class CgroupV1Driver(CgroupDriver):
     def _write_cpuset(self, cell: str, path: str, key: str, value: str | None,
                       fresh: bool = False) -> None:
         """Set ``cpuset.<key>`` of a cell (its parent's when ``value`` is None); a fresh
-        cell has nothing below it, so the value is written directly."""
+        cell has nothing below it, so the value is written directly (and the parent's
+        read only to explain a refusal: the kernel checks the same)."""
         name = f"cpuset.{key}"
+        if fresh and value is not None:
+            try:
+                write_text(os.path.join(path, name), format_cpu_list(parse_cpu_list(value)))
+            except (InvalidArgument, NodeError):
+                self._check_within_parent(cell, path, name, value)
+                raise
+            return
+        allowed = self._check_within_parent(cell, path, name, value)
+        wanted = parse_cpu_list(value) if value is not None else allowed
+        if fresh:
+            write_text(os.path.join(path, name), format_cpu_list(wanted))
+            return
+        self._cascade(path, cell, key, wanted)
+
+    @staticmethod
+    def _check_within_parent(cell: str, path: str, name: str, value: str | None) -> list[int]:
+        """The ids the parent allows; InvalidArgument if ``value`` names others."""
         parent_file = os.path.join(os.path.dirname(path), name)
         allowed = parse_cpu_list(read_text(parent_file))
         wanted = parse_cpu_list(value) if value is not None else allowed
@@ -156,10 +204,7 @@ class CgroupV1Driver(CgroupDriver):
             raise InvalidArgument(
                 f"{name} {value!r} of cell {cell!r} names {format_cpu_list(outside)}, "
                 f"outside the {format_cpu_list(allowed)!r} its parent allows ({parent_file})")
-        if fresh:
-            write_text(os.path.join(path, f"cpuset.{key}"), format_cpu_list(wanted))
-            return
-        self._cascade(path, cell, key, wanted)
+        return allowed
 
     def _cascade(self, path: str, cell: str | None, key: str, wanted: list[int]) -> None:
         """Move ``path`` and every follower below it to ``wanted``, never leaving a child

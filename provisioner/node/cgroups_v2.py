@@ -15,6 +15,7 @@ the "no internal processes" rule of v2 never blocks enabling a controller.
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 
 from provisioner.errors import NodeError, Unavailable
 from provisioner.model import CellLimits
@@ -42,6 +43,7 @@ class CgroupV2Driver(CgroupDriver):
     """Cells on a cgroup v2 mount (``/sys/fs/cgroup`` on pure v2 hosts)."""
 
     cgroup_v2 = True
+    _staged = False  # cgroup v2 refuses rename: the mark follows mkdir at once
 
     def __init__(self, mount: str, root_name: str = "provisioner") -> None:
         super().__init__([("unified", mount)], root_name)
@@ -63,6 +65,9 @@ class CgroupV2Driver(CgroupDriver):
                     f"{', '.join(sorted(available)) or 'nothing'}), so {controller} limits "
                     "cannot be set here")
 
+    def _fields_of(self, index: int) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(CellLimits))  # one hierarchy holds them all
+
     def _write_limits(self, cell: str, limits: CellLimits, fresh: bool = False) -> None:
         path = self.cell_dirs(cell)[0]
         self._enable(path, needed_controllers(limits))
@@ -78,10 +83,13 @@ class CgroupV2Driver(CgroupDriver):
             "cpuset.mems": limits.cpuset_mems or "\n",
         }
         for name, value in values.items():
+            default = value in (str(CPU_WEIGHT_DEFAULT), "max", "\n")
+            if fresh and default:
+                continue  # a new cgroup's files hold the defaults already
             file = os.path.join(path, name)
             if os.path.exists(file):
                 write_text(file, value)
-            elif value not in (str(CPU_WEIGHT_DEFAULT), "max", "\n"):
+            elif not default:
                 raise NodeError(f"{file} is missing although its controller was enabled "
                                 f"in {os.path.dirname(path)}/cgroup.subtree_control")
 

@@ -116,8 +116,13 @@ class NodeLayer:
     def record(self, spec: ResourceSpec, manifest_set: str, action: str = "recorded",
                message: str = "") -> None:
         """Remember ``spec`` as applied (a change that needs nothing of the kernel)."""
+        self._record(spec, dumps(spec), manifest_set, action, message)
+
+    def _record(self, spec: ResourceSpec, spec_json: str, manifest_set: str, action: str,
+                message: str = "") -> None:
+        """:meth:`record` with ``spec_json`` (``dumps(spec)``) already made."""
         with self.store.transaction() as store:
-            store.put_resource(spec.kind, spec.name, dumps(spec), manifest_set)
+            store.put_resource(spec.kind, spec.name, spec_json, manifest_set)
             store.record_event(spec.kind.value, spec.name, action, message)
 
     # -- cells ---------------------------------------------------------------------
@@ -132,29 +137,28 @@ class NodeLayer:
         parent = cell_parent(name)
         if parent and self.store.get_resource(Kind.CELL, parent) is None:
             raise NotFound(f"parent cell {parent!r} of {name!r} does not exist")
-        applied = self.applied_spec(Kind.CELL, name)
-        if applied is not None and not _same_cell(applied, spec):
+        spec_json = dumps(spec)
+        record = self.store.get_resource(Kind.CELL, name)
+        # The same JSON is the same definition; other JSON may still be (labels and
+        # dependencies do not count), which only parsing tells.
+        if record is not None and record.spec_json != spec_json and not _same_cell(
+                loads(record.spec_json), spec):
             raise AlreadyExists(f"cell {name!r} exists with a different definition; free it "
                                 "first, or change its limits in place")
-        created = self.cgroups.create(name, spec.limits) if not self.cgroups.exists(name) \
-            else self._check_existing(name, spec)
+        # The driver tells a new cgroup from an existing one itself: ours with the same
+        # limits is adopted (False), ours with other limits is AlreadyExists, one it did
+        # not create is NotOwned.
+        created = self.cgroups.create(name, spec.limits)
         try:
             self._ensure_holder(spec)
-            self.record(spec, manifest_set, "allocated" if applied is None else "recorded")
+            self._record(spec, spec_json, manifest_set,
+                         "allocated" if record is None else "recorded")
         except BaseException:
-            if created and applied is None:
+            if created and record is None:
                 with contextlib.suppress(Exception):
                     self._free_kernel(name)
             raise
-        return applied is None or created
-
-    def _check_existing(self, name: str, spec: CellSpec) -> bool:
-        """An existing cgroup: ours and with the asked limits, or refused."""
-        if not self.cgroups.is_owned(name):
-            raise NotOwned(f"cgroup of cell {name!r} exists but the provisioner did not create "
-                           "it; remove it or choose another name")
-        self.cgroups.create(name, spec.limits)  # AlreadyExists when its limits differ
-        return False
+        return record is None or created
 
     def _ensure_holder(self, spec: CellSpec) -> NamespaceTarget | None:
         if not (spec.isolate_process or spec.isolate_network):
@@ -164,8 +168,8 @@ class NodeLayer:
             target = NamespaceTarget(held.pid, held.start_time, held.namespaces)
             if holder_alive(target):
                 return target
-        leaf = self.cgroups.create_leaf(spec.name, HOLDER_LEAF)
-        if leafops.pids(leaf):  # the remains of a dead holder
+        leaf, fresh = self.cgroups.make_leaf(spec.name, HOLDER_LEAF)
+        if not fresh and leafops.pids(leaf):  # the remains of a dead holder
             leafops.kill_all(leaf)
         target = start_holder(spec.name, leaf, spec.isolate_process, spec.isolate_network,
                               self.config.state_dir)
@@ -201,19 +205,15 @@ class NodeLayer:
         """Stop everything in the cell and its nested cells, then remove them, deepest
         first. Refuses a cgroup the provisioner did not create."""
         name = check_cell_path(name)
-        known = self.store.get_resource(Kind.CELL, name) is not None
+        cells = {r.name for r in self.store.list_resources(Kind.CELL, within=name)}
         exists, owned = self.cgroups.ownership(name)
-        if not known and not exists:
+        if name not in cells and not exists:
             raise NotFound(f"cell {name!r} does not exist")
         if exists and not owned:
             raise NotOwned(f"cgroup of cell {name!r} was not created by the provisioner")
-        inside = [p for p in self.store.list_processes()
-                  if p.cell == name or p.cell.startswith(name + "/")]
-        for process in inside:
+        for process in self.store.list_processes(within=name):
             self.stop_executable(process.name, forget=True)
-        cells = [r.name for r in self.store.list_resources(Kind.CELL)
-                 if r.name == name or r.name.startswith(name + "/")]
-        for cell in sorted(set(cells) | {name}, key=lambda c: -c.count("/")):
+        for cell in sorted(cells | {name}, key=lambda c: -c.count("/")):
             self._free_kernel(cell)
             with self.store.transaction() as store:
                 store.delete_holder(cell)

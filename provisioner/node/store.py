@@ -71,6 +71,14 @@ GENERATION_KEY = "generation"
 _RESOURCE_SELECT = ", ".join(RESOURCE_COLS)
 _PROCESS_SELECT = ", ".join(PROCESS_COLS)
 _HOLDER_SELECT = ", ".join(HOLDER_COLS)
+#: ``column`` is a cell path equal to the first parameter, or below it: between
+#: ``path + "/"`` and ``path + "0"`` ('0' follows '/' in the byte order SQLite compares
+#: text in), a range an index on the column can serve.
+_WITHIN = "({column} = ? OR ({column} > ? AND {column} < ?))"
+
+
+def _within_bounds(path: str) -> tuple[str, str, str]:
+    return path, path + "/", path + "0"
 
 
 @dataclass
@@ -153,27 +161,37 @@ class Store:
         """Translate sqlite3 errors into the provisioner's hierarchy, naming the file."""
         try:
             yield
-        except sqlite3.OperationalError as e:
-            if "locked" in str(e) or "busy" in str(e):
-                raise LockBusy(f"state database {self.path} is busy"
-                               f" (waited {self._busy_timeout_s}s): {e}") from e
-            raise NodeError(f"state database {self.path}: {e}") from e
-        except sqlite3.DatabaseError as e:
-            raise NodeError(f"state database {self.path} is corrupt or unreadable: {e}") from e
         except sqlite3.Error as e:
-            raise NodeError(f"state database {self.path}: {e}") from e
+            raise self._translate(e) from e
+
+    def _translate(self, e: sqlite3.Error) -> Exception:
+        if isinstance(e, sqlite3.OperationalError):
+            if "locked" in str(e) or "busy" in str(e):
+                return LockBusy(f"state database {self.path} is busy"
+                                f" (waited {self._busy_timeout_s}s): {e}")
+            return NodeError(f"state database {self.path}: {e}")
+        if isinstance(e, sqlite3.DatabaseError):
+            return NodeError(f"state database {self.path} is corrupt or unreadable: {e}")
+        return NodeError(f"state database {self.path}: {e}")
+
+    # _query and _write run for every statement: a plain try (not _errors, whose
+    # generator costs more than a simple statement's own execution).
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        with self._errors():
+        try:
             return self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise self._translate(e) from e
 
     def _write(self, sql: str, params: Sequence[object] = ()) -> int:
         """Run a modifying statement in the open transaction; returns the row count."""
         tx: _Tx | None = getattr(self._local, "tx", None)
         if tx is None:
             raise FailedPrecondition("store writes must happen inside Store.transaction()")
-        with self._errors():
+        try:
             count: int = self._conn().execute(sql, params).rowcount
+        except sqlite3.Error as e:
+            raise self._translate(e) from e
         if count:
             tx.changed = True
         return count
@@ -321,13 +339,23 @@ class Store:
         return self._write("DELETE FROM resources WHERE kind = ? AND name = ?",
                            (kind.value, name)) > 0
 
-    def list_resources(self, kind: Kind | None = None,
-                       manifest_set: str | None = None) -> list[ResourceRecord]:
-        """Resources ordered by (kind, name), optionally filtered."""
-        rows = self._query(
-            f"SELECT {_RESOURCE_SELECT} FROM resources WHERE (?1 IS NULL OR kind = ?1)"
-            " AND (?2 IS NULL OR manifest_set = ?2) ORDER BY kind, name",
-            (kind.value if kind is not None else None, manifest_set))
+    def list_resources(self, kind: Kind | None = None, manifest_set: str | None = None, *,
+                       within: str | None = None) -> list[ResourceRecord]:
+        """Resources ordered by (kind, name), optionally filtered; ``within``: only the
+        one named so and those below it (``within/...``, cell paths)."""
+        where: list[str] = []
+        params: list[object] = []
+        for clause, value in (("kind = ?", kind.value if kind is not None else None),
+                              ("manifest_set = ?", manifest_set)):
+            if value is not None:  # only present filters, so the primary key can be used
+                where.append(clause)
+                params.append(value)
+        if within is not None:
+            where.append(_WITHIN.format(column="name"))
+            params.extend(_within_bounds(within))
+        rows = self._query(f"SELECT {_RESOURCE_SELECT} FROM resources"
+                           f"{' WHERE ' + ' AND '.join(where) if where else ''}"
+                           " ORDER BY kind, name", params)
         return [resource_from_row(r) for r in rows]
 
     # -- processes and holders -----------------------------------------------------------
@@ -347,9 +375,21 @@ class Store:
     def delete_process(self, name: str) -> bool:
         return self._write("DELETE FROM processes WHERE name = ?", (name,)) > 0
 
-    def list_processes(self, cell: str | None = None) -> list[ProcessRecord]:
+    def list_processes(self, cell: str | None = None, *,
+                       within: str | None = None) -> list[ProcessRecord]:
+        """Processes ordered by name; ``cell``: only those of that cell; ``within``: only
+        those of that cell and of the cells below it."""
+        where: list[str] = []
+        params: list[object] = []
+        if cell is not None:
+            where.append("cell = ?")
+            params.append(cell)
+        if within is not None:
+            where.append(_WITHIN.format(column="cell"))
+            params.extend(_within_bounds(within))
         rows = self._query(f"SELECT {_PROCESS_SELECT} FROM processes"
-                           " WHERE (?1 IS NULL OR cell = ?1) ORDER BY name", (cell,))
+                           f"{' WHERE ' + ' AND '.join(where) if where else ''}"
+                           " ORDER BY name", params)
         return [process_from_row(r) for r in rows]
 
     def put_holder(self, record: HolderRecord) -> bool:

@@ -11,6 +11,7 @@ import os
 import secrets
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
@@ -381,6 +382,74 @@ def test_leaves_of_the_root_cell_and_holder_leaf(v1: CgroupDriver) -> None:
     assert not v1.exists("")
 
 
+@pytest.mark.kernel
+@needs_root
+def test_v1_cpusets_of_new_directories_come_from_their_parent(v1: CgroupDriver) -> None:
+    v1.create("k", CellLimits(cpuset_cpus="0"))
+    cell = v1.cell_dirs("k")[1]
+    mems = read(f"{v1.cell_dirs('')[1]}/cpuset.mems")
+    # Copied by the kernel at mkdir: the root asks for it, its descendants inherit that.
+    assert read(f"{v1.cell_dirs('')[1]}/cgroup.clone_children") == "1"
+    assert read(f"{cell}/cgroup.clone_children") == "1"
+    first = v1.create_leaf("k", executable_leaf("first"))
+    assert (read(f"{first.dirs[1]}/cpuset.cpus"), read(f"{first.dirs[1]}/cpuset.mems")) == (
+        "0", mems)
+    # A cell made without the flag (by an older provisioner): copied by hand, and the
+    # flag set for the next ones.
+    with open(f"{cell}/cgroup.clone_children", "w") as fh:
+        fh.write("0")
+    second = v1.create_leaf("k", executable_leaf("second"))
+    assert (read(f"{second.dirs[1]}/cpuset.cpus"), read(f"{second.dirs[1]}/cpuset.mems")) == (
+        "0", mems)
+    assert read(f"{cell}/cgroup.clone_children") == "1"
+    proc = spawn_in(second)  # a v1 cpuset leaf must accept tasks at once
+    stop(proc)
+    # A nested cell asking for CPUs its parent does not have: the kernel refuses
+    # (EACCES), the error says why, nothing is left.
+    with pytest.raises(InvalidArgument,
+                       match=r"cpuset\.cpus '1' of cell 'k/wide' names 1, outside the '0'"):
+        v1.create("k/wide", CellLimits(cpuset_cpus="1"))
+    assert not v1.exists("k/wide")
+
+
+@pytest.mark.kernel
+@needs_root
+def test_leftovers_of_interrupted_creations_never_block(v1: CgroupDriver) -> None:
+    v1.ensure_root()
+    root = v1.cell_dirs("")[0]
+    # A creation by a thread of this very id that died between mkdir and rename (then
+    # the id was reused): the staging directory is ours by its name, removed, made again.
+    stale = os.path.join(root, f".provisioner-new.web.{threading.get_native_id()}")
+    os.mkdir(stale)
+    assert v1.create("web", CellLimits(cpu_weight=300)) is True
+    assert not os.path.exists(stale) and v1.is_owned("web")
+    stale_leaf = os.path.join(v1.cell_dirs("web")[2],
+                              f".provisioner-new._x.e.{threading.get_native_id()}")
+    os.mkdir(stale_leaf)
+    leaf = v1.create_leaf("web", executable_leaf("e"))
+    assert not os.path.exists(stale_leaf)
+    assert all(os.getxattr(d, OWNER_XATTR) == b"provisioner" for d in leaf.dirs)
+    # An existing leaf is adopted whole; a half-made one is completed.
+    os.rmdir(leaf.dirs[3])
+    assert v1.create_leaf("web", executable_leaf("e")) == leaf
+    assert os.path.isdir(leaf.dirs[3])
+    # Removing a leaf that holds a process is refused and leaves it whole.
+    proc = spawn_in(leaf)
+    try:
+        with pytest.raises(FailedPrecondition, match=str(proc.pid)):
+            v1.remove_leaf("web", executable_leaf("e"))
+        assert all(os.path.isdir(d) for d in leaf.dirs)
+    finally:
+        stop(proc)
+    assert v1.remove_leaf("web", executable_leaf("e")) is True
+    assert not any(os.path.exists(d) for d in leaf.dirs)
+    # The root removed behind the driver's back is made again by the next creation.
+    assert v1.remove_root() is True
+    assert v1.create("again", CellLimits()) is True
+    assert v1.is_owned("") and v1.list_cells() == ["again"]
+    assert v1.create_leaf("", executable_leaf("tool")).dirs[0] == os.path.join(root, "_x.tool")
+
+
 # --- cgroup v2 (the hybrid layout's controller-less unified mount) ------------------
 
 @pytest.mark.kernel
@@ -410,6 +479,8 @@ def test_v2_cells_leaves_kill_and_removal(v2: CgroupDriver) -> None:
         stop(proc)
     assert v2.remove("a") is True
     assert not os.path.exists(os.path.join(UNIFIED, v2.root_name, "a"))
+    # v2 refuses rename: directories are made in place, no staging name is left over.
+    assert [n for n in os.listdir(v2.cell_dirs("")[0]) if n.startswith(".")] == []
 
 
 @pytest.mark.kernel

@@ -131,6 +131,39 @@ def test_free_stops_everything_and_leaves_no_cgroup(node: NodeLayer) -> None:
         node.free_cell("web")
 
 
+def test_free_takes_the_cells_below_and_nothing_beside(node: NodeLayer) -> None:
+    for cell in ("web", "web/inner", "web-2", "webx"):
+        node.allocate_cell(CellSpec(cell), "s")
+        node.start_executable(ExecutableSpec(f"e-{cell.replace('/', '-')}", "sleep 1000",
+                                             cell=cell), "s")
+    node.free_cell("web")
+    assert [r.name for r in node.store.list_resources(Kind.CELL)] == ["web-2", "webx"]
+    assert [p.name for p in node.store.list_processes()] == ["e-web-2", "e-webx"]
+    assert node.is_running("e-web-2") and node.is_running("e-webx")
+    assert node.cgroups.list_cells() == ["web-2", "webx"]
+
+
+def test_allocating_again_checks_the_kernel_side_only(node: NodeLayer) -> None:
+    spec = CellSpec("web", CellLimits(cpu_weight=300, cpuset_cpus="0"))
+    assert node.allocate_cell(spec, "s") is True
+    # Labels are not part of the cell's kernel definition: the same cell.
+    assert node.allocate_cell(CellSpec("web", spec.limits, labels=(("tier", "front"),)),
+                              "s") is False
+    # A hierarchy lost (a crash, a hand) is made again, with the cell's cpuset.
+    cpuset = Path(node.layout.v1_mounts["cpuset"], node.config.cgroup_root, "web")
+    cpuset.rmdir()
+    assert node.allocate_cell(spec, "s") is False
+    assert (cpuset / "cpuset.cpus").read_text().strip() == "0"
+    # An unrecorded cgroup of ours (a crash before the record) with the same limits is
+    # adopted; with other limits it is refused.
+    node.cgroups.create("orphan", CellLimits(cpu_weight=50))
+    assert node.allocate_cell(CellSpec("orphan", CellLimits(cpu_weight=50)), "s") is True
+    node.cgroups.create("other", CellLimits(cpu_weight=50))
+    with pytest.raises(AlreadyExists):
+        node.allocate_cell(CellSpec("other", CellLimits(cpu_weight=60)), "s")
+    assert node.store.get_resource(Kind.CELL, "other") is None
+
+
 @pytest.mark.parametrize("name", ["..", "../etc", "/abs", "a//b", "", "a" * 64, "wéb",
                                   "a/../b", "-a"])
 def test_names_that_could_escape_are_refused(node: NodeLayer, name: str) -> None:

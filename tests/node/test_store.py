@@ -207,6 +207,28 @@ def test_listing_filters(store: Store) -> None:
     assert [p.name for p in store.list_processes(cell="c1")] == ["p2"]
 
 
+def test_listing_within_a_cell_path(store: Store) -> None:
+    # Neighbours by prefix ('web-2', 'webx', 'web.') and by byte order ('web-', '0' and
+    # '/' sort around each other) are not below 'web'.
+    cells = ["we", "web", "web-2", "web.x", "web/a", "web/a/b", "web0", "webx", "wec"]
+    with store.transaction() as tx:
+        for cell in cells:
+            tx.put_resource(Kind.CELL, cell, "{}", "s")
+            tx.put_process(ProcessRecord(f"p-{cell.replace('/', '-')}", cell=cell))
+        tx.put_resource(Kind.EXECUTABLE, "web/a", "{}", "s")  # another kind: not a cell
+    assert [r.name for r in store.list_resources(Kind.CELL, within="web")] == [
+        "web", "web/a", "web/a/b"]
+    assert [r.name for r in store.list_resources(Kind.CELL, within="web/a")] == [
+        "web/a", "web/a/b"]
+    assert [(r.kind, r.name) for r in store.list_resources(within="web/a")] == [
+        (Kind.CELL, "web/a"), (Kind.CELL, "web/a/b"), (Kind.EXECUTABLE, "web/a")]
+    assert store.list_resources(Kind.CELL, manifest_set="other", within="web") == []
+    assert store.list_resources(Kind.CELL, within="nothing") == []
+    assert [p.cell for p in store.list_processes(within="web")] == ["web", "web/a", "web/a/b"]
+    assert [p.cell for p in store.list_processes(cell="web/a", within="web")] == ["web/a"]
+    assert [p.cell for p in store.list_processes(cell="webx", within="web")] == []
+
+
 def test_events_filters_and_follow(store: Store) -> None:
     with store.transaction() as tx:
         tx.record_event("Cell", "a", "allocated")
