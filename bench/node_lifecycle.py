@@ -6,8 +6,19 @@ For N cells (default 200), each with one executable (``sleep 1000``): allocate t
 layer does all it promises on top (records in SQLite, a supervisor per executable with
 log capture, SIGTERM with a grace period, ownership checks, a leaf cgroup per
 executable in every hierarchy it uses). The baseline does the bare work with syscalls
-from this process: mkdir the cgroups, write the limits, fork+exec into the cgroup,
-SIGTERM + waitpid, rmdir.
+from this process, and no more than the issue names:
+
+* mkdir the cell's cgroups (cpu, cpuset, pids, freezer) and write the limits;
+* spawn into the cgroup: fork; the child joins the cgroups, becomes its own process
+  group and execs ``sh -c COMMAND``; the parent waits until the exec has happened (a
+  close-on-exec pipe, as ``subprocess`` does) - a process that has not yet joined its
+  cgroup or run its command is not spawned into anything;
+* kill: SIGTERM to the process group (``sh`` forks ``sleep``), waitpid;
+* rmdir, retried without sleeping while the killed tasks leave the cgroup.
+
+(Until 2026-11 the baseline sent its SIGTERM straight after fork, so most of its children
+died before joining their cgroups or exec'ing, and ``sleep`` was never started: it timed
+fork + kill, not a spawn into a cgroup.)
 
 Two ways, each ``--repeat`` times, alternating, medians printed with their ratio:
 
@@ -35,6 +46,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import itertools
 import os
 import signal
 import statistics
@@ -123,20 +135,21 @@ def _write(path: str, value: str) -> None:
 
 
 def _rmdir(path: str) -> None:
-    """rmdir, on EBUSY first killing what is left: when the SIGTERM lands after the
-    exec, ``sh`` may already have forked ``sleep``, which outlives it (rare when
-    sequential, common with threads; the node layer kills its whole leaf always)."""
-    while True:
+    """rmdir, retried while killed tasks are still leaving the cgroup (no sleep: a
+    task leaves within microseconds of its SIGTERM); a survivor is SIGKILLed."""
+    for attempt in itertools.count():
         try:
             os.rmdir(path)
             return
         except OSError as exc:
             if exc.errno != errno.EBUSY:
                 raise
+        if attempt < 10_000:
+            os.sched_yield()
+            continue
         for pid in _read(f"{path}/cgroup.procs").split():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
-        time.sleep(0.001)
 
 
 def _read(path: str) -> str:
@@ -166,16 +179,23 @@ def baseline_run(cells: int, threads: int, phases: Phases | None = None) -> floa
             _write(f"{cpuset}/cpuset.cpus", "0")
             _write(f"{cpuset}/cpuset.mems", "0")
             t1 = time.perf_counter()
+            exec_r, exec_w = os.pipe()  # close-on-exec: EOF once the child has exec'd
             pid = os.fork()
-            if pid == 0:  # the child joins the cgroups before exec, like a supervisor would
+            if pid == 0:  # joins the cgroups and its own group before exec, like a shim
                 try:
+                    os.close(exec_r)
                     for path in dirs:
                         _write(f"{path}/cgroup.procs", "0")
+                    os.setsid()
                     os.execv("/bin/sh", ["sh", "-c", "sleep 1000"])
                 finally:
                     os._exit(127)
+            os.close(exec_w)
+            exec_failed = os.read(exec_r, 1)  # b"" = exec'd; the child writes nothing
+            os.close(exec_r)
+            assert not exec_failed
             t2 = time.perf_counter()
-            os.kill(pid, signal.SIGTERM)
+            os.killpg(pid, signal.SIGTERM)
             os.waitpid(pid, 0)
             t3 = time.perf_counter()
             for path in dirs:

@@ -39,7 +39,14 @@ from provisioner.node.store import (
     ProcessState,
     Store,
 )
-from provisioner.node.supervise import is_running, launch, read_status, request_stop, shim_alive
+from provisioner.node.supervise import (
+    ShimLaunch,
+    is_running,
+    launch,
+    read_status,
+    request_stop,
+    shim_alive,
+)
 from provisioner.node.types import NamespaceTarget
 
 #: Shim states as the store records them.
@@ -249,6 +256,25 @@ class NodeLayer:
         name = check_dns_label(spec.name, "executable name")
         if spec.cell and self.store.get_resource(Kind.CELL, spec.cell) is None:
             raise NotFound(f"cell {spec.cell!r} does not exist")
+        # The shim is spawned first and waits for its spec: its process start overlaps
+        # the checks, the leaf and the record below (it exits if we give up).
+        shim = ShimLaunch()
+        try:
+            shim_spec = self._prepare_launch(spec, name)
+            with self.store.transaction() as store:  # recorded before launch: never lost
+                store.put_resource(Kind.EXECUTABLE, name, dumps(spec), manifest_set)
+                store.put_process(ProcessRecord(name=name, cell=spec.cell))
+        except BaseException:
+            shim.abandon()
+            raise
+        status = launch(shim_spec, shim=shim)
+        with self.store.transaction() as store:
+            store.put_process(process_record(name, spec.cell, status))
+            store.record_event("Executable", name, "started", f"pid {status.child_pid}")
+        return status
+
+    def _prepare_launch(self, spec: ExecutableSpec, name: str) -> ShimSpec:
+        """Clean up what an earlier run left, make the leaf; the shim's spec."""
         old = self.read_shim_status(name)
         if old is not None:
             if shim_alive(old) and old.state not in ("exited", "stopped", "failed"):
@@ -259,21 +285,13 @@ class NodeLayer:
         if owner is not None and owner.cell != spec.cell:
             self._remove_leaf(owner.cell, name)
         leaf = self.cgroups.create_leaf(spec.cell, executable_leaf(name))
-        shim_spec = ShimSpec(
+        return ShimSpec(
             name=name, command=spec.command, leaf=leaf, log_dir=self.log_dir(name),
             status_file=self.status_file(name), env=dict(spec.env),
             working_dir=spec.working_dir, uid=spec.uid, gid=spec.gid,
             restart_policy=spec.restart_policy.value, stop_grace_s=spec.stop_grace_s,
             namespace=self.namespace_of(spec.cell), log_limits=self.config.log_limits,
             backoff_base_s=self.config.backoff_base_s, backoff_cap_s=self.config.backoff_cap_s)
-        with self.store.transaction() as store:  # recorded before launch: never lost
-            store.put_resource(Kind.EXECUTABLE, name, dumps(spec), manifest_set)
-            store.put_process(ProcessRecord(name=name, cell=spec.cell))
-        status = launch(shim_spec)
-        with self.store.transaction() as store:
-            store.put_process(process_record(name, spec.cell, status))
-            store.record_event("Executable", name, "started", f"pid {status.child_pid}")
-        return status
 
     def stop_executable(self, name: str, forget: bool = False) -> ShimStatus | None:
         """SIGTERM, the grace period, then SIGKILL of everything left in its leaf.

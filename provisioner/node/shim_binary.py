@@ -51,8 +51,12 @@ def build(output: str = BINARY) -> str:
                           "`python -m provisioner.node.shim_binary`")
     tmp = f"{output}.build.{os.getpid()}"
     c_files = [s for s in sources() if s.endswith(".c")]
-    done = subprocess.run([compiler, *CFLAGS, "-o", tmp, *c_files, "-lm"],
+    # Static: no dynamic loader on the path of every launch (~0.3 ms per exec here).
+    done = subprocess.run([compiler, *CFLAGS, "-static", "-o", tmp, *c_files, "-lm"],
                           capture_output=True, text=True, check=False)
+    if done.returncode != 0 and "-lc" in done.stderr:  # no static libc: link dynamically
+        done = subprocess.run([compiler, *CFLAGS, "-o", tmp, *c_files, "-lm"],
+                              capture_output=True, text=True, check=False)
     if done.returncode != 0:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

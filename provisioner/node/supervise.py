@@ -1,10 +1,15 @@
 """Launcher side of the shim: start it detached, read its status, stop it.
 
-``launch`` starts the compiled supervisor ``provisioner-shim`` (sources in ``csrc/``)
-with ``posix_spawn`` - no fork of this (possibly large, multi-threaded) Python process
-- in a session of its own: the spec on fd 0 (a memfd), /dev/null on 1 and 2, the write
-end of a *readiness pipe* on fd 3. The shim forks once (the launcher reaps that parent
-at once), so it is adopted by init and outlives whoever started it. The launcher waits
+A :class:`ShimLaunch` starts the compiled supervisor ``provisioner-shim`` (sources in
+``csrc/``) with ``posix_spawn`` - no fork of this (possibly large, multi-threaded)
+Python process - in a session of its own: a *spec pipe* on fd 0, /dev/null on 1 and 2,
+the write end of a *readiness pipe* on fd 3. The shim waits for its spec, so it can be
+spawned *before* the caller has made the leaf and recorded the launch: its process
+start overlaps that work (``NodeLayer.start_executable`` does this), and closing the
+spec pipe without a spec (:meth:`ShimLaunch.abandon`, or the caller's death) makes it
+exit having done nothing. Once it has its spec the shim forks once (the launcher reaps
+that parent at once), so it is adopted by init and outlives whoever started it.
+``launch`` sends the spec and waits
 for EOF on the readiness pipe: the shim closes it once its status file says how the
 first start went (``running``, or ``failed`` with the reason), and the kernel closes it
 should the shim die first; a shim that cannot start at all writes ``E<reason>`` into the
@@ -44,7 +49,8 @@ from provisioner.node.shimspec import (
     write_status,
 )
 
-__all__ = ["is_running", "launch", "read_status", "request_stop", "shim_alive"]
+__all__ = ["ShimLaunch", "is_running", "launch", "read_status", "request_stop",
+           "shim_alive"]
 
 _STOP_MARGIN_S = 5.0
 _READY_FD = 3  # where the shim finds the readiness pipe
@@ -75,32 +81,100 @@ def log_tail(path: str, limit: int = 2000) -> str:
     return f"; {os.path.basename(path)}: {text}" if text else ""
 
 
-def launch(spec: ShimSpec, timeout_s: float = 5.0) -> ShimStatus:
-    """Start a detached shim for SPEC; return its status once its child runs.
+class ShimLaunch:
+    """A shim spawned ahead of its spec (see the module docstring). Give it a spec with
+    :func:`launch`, or :meth:`abandon` it; either reaps the spawned process."""
+
+    def __init__(self) -> None:
+        spec_r, self._spec_w = os.pipe()
+        self._ready_r, ready_w = os.pipe()
+        try:
+            self.pid = os.posix_spawn(
+                shim_binary(), ["provisioner-shim"], {},
+                file_actions=[(os.POSIX_SPAWN_DUP2, spec_r, 0),
+                              (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+                              (os.POSIX_SPAWN_DUP2, 1, 2),
+                              (os.POSIX_SPAWN_DUP2, ready_w, _READY_FD)],
+                setsid=True)
+        except OSError as exc:
+            for fd in (self._spec_w, self._ready_r):
+                os.close(fd)
+            raise NodeError(f"cannot start provisioner-shim: {exc}") from exc
+        finally:
+            os.close(spec_r)
+            os.close(ready_w)  # now only the shim holds it
+        self._done = False
+
+    def _send(self, spec_bytes: bytes) -> None:
+        try:
+            view = memoryview(spec_bytes)
+            while view:  # a large spec: the shim reads while we write
+                view = view[os.write(self._spec_w, view):]
+        except BrokenPipeError:
+            pass  # it died: the readiness pipe tells (EOF, perhaps with a message)
+        finally:
+            os.close(self._spec_w)
+            self._spec_w = -1
+
+    def start(self, spec: ShimSpec, shim_log: str, deadline: float) -> str:
+        """Send SPEC and wait until the shim is ready; what it wrote to the readiness
+        pipe ("" if nothing: then the status file tells). NodeError if nothing happened
+        before the deadline."""
+        try:
+            self._send(native_spec(spec, shim_log))
+            return _wait_ready(spec, self._ready_r, deadline, shim_log)
+        finally:
+            self._finish()
+
+    def abandon(self) -> None:
+        """Close the spec pipe unsent: the shim exits having done nothing."""
+        if not self._done:
+            os.close(self._spec_w)
+            self._spec_w = -1
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        os.close(self._ready_r)
+        os.waitpid(self.pid, 0)  # the shim's parent: it exits right after its fork
+
+
+def launch(spec: ShimSpec, timeout_s: float = 5.0,
+           shim: ShimLaunch | None = None) -> ShimStatus:
+    """Have a detached shim supervise SPEC (SHIM if given: spawned ahead, else a new
+    one); return its status once its child runs. SHIM is used up either way.
 
     Raises FailedPrecondition if a shim for this status file is still running or if the
     child could not be started (the reason comes from the shim: a missing working_dir,
     an exec failure, a vanished namespace holder), NodeError if the shim did not report.
     The returned status may already be ``exited`` or ``backoff`` for a short command.
     """
-    spec.check()
-    run_dir = os.path.dirname(spec.status_file)  # made by the shim
     try:
-        old = read_status(spec.status_file)
-    except (NotFound, NodeError):
-        old = None
-    if old is not None and shim_alive(old):
-        raise FailedPrecondition(f"{spec.name} is already supervised by shim {old.shim_pid}")
-    # A shim kills its whole leaf when its child exits: it must not start next to
-    # processes it does not know (e.g. the child of a crashed shim; request_stop that).
-    leftovers = leafops.pids(spec.leaf)
-    if leftovers:
-        raise FailedPrecondition(f"leaf of {spec.name} is not empty (pids "
-                                 f"{', '.join(map(str, sorted(leftovers)))}); stop it first")
+        spec.check()
+        try:
+            old = read_status(spec.status_file)
+        except (NotFound, NodeError):
+            old = None
+        if old is not None and shim_alive(old):
+            raise FailedPrecondition(
+                f"{spec.name} is already supervised by shim {old.shim_pid}")
+        # A shim kills its whole leaf when its child exits: it must not start next to
+        # processes it does not know (e.g. the child of a crashed shim; request_stop that).
+        leftovers = leafops.pids(spec.leaf)
+        if leftovers:
+            raise FailedPrecondition(
+                f"leaf of {spec.name} is not empty (pids "
+                f"{', '.join(map(str, sorted(leftovers)))}); stop it first")
+    except BaseException:
+        if shim is not None:
+            shim.abandon()
+        raise
     spec = replace(spec, launch_id=uuid.uuid4().hex)
-    shim_log = os.path.join(run_dir, "shim.log")
+    shim_log = os.path.join(os.path.dirname(spec.status_file), "shim.log")  # run dir
     _unlink_quietly(shim_log)  # a crash log of an earlier launch must not show for this one
-    message = _start_shim(spec, shim_log, time.monotonic() + timeout_s)
+    message = (shim or ShimLaunch()).start(spec, shim_log, time.monotonic() + timeout_s)
     status = _own_status(spec)
     if status is None:
         why = message or "it exited without writing its status"
@@ -113,35 +187,6 @@ def launch(spec: ShimSpec, timeout_s: float = 5.0) -> ShimStatus:
 def _unlink_quietly(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-def _start_shim(spec: ShimSpec, shim_log: str, deadline: float) -> str:
-    """Spawn the shim and wait until it is ready; what it wrote to the readiness pipe
-    ("" if nothing: then the status file tells). NodeError if nothing happened before
-    the deadline."""
-    spec_fd = os.memfd_create("provisioner-shim-spec", os.MFD_CLOEXEC)
-    ready_r, ready_w = os.pipe()
-    try:
-        os.write(spec_fd, native_spec(spec, shim_log))
-        try:
-            pid = os.posix_spawn(
-                shim_binary(), ["provisioner-shim"], {},
-                file_actions=[(os.POSIX_SPAWN_DUP2, spec_fd, 0),
-                              (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
-                              (os.POSIX_SPAWN_DUP2, 1, 2),
-                              (os.POSIX_SPAWN_DUP2, ready_w, _READY_FD)],
-                setsid=True)
-        except OSError as exc:
-            raise NodeError(f"cannot start provisioner-shim for {spec.name}: {exc}") from exc
-        finally:
-            os.close(ready_w)  # now only the shim holds it
-            os.close(spec_fd)
-        try:
-            return _wait_ready(spec, ready_r, deadline, shim_log)
-        finally:
-            os.waitpid(pid, 0)  # the shim's parent: it exits right after the fork
-    finally:
-        os.close(ready_r)
 
 
 def _wait_ready(spec: ShimSpec, ready_r: int, deadline: float, shim_log: str) -> str:

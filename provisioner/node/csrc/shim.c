@@ -1,7 +1,8 @@
 /* provisioner-shim: the detached supervisor of ONE executable.
  *
- * Started by provisioner/node/supervise.py (launch) with
- *   fd 0  the launch spec (a memfd: NUL-separated key / value pairs, see spec.c),
+ * Started by provisioner/node/supervise.py (ShimLaunch) with
+ *   fd 0  a pipe that brings the launch spec (NUL-separated key / value pairs, see
+ *         spec.c) and then EOF; EOF alone means the launch was abandoned: exit 0,
  *   fd 1, 2  /dev/null,
  *   fd 3  the write end of the launcher's readiness pipe,
  * in a session of its own. It forks once (the launcher reaps the parent at once; the
@@ -419,24 +420,36 @@ static int run(void) {
     }
 }
 
+/* The spec, read from fd 0 (a pipe) to EOF; NULL with *LEN 0 if the launcher closed it
+ * without sending one (it gave up on this launch). */
 static char *read_spec(size_t *len) {
-    struct stat sb;
-    if (fstat(0, &sb) < 0 || sb.st_size <= 0 || sb.st_size > (64 << 20))
-        return NULL;
-    char *buf = malloc((size_t)sb.st_size);
-    size_t got = 0;
-    while (buf && got < (size_t)sb.st_size) {
-        ssize_t n = pread(0, buf + got, (size_t)sb.st_size - got, (off_t)got);
+    size_t cap = 8192, got = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (got == cap) {
+            if (cap >= (64u << 20)) { /* far beyond any real spec */
+                errno = EFBIG;
+                break;
+            }
+            char *grown = realloc(buf, cap *= 2);
+            if (!grown)
+                break;
+            buf = grown;
+        }
+        ssize_t n = read(0, buf + got, cap - got);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0) {
-            free(buf);
-            return NULL;
+        if (n < 0)
+            break;
+        if (n == 0) {
+            *len = got;
+            return buf;
         }
         got += (size_t)n;
     }
-    *len = got;
-    return buf;
+    free(buf);
+    *len = 0;
+    return NULL;
 }
 
 int main(int argc, char **argv) {
@@ -452,6 +465,8 @@ int main(int argc, char **argv) {
     char *raw = read_spec(&len);
     if (!raw)
         refuse(2, "cannot read the launch spec on fd 0: %s", strerror(errno));
+    if (len == 0)
+        return 0; /* the launcher gave up before sending a spec: nothing to do */
     char err[512];
     if (spec_parse(&S, raw, len, err, sizeof err) < 0)
         refuse(2, "%s", err);
