@@ -9,8 +9,6 @@ processes that fork faster than we kill. The cgroup itself is the complete list,
 - cgroup v1: freeze via the freezer hierarchy (``freezer.state``), SIGKILL every member of
   every hierarchy's directory, thaw. A frozen task cannot fork, so the list is final;
   the SIGKILLs take effect once the tasks are thawed.
-
-Only the stdlib is used (the shim imports this module and must start fast).
 """
 
 from __future__ import annotations

@@ -11,8 +11,6 @@ and a start time that still matches afterwards proves that process is the one we
 so there is no window in which a recycled pid could receive the signal. Waiting for a
 process to end polls the same pidfd (it becomes readable when the process exits, child
 of ours or not), so a wait ends the moment the process does instead of on a sleep tick.
-
-Only the stdlib is used here: the shim imports this module and must start fast.
 """
 
 from __future__ import annotations

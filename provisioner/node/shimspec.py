@@ -13,14 +13,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from provisioner.errors import InvalidArgument, NodeError, NotFound
 from provisioner.node.logs import LogLimits
 from provisioner.node.types import LeafCgroup, NamespaceTarget
-
-TYPE_CHECKING = False  # spares importing typing at run time; mypy knows the name
-if TYPE_CHECKING:
-    from typing import Any
 
 RESTART_POLICIES = ("never", "on-failure", "always")  # values of model.RestartPolicy
 

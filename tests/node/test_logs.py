@@ -13,13 +13,12 @@ from provisioner.errors import InvalidArgument
 from provisioner.node.logs import (
     STDERR,
     STDOUT,
-    LineSplitter,
     LogLimits,
     LogLine,
     LogReader,
     LogRing,
-    LogWriter,
 )
+from tests.node.log_reference import LineSplitter, LogWriter
 
 SMALL = LogLimits(max_bytes=4096, keep=2, max_line_bytes=256)
 
