@@ -34,8 +34,8 @@ Each node layer run gets a fresh temporary state directory under ``--state-paren
 root file system is ext4 *without a journal*, which does not reuse an inode for a
 minute or more after it was freed and has every allocation scan past those: right after
 a few thousand deletions - a test suite in /tmp, or the previous run's state
-directory - creating one file costs ~1 ms instead of ~0.02 ms. The node layer keeps
-inode allocation off the start's path (spare shims make files ahead), but the
+directory - creating one file costs ~1 ms instead of ~0.02 ms. A start creates a few
+(the shim's run directory and status file) and pays that like any user would, but the
 benchmark should not measure its own clean-up.
 
     python bench/node_lifecycle.py [--cells 200] [--repeat 3] [--threads 8]
@@ -118,8 +118,6 @@ def node_layer_run(cells: int, threads: int, state: str, phases: Phases | None =
                     phases.setdefault(name, []).append(took)
 
     try:
-        # The zygote starts with the first launch; its interpreter start (~30 ms, once
-        # per NodeLayer) is part of the measured time, like any other cost.
         return _in_threads(work, cells, threads)
     finally:
         layer.cgroups.remove_root()
