@@ -41,11 +41,13 @@ from provisioner.node.store import (
 )
 from provisioner.node.supervise import (
     ShimLaunch,
+    crash_log_of,
     is_running,
     launch,
     read_status,
     request_stop,
     shim_alive,
+    sweep_tmp_files,
 )
 from provisioner.node.types import NamespaceTarget
 
@@ -90,6 +92,11 @@ class NodeLayer:
         self.cgroups = make_driver(self.layout, self.config.cgroup_root)
         self.cgroups.ensure_root()
         self.store = Store.open(self.config.state_dir)
+        # Shim status files: run/<executable>.json (flat: one inode per executable, not
+        # two). Shims make their tmp files here, even before they have their spec.
+        self.runtime_dir = os.path.join(self.config.state_dir, "run")
+        os.makedirs(self.runtime_dir, mode=0o750, exist_ok=True)
+        sweep_tmp_files(self.runtime_dir)
 
     @property
     def cgroup_v2(self) -> bool:
@@ -100,11 +107,8 @@ class NodeLayer:
         self.store.close()
 
     # -- paths ---------------------------------------------------------------------
-    def run_dir(self, name: str) -> str:
-        return os.path.join(self.config.state_dir, "run", check_dns_label(name))
-
     def status_file(self, name: str) -> str:
-        return os.path.join(self.run_dir(name), "status.json")
+        return os.path.join(self.runtime_dir, f"{check_dns_label(name)}.json")
 
     def log_dir(self, name: str) -> str:
         return os.path.join(self.config.state_dir, "logs", check_dns_label(name))
@@ -258,7 +262,7 @@ class NodeLayer:
             raise NotFound(f"cell {spec.cell!r} does not exist")
         # The shim is spawned first and waits for its spec: its process start overlaps
         # the checks, the leaf and the record below (it exits if we give up).
-        shim = ShimLaunch()
+        shim = ShimLaunch(self.runtime_dir)
         try:
             shim_spec = self._prepare_launch(spec, name)
             with self.store.transaction() as store:  # recorded before launch: never lost
@@ -296,7 +300,9 @@ class NodeLayer:
     def stop_executable(self, name: str, forget: bool = False) -> ShimStatus | None:
         """SIGTERM, the grace period, then SIGKILL of everything left in its leaf.
 
-        With ``forget`` the executable's records are removed too (delete, not stop).
+        With ``forget`` the executable's records, leaf and status file (and crash log)
+        are removed too (delete, not stop); its logs are kept for a post-mortem, and a
+        later executable of that name appends to them.
         """
         name = check_dns_label(name, "executable name")
         record = self.store.get_process(name)
@@ -317,6 +323,11 @@ class NodeLayer:
                     name=name, cell=cell, state=ProcessState.STOPPED)
                 store.put_process(stopped)
                 store.record_event("Executable", name, "stopped")
+        if forget:
+            status_file = self.status_file(name)
+            for path in (status_file, crash_log_of(status_file)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
         return final
 
     def _remove_leaf(self, cell: str, name: str) -> None:

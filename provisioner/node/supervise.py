@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import signal
 import time
@@ -49,10 +50,11 @@ from provisioner.node.shimspec import (
     write_status,
 )
 
-__all__ = ["ShimLaunch", "is_running", "launch", "read_status", "request_stop",
-           "shim_alive"]
+__all__ = ["ShimLaunch", "crash_log_of", "is_running", "launch", "read_status",
+           "request_stop", "shim_alive", "sweep_tmp_files"]
 
 _STOP_MARGIN_S = 5.0
+_TMP_FILE = re.compile(r"\.shim-(\d+)\.tmp|[^/]+\.tmp\.(\d+)")  # see sweep_tmp_files
 _READY_FD = 3  # where the shim finds the readiness pipe
 
 
@@ -81,16 +83,41 @@ def log_tail(path: str, limit: int = 2000) -> str:
     return f"; {os.path.basename(path)}: {text}" if text else ""
 
 
+def crash_log_of(status_file: str) -> str:
+    """Where the shim of STATUS_FILE writes what went wrong (``x.json`` -> ``x.shim.log``)."""
+    return os.path.splitext(status_file)[0] + ".shim.log"
+
+
+def sweep_tmp_files(runtime_dir: str) -> None:
+    """Remove the tmp files of shims that are gone (killed between making one and
+    renaming it): ``.shim-<pid>.tmp`` and ``<name>.json.tmp.<pid>``."""
+    try:
+        names = os.listdir(runtime_dir)
+    except FileNotFoundError:
+        return
+    for name in names:
+        match = _TMP_FILE.fullmatch(name)
+        pid = match and (match.group(1) or match.group(2))
+        if pid and not os.path.exists(f"/proc/{pid}"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(runtime_dir, name))
+
+
 class ShimLaunch:
     """A shim spawned ahead of its spec (see the module docstring). Give it a spec with
-    :func:`launch`, or :meth:`abandon` it; either reaps the spawned process."""
+    :func:`launch`, or :meth:`abandon` it; either reaps the spawned process.
 
-    def __init__(self) -> None:
+    ``runtime_dir``: where the shim may make the tmp file of its first status write
+    while it waits (the directory of the status file to come, so a rename moves it).
+    """
+
+    def __init__(self, runtime_dir: str | None = None) -> None:
         spec_r, self._spec_w = os.pipe()
         self._ready_r, ready_w = os.pipe()
         try:
             self.pid = os.posix_spawn(
-                shim_binary(), ["provisioner-shim"], {},
+                shim_binary(), ["provisioner-shim", *([runtime_dir] if runtime_dir else [])],
+                {},
                 file_actions=[(os.POSIX_SPAWN_DUP2, spec_r, 0),
                               (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
                               (os.POSIX_SPAWN_DUP2, 1, 2),
@@ -172,7 +199,7 @@ def launch(spec: ShimSpec, timeout_s: float = 5.0,
             shim.abandon()
         raise
     spec = replace(spec, launch_id=uuid.uuid4().hex)
-    shim_log = os.path.join(os.path.dirname(spec.status_file), "shim.log")  # run dir
+    shim_log = crash_log_of(spec.status_file)
     _unlink_quietly(shim_log)  # a crash log of an earlier launch must not show for this one
     message = (shim or ShimLaunch()).start(spec, shim_log, time.monotonic() + timeout_s)
     status = _own_status(spec)
@@ -233,7 +260,10 @@ def request_stop(status: ShimStatus, wait: bool = True,
                 if wait_pidfd(pidfd, timeout):
                     final = read_status(status.status_file)
                     if final.state in TERMINAL_STATES:
-                        if not leafops.is_empty(status.leaf):  # belt and braces
+                        # The shim writes a terminal state once its leaf is empty, or
+                        # says that it could not empty it: then try again here (and
+                        # raise NodeError naming the survivors if they still resist).
+                        if final.last_error.startswith("processes survived"):
                             leafops.kill_all(status.leaf)
                         return final
                     # The shim died without finishing (killed meanwhile): finish here.

@@ -115,6 +115,19 @@ def test_stop_kills_a_tree_that_ignores_sigterm(node: NodeLayer) -> None:
         assert Path(path, "cgroup.procs").read_text().strip() == ""
 
 
+def test_delete_removes_the_status_file_and_keeps_the_logs(node: NodeLayer) -> None:
+    node.start_executable(ExecutableSpec("talker", "echo said; exec sleep 1000"), "s")
+    wait_for(lambda: log_text(node, "talker") == "said")
+    names = os.listdir(node.runtime_dir)  # the status and the shim's next tmp file
+    assert "talker.json" in names and not [n for n in names if n.startswith(".shim-")]
+    node.stop_executable("talker", forget=True)
+    assert os.listdir(node.runtime_dir) == []
+    assert log_text(node, "talker") == "said"  # kept for a post-mortem
+    node.start_executable(ExecutableSpec("talker", "echo again"), "s")  # same name again
+    wait_for(lambda: log_text(node, "talker") == "said\nagain")
+    node.stop_executable("talker", forget=True)
+
+
 def test_free_stops_everything_and_leaves_no_cgroup(node: NodeLayer) -> None:
     node.allocate_cell(CellSpec("web"), "s")
     node.allocate_cell(CellSpec("web/inner", isolate_process=True), "s")

@@ -21,7 +21,13 @@ from provisioner.node.logs import STDERR, STDOUT, LogLimits, LogReader
 from provisioner.node.procs import is_same_process, process_alive
 from provisioner.node.shim_binary import build, shim_binary
 from provisioner.node.shimspec import ShimSpec, ShimStatus, native_spec, read_status
-from provisioner.node.supervise import ShimLaunch, launch, request_stop, shim_alive
+from provisioner.node.supervise import (
+    ShimLaunch,
+    launch,
+    request_stop,
+    shim_alive,
+    sweep_tmp_files,
+)
 from provisioner.node.types import LeafCgroup
 from tests.node.log_reference import LineSplitter
 
@@ -126,6 +132,31 @@ def test_an_abandoned_launch_leaves_nothing(tmp_path: Path) -> None:
     pending.abandon()  # idempotent
     assert not process_alive(pid)  # reaped: not even a zombie
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_tmp_file_made_ahead_is_used_or_removed(tmp_path: Path, leaf: LeafCgroup) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    ShimLaunch(str(run)).abandon()
+    assert list(run.iterdir()) == []  # made while waiting, removed when abandoned
+    spec = make_spec(tmp_path, leaf, "sleep 30")
+    st = launch(spec, shim=ShimLaunch(str(run)))
+    names = sorted(p.name for p in run.iterdir())  # the status and the next write's file
+    assert names == ["status.json", f"status.json.tmp.{st.shim_pid}"]
+    request_stop(st)
+    assert sorted(p.name for p in run.iterdir()) == ["status.json"]
+
+
+def test_sweep_removes_tmp_files_of_dead_shims_only(tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    names = [f".shim-{dead.pid}.tmp", f"a.json.tmp.{dead.pid}",  # gone: swept
+             f".shim-{os.getpid()}.tmp", f"b.json.tmp.{os.getpid()}",  # alive: kept
+             "c.json", "c.shim.log", "d.tmp.x"]  # not tmp files of a shim: kept
+    for name in names:
+        (tmp_path / name).write_text("")
+    sweep_tmp_files(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])
 
 
 def test_a_failed_check_abandons_the_pending_shim(tmp_path: Path, leaf: LeafCgroup) -> None:

@@ -93,6 +93,7 @@ static void refuse(int code, const char *fmt, ...) {
     vsnprintf(msg + 1, sizeof msg - 1, fmt, ap);
     va_end(ap);
     write_all(READY_FD, msg, strlen(msg));
+    status_discard(); /* a tmp file made ahead, unused */
     _exit(code);
 }
 
@@ -453,20 +454,23 @@ static char *read_spec(size_t *len) {
 }
 
 int main(int argc, char **argv) {
-    (void)argv;
-    if (argc != 1 || fcntl(READY_FD, F_GETFD) < 0) {
+    if (argc > 2 || fcntl(READY_FD, F_GETFD) < 0) {
         fprintf(stderr, "provisioner-shim is started by the provisioner's node layer "
-                        "(spec on fd 0, readiness pipe on fd 3)\n");
+                        "(spec on fd 0, readiness pipe on fd 3, optional RUN_DIR)\n");
         return 64;
     }
     signal(SIGPIPE, SIG_IGN); /* a launcher that has gone: EPIPE, not death */
     close_range(READY_FD + 1, ~0U, 0); /* nothing of the launcher's leaks into us */
+    if (argc == 2) /* the first status file's inode, made while the launcher works */
+        status_premake(argv[1]);
     size_t len = 0;
     char *raw = read_spec(&len);
     if (!raw)
         refuse(2, "cannot read the launch spec on fd 0: %s", strerror(errno));
-    if (len == 0)
-        return 0; /* the launcher gave up before sending a spec: nothing to do */
+    if (len == 0) { /* the launcher gave up before sending a spec: nothing to do */
+        status_discard();
+        return 0;
+    }
     char err[512];
     if (spec_parse(&S, raw, len, err, sizeof err) < 0)
         refuse(2, "%s", err);

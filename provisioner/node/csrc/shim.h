@@ -83,6 +83,7 @@ struct status {
     long restart_count;
     char last_error[1024];
 };
+void status_premake(const char *run_dir); /* before the spec: the first tmp file */
 void status_init(const struct spec *s);
 int status_write(const struct spec *s, const struct status *st); /* 0 ok, -1 errno */
 void status_prepare(const struct spec *s); /* make the next write's tmp file now */

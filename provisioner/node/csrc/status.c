@@ -1,7 +1,9 @@
 /* The status file: JSON with exactly the fields of provisioner.node.shimspec.ShimStatus,
  * replaced atomically (tmp file + rename) at every change. Not fsync'ed, on purpose
  * (see write_json_atomic in shimspec.py). The tmp file of the next write is created
- * ahead while the shim is idle: creating a file is the slow part on a busy ext4. */
+ * ahead while the shim is idle: creating a file is the slow part on a busy ext4. The
+ * first one is made even before the spec arrives (status_premake, in the run directory
+ * the launcher names), while the launcher is still making the leaf. */
 #include "shim.h"
 
 #include <errno.h>
@@ -15,12 +17,20 @@
 static pid_t me;
 static unsigned long long my_start_time;
 static int next_fd = -1;
-static char tmp_path[4200];
+static char tmp_path[4200];  /* where next_fd is (or will be made) */
+
+void status_premake(const char *run_dir) {
+    /* O_EXCL: the name carries our pid, which another shim may get once we have forked
+     * away from it; it must then make its own file, never open ours. */
+    snprintf(tmp_path, sizeof tmp_path, "%s/.shim-%d.tmp", run_dir, (int)getpid());
+    next_fd = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+}
 
 void status_init(const struct spec *s) {
     me = getpid();
     my_start_time = proc_start_time(me);
-    snprintf(tmp_path, sizeof tmp_path, "%s.tmp.%d", s->status_file, (int)me);
+    if (next_fd < 0) /* else the pre-made file is used first, then names like this one */
+        snprintf(tmp_path, sizeof tmp_path, "%s.tmp.%d", s->status_file, (int)me);
 }
 
 void status_prepare(const struct spec *s) {
@@ -86,6 +96,18 @@ int status_write(const struct spec *s, const struct status *st) {
     if (fd >= 0) {
         rc = write_all(fd, b.data, b.len);
         close(fd);
+        if (rc == 0)
+            rc = rename(tmp_path, s->status_file);
+        if (rc < 0)
+            unlink(tmp_path);
+    }
+    /* From now on (the pre-made file, if any, is used up) tmp files carry our own pid. */
+    snprintf(tmp_path, sizeof tmp_path, "%s.tmp.%d", s->status_file, (int)me);
+    if (rc < 0 && fd >= 0 && errno == EXDEV) { /* pre-made on another file system */
+        fd = open(tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+        rc = fd < 0 ? -1 : write_all(fd, b.data, b.len);
+        if (fd >= 0)
+            close(fd);
         if (rc == 0)
             rc = rename(tmp_path, s->status_file);
         if (rc < 0)
