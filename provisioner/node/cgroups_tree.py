@@ -337,6 +337,11 @@ class CgroupDriver(ABC):
         its leaf did so in hierarchy order, as rmdir goes, so a refusal normally leaves
         the leaf whole; one placed into some hierarchies only (by hand) may find the
         directories before its own removed - still ours, re-made by create_leaf.
+
+        Processes in sub-cgroups of the leaf count as the leaf's (a container runtime
+        puts its container in ``<leaf>/ctr``). Sub-cgroups left empty inside our own
+        marked leaf (by a runc killed before it could delete its container) are removed
+        deepest first, once no directory of the rest of the leaf holds a process.
         """
         cell = check_cell(cell, allow_root=True)
         leaf_name = check_leaf_name(leaf_name)
@@ -358,13 +363,18 @@ class CgroupDriver(ABC):
             except OSError as exc:
                 if exc.errno != errno.EBUSY:
                     raise NodeError(f"cannot remove cgroup {d}: {exc.strerror}") from exc
+            # Busy: processes (listed with those of the rest, sub-cgroups included),
+            # sub-cgroups, or a task that has just exited.
+            trees = [walk_bottom_up(rest) for rest in dirs[index:]]
             left: set[int] = set()
-            for rest in dirs[index:]:
-                left |= read_procs(os.path.join(rest, "cgroup.procs"))
+            for tree in trees:
+                for path in tree:
+                    left |= read_procs(os.path.join(path, "cgroup.procs"))
             if left:
                 raise FailedPrecondition(f"leaf {leaf_name!r} of cell {cell!r} still has "
                                          f"processes: {', '.join(map(str, sorted(left)))}")
-            remove_dir(d)  # busy with a task that has just exited: retried briefly
+            for path in trees[0]:  # its empty sub-cgroups deepest first, then d itself
+                remove_dir(path)  # (busy with a task that has just exited: retried briefly)
         return True
 
     # --- helpers -----------------------------------------------------------------

@@ -9,6 +9,15 @@ processes that fork faster than we kill. The cgroup itself is the complete list,
 - cgroup v1: freeze via the freezer hierarchy (``freezer.state``), SIGKILL every member of
   every hierarchy's directory, thaw. A frozen task cannot fork, so the list is final;
   the SIGKILLs take effect once the tasks are thawed.
+
+"Everything in the leaf" includes its sub-cgroups: a container runtime (runc) puts the
+container one cgroup below the leaf (``<leaf>/ctr``), and a root process could
+otherwise escape a stop by making a sub-cgroup of its own. The v1 freezer and v2
+``cgroup.kill`` / ``cgroup.freeze`` act on the whole subtree; :func:`pids` descends into
+it (a kernfs directory's link count is 2 + its subdirectories, so a leaf without any
+costs one stat). On v1 a sub-cgroup frozen by itself stays frozen when the leaf thaws,
+so every sub-cgroup is thawed too. The compiled shim (``csrc/leaf.c``) follows the
+same rules.
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ from provisioner.node.types import LeafCgroup
 
 DEFAULT_KILL_TIMEOUT_S = 5.0
 _FREEZE_TIMEOUT_S = 1.0
+#: Sub-cgroups deeper than this below a leaf are not looked at (as in csrc/leaf.c).
+_MAX_DEPTH = 32
 
 
 def _read(path: str) -> str:
@@ -64,15 +75,44 @@ def attach(leaf: LeafCgroup, pid: int) -> None:
 
 
 def pids(leaf: LeafCgroup) -> set[int]:
-    """Every pid in any directory of LEAF (zombies are not listed by the kernel)."""
+    """Every pid in any directory of LEAF or in a sub-cgroup of one (zombies are not
+    listed by the kernel)."""
     found: set[int] = set()
     for d in leaf.dirs:
-        try:
-            text = _read(os.path.join(d, "cgroup.procs"))
-        except FileNotFoundError:
-            continue  # a removed directory holds nothing
-        found.update(int(tok) for tok in text.split())
+        _collect(d, found, 0)
     return found
+
+
+def _collect(d: str, found: set[int], depth: int) -> None:
+    try:
+        text = _read(os.path.join(d, "cgroup.procs"))
+    except FileNotFoundError:
+        return  # a removed directory holds nothing
+    found.update(int(tok) for tok in text.split())
+    for sub in _subdirs(d, depth):
+        _collect(sub, found, depth + 1)
+
+
+def _subdirs(d: str, depth: int) -> list[str]:
+    """Paths of the sub-cgroups of D (none beyond _MAX_DEPTH, none if D is gone)."""
+    try:
+        # kernfs counts a directory's subdirectories in its link count: 2 means none.
+        if depth >= _MAX_DEPTH or os.stat(d).st_nlink <= 2:
+            return []
+        with os.scandir(d) as it:
+            return [e.path for e in it if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+
+
+def _thaw_subtree_v1(d: str, depth: int = 0) -> None:
+    """Thaw every sub-cgroup of the freezer directory D (see the module docstring)."""
+    for sub in _subdirs(d, depth):
+        try:
+            _write(os.path.join(sub, "freezer.state"), "THAWED")
+        except OSError:
+            continue  # removed meanwhile: nothing left to thaw
+        _thaw_subtree_v1(sub, depth + 1)
 
 
 def is_empty(leaf: LeafCgroup) -> bool:
@@ -87,6 +127,7 @@ def _freeze_v1(freezer_dir: str, frozen: bool) -> None:
     state_file = os.path.join(freezer_dir, "freezer.state")
     _write(state_file, "FROZEN" if frozen else "THAWED")
     if not frozen:
+        _thaw_subtree_v1(freezer_dir)
         return
     # The write returns while the state may still be FREEZING; wait (bounded) for FROZEN.
     # If it never settles (a task stuck in D state), killing still works, only less

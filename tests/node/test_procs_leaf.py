@@ -175,3 +175,54 @@ def test_attach_to_a_missing_leaf_is_not_found(leaf: LeafCgroup) -> None:
         leafops.attach(ghost, os.getpid())
     assert leafops.pids(ghost) == set()
     leafops.kill_all(ghost)  # nothing to kill is not an error
+
+
+def make_sub_cgroups(leaf: LeafCgroup) -> list[str]:
+    """``<dir>/sub/deeper`` below every directory of LEAF; the deepest ones."""
+    deepest = [os.path.join(d, "sub", "deeper") for d in leaf.dirs]
+    for d in deepest:
+        os.makedirs(d)
+    return deepest
+
+
+def remove_sub_cgroups(leaf: LeafCgroup) -> None:
+    for d in leaf.dirs:
+        for path in (os.path.join(d, "sub", "deeper"), os.path.join(d, "sub")):
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(path)
+
+
+@pytest.mark.kernel
+def test_pids_and_kill_all_reach_into_sub_cgroups(leaf: LeafCgroup) -> None:
+    # What a container runtime does (runc puts the container in <leaf>/ctr), and how a
+    # root process could try to escape a stop: move into a sub-cgroup of the leaf.
+    deepest = make_sub_cgroups(leaf)
+    proc = start_in(leaf, "trap '' TERM; while :; do sleep 1; done")
+    escapee = subprocess.Popen(["sh", "-c", "trap '' TERM; exec sleep 100"],
+                               start_new_session=True,
+                               preexec_fn=lambda: leafops.attach(leaf, os.getpid()))
+    try:
+        for d in deepest:
+            Path(d, "cgroup.procs").write_text(str(escapee.pid))
+        assert all(Path(d, "cgroup.procs").read_text().split() == [str(escapee.pid)]
+                   for d in deepest)
+        assert escapee.pid not in {int(p) for d in leaf.dirs
+                                   for p in Path(d, "cgroup.procs").read_text().split()}
+        wait_until(lambda: {proc.pid, escapee.pid} <= leafops.pids(leaf))
+        assert not leafops.is_empty(leaf)
+        if not leaf.v2:
+            # A sub-cgroup frozen on its own stays frozen when the leaf thaws: its tasks
+            # would never die of their SIGKILL unless it is thawed too.
+            frozen = Path(os.path.dirname(deepest[0]), "freezer.state")
+            assert leaf.freezer_dir is not None and deepest[0].startswith(leaf.freezer_dir)
+            frozen.write_text("FROZEN")
+            wait_until(lambda: frozen.read_text().strip() == "FROZEN")
+        leafops.kill_all(leaf, timeout_s=3.0)
+        assert leafops.pids(leaf) == set()
+        assert escapee.wait(timeout=5) == -signal.SIGKILL
+        assert proc.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        for p in (proc, escapee):
+            p.kill()
+            p.wait()
+        remove_sub_cgroups(leaf)

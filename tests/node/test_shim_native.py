@@ -187,6 +187,47 @@ def test_the_shim_is_named_after_its_executable(tmp_path: Path, leaf: LeafCgroup
     assert wait_for(st.status_file, "stopped").exit_signal == signal.SIGTERM
 
 
+@pytest.mark.parametrize("self_frozen", [False, True])
+def test_stop_kills_what_hides_in_a_sub_cgroup(tmp_path: Path, leaf: LeafCgroup,
+                                               self_frozen: bool) -> None:
+    # A root executable (or a container runtime: runc puts its container in <leaf>/ctr)
+    # moves a process that ignores SIGTERM, in a session of its own, into a sub-cgroup
+    # of the leaf; on v1 it may even freeze that sub-cgroup. The stop must still reach it.
+    subs = [os.path.join(d, "esc") for d in leaf.dirs]
+    pid_file = tmp_path / "escapee.pid"
+    moves = "; ".join(f"echo $$ > {d}/cgroup.procs" for d in subs)
+    escape = tmp_path / "escape.sh"
+    escape.write_text(f"trap '' TERM; {moves}; echo $$ > {pid_file}; exec setsid sleep 1000\n")
+    command = f"mkdir {' '.join(subs)} && sh {escape} & echo started; wait"
+    escapee = 0
+    try:
+        st = launch(make_spec(tmp_path, leaf, command))
+        deadline = time.monotonic() + 5
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            assert time.monotonic() < deadline, "the escapee never wrote its pid"
+            time.sleep(0.01)
+        escapee = int(pid_file.read_text())
+        assert all(Path(d, "cgroup.procs").read_text().split() == [str(escapee)] for d in subs)
+        assert escapee in leafops.pids(leaf)
+        if self_frozen:
+            assert leaf.freezer_dir is not None
+            Path(leaf.freezer_dir, "esc", "freezer.state").write_text("FROZEN")
+        final = request_stop(st)
+        assert final.state == "stopped" and not final.last_error
+        assert not process_alive(escapee)
+        assert leafops.pids(leaf) == set()
+    finally:
+        if escapee and process_alive(escapee):
+            os.kill(escapee, signal.SIGKILL)
+        if self_frozen and leaf.freezer_dir is not None:
+            with contextlib.suppress(OSError):
+                Path(leaf.freezer_dir, "esc", "freezer.state").write_text("THAWED")
+        leafops.kill_all(leaf)
+        for d in subs:
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(d)
+
+
 # -- log files, against the reference writer ----------------------------------------
 
 def expected_records(data: bytes, max_line: int) -> list[tuple[str, bool]]:
