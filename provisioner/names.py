@@ -34,6 +34,26 @@ def check_dns_label(name: str, what: str = "name") -> str:
     return name
 
 
+def container_process_name(pod: str, container: str) -> str:
+    """The supervised process of a pod's container: ``<pod>.<container>``. A DNS label
+    has no dot, so it can never be an executable's name."""
+    return f"{check_dns_label(pod, 'pod name')}.{check_dns_label(container, 'container name')}"
+
+
+def check_process_name(name: str) -> str:
+    """A supervised process: an executable (a DNS label) or a container ``pod.container``."""
+    pod, dot, container = name.partition(".") if isinstance(name, str) else ("", "", "")
+    if dot:
+        container_process_name(pod, container)
+        return name
+    return check_dns_label(name, "executable name")
+
+
+def process_kind(name: str) -> str:
+    """``container`` for a pod's container (``pod.container``), else ``executable``."""
+    return "container" if "." in name else "executable"
+
+
 def check_cell_path(name: str) -> str:
     """Return ``name`` if it is a valid cell path (``a`` or ``a/b``), else raise."""
     if not isinstance(name, str) or name == "":

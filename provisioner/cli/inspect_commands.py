@@ -15,7 +15,7 @@ from provisioner.cli.base import EXIT_OK, Parser, emit_json
 from provisioner.cli.node_commands import add_node_args, executor
 from provisioner.errors import NotFound, UsageError
 from provisioner.executors.remote import RemoteExecutor
-from provisioner.names import check_dns_label
+from provisioner.names import check_process_name, process_kind
 from provisioner.node.logs import LogLine, LogReader
 from provisioner.state import NodeState, ObservedResource
 
@@ -86,11 +86,12 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def add_logs(sub: argparse._SubParsersAction[Parser]) -> None:
-    parser = sub.add_parser("logs", help="print an executable's output",
+    parser = sub.add_parser("logs", help="print an executable's (or a pod container's) output",
                             description="Print the captured stdout and stderr of an "
-                            "executable, oldest first: from this machine's log files, or "
-                            "from the node daemon named by --target.")
-    parser.add_argument("name", metavar="EXECUTABLE")
+                            "executable, or of a pod's container (POD.CONTAINER), oldest "
+                            "first: from this machine's log files, or from the node daemon "
+                            "named by --target.")
+    parser.add_argument("name", metavar="EXECUTABLE|POD.CONTAINER")
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     parser.add_argument("--since", metavar="WHEN",
                         help="only lines newer than a duration ago (10s, 5m, 2h, 1d) or an "
@@ -127,7 +128,7 @@ def _print_line(line: LogLine, timestamps: bool) -> None:
 
 
 def run_logs(args: argparse.Namespace) -> int:
-    name = check_dns_label(args.name, "executable name")
+    name = check_process_name(args.name)
     if args.tail is not None and args.tail < 0:
         raise UsageError("--tail must be 0 or more")
     since = parse_since(args.since) if args.since else None
@@ -138,7 +139,7 @@ def run_logs(args: argparse.Namespace) -> int:
         return EXIT_OK
     directory = os.path.join(args.state_dir, "logs", name)
     if not os.path.isdir(directory):
-        raise NotFound(f"no logs for executable {name!r} in {args.state_dir}")
+        raise NotFound(f"no logs for {process_kind(name)} {name!r} in {args.state_dir}")
     reader = LogReader(directory)
     if args.follow:
         lines = reader.follow(since_ns=since, channel=args.channel, tail=args.tail)

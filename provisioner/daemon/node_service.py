@@ -38,7 +38,7 @@ from provisioner.daemon.status import handles_errors
 from provisioner.errors import InvalidArgument, NotFound
 from provisioner.manifest.from_data import render_issues, validate_data
 from provisioner.model import DesiredState, ResourceSpec
-from provisioner.names import check_dns_label
+from provisioner.names import check_process_name, process_kind
 from provisioner.node.logs import STDERR, STDOUT, LogLine, LogReader
 from provisioner.plan.compiler import compile_plan
 from provisioner.plan.steps import Plan
@@ -104,13 +104,13 @@ class NodeServicer(ngrpc.NodeServiceServicer):
     @handles_errors
     def GetLogs(self, request: npb.GetLogsRequest,
                 context: grpc.ServicerContext) -> Iterator[npb.LogEntry]:
-        name = check_dns_label(request.executable, "executable name")
+        name = check_process_name(request.executable)
         if request.channel not in ("", STDOUT, STDERR):
             raise InvalidArgument(f"channel must be stdout, stderr or empty, not "
                                   f"{request.channel!r}")
         directory = self.ctx.layer.log_dir(name)
         if not os.path.isdir(directory):
-            raise NotFound(f"no logs for executable {name!r}")
+            raise NotFound(f"no logs for {process_kind(name)} {name!r}")
         reader = LogReader(directory)
         since = request.since_ns or None
         tail = request.tail if request.HasField("tail") else None

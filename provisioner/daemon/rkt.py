@@ -4,10 +4,9 @@ GetInfo reports our versions: ``rkt_version`` is the provisioner's version,
 ``api_version`` the rkt API revision served (:data:`API_VERSION`), ``appc_version``
 ``0.0.0`` (appc images are not supported), and ``global_flags.dir`` the state directory.
 
-Pods and images come from a :class:`PodSource`. The provisioner has no rkt pods or
-images yet, so the default source has none: ListPods and ListImages answer empty lists
-and InspectPod, InspectImage and GetLogs answer NOT_FOUND for every id. The filter
-semantics are implemented and tested anyway (``rkt_match.py``).
+Pods and images come from a :class:`PodSource`: by default the provisioner's own pods
+of OCI containers and their unpacked images (:mod:`provisioner.daemon.rkt_pods`); an
+unknown id is NOT_FOUND. The filter semantics are in ``rkt_match.py``.
 
 ListenEvents streams the daemon's durable event log (``Store.events``), mapped by
 :func:`provisioner.daemon.rkt_match.event_from_store`. Without ``since_time`` only
@@ -42,6 +41,7 @@ from provisioner.daemon.rkt_match import (
     select_lines,
     select_pods,
 )
+from provisioner.daemon.rkt_pods import ProvisionerPods
 from provisioner.daemon.status import handles_errors
 from provisioner.errors import InvalidArgument, NotFound
 from provisioner.node.logs import LogLine
@@ -65,7 +65,7 @@ class PodSource(Protocol):
 
 
 class NoPods:
-    """The source while the provisioner runs no rkt pods: nothing at all."""
+    """A source with nothing at all (for tests and tools)."""
 
     def pods(self) -> list[rkt.Pod]:
         return []
@@ -82,7 +82,7 @@ class RktServicer(rkt_grpc.PublicAPIServicer):
     def __init__(self, ctx: DaemonContext, source: PodSource | None = None,
                  poll_s: float = 0.1) -> None:
         self.ctx = ctx
-        self.source: PodSource = source or NoPods()
+        self.source: PodSource = source or ProvisionerPods(ctx.layer)
         self.poll_s = poll_s
 
     @handles_errors

@@ -62,7 +62,7 @@ def register_all(server: grpc.Server, ctx: DaemonContext, *,
     hub = LogHub(ring_lines)
     servicers: list[tuple[object, object]] = [
         (runtime_pb2_grpc.add_CellServiceServicer_to_server, aurae_runtime.CellService(ctx)),
-        (runtime_pb2_grpc.add_PodServiceServicer_to_server, aurae_runtime.PodService()),
+        (runtime_pb2_grpc.add_PodServiceServicer_to_server, aurae_runtime.PodService(ctx)),
         (runtime_pb2_grpc.add_InstanceServiceServicer_to_server,
          aurae_runtime.InstanceService()),
         (runtime_pb2_grpc.add_SpawnServiceServicer_to_server, aurae_runtime.SpawnService()),

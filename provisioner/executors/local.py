@@ -22,12 +22,14 @@ from provisioner.model import (
     ExecutableSpec,
     Kind,
     PersistentExecutableSpec,
+    PodSpec,
 )
 from provisioner.node import persistent
 from provisioner.node.drivers import DriverStore, driver_key
 from provisioner.node.layer import NodeLayer
 from provisioner.node.lock import WriterLock
 from provisioner.node.observe import observe, reconcile
+from provisioner.node.pods import Pods
 from provisioner.plan.steps import Action, Change, Plan, Step
 from provisioner.state import NodeState
 
@@ -143,8 +145,25 @@ class LocalExecutor:
             else:
                 raise FailedPrecondition(f"cannot {step.action.value} a persistent executable")
             return
-        raise FailedPrecondition(
-            f"{step.ref}: pods (OCI containers) are not available in this version yet")
+        if step.ref.kind is Kind.POD:
+            self._perform_pod(step, manifest_set)
+            return
+        raise FailedPrecondition(f"{step.ref}: cannot {step.action.value} this kind")
+
+    def _perform_pod(self, step: Step, manifest_set: str) -> None:
+        pods, spec = Pods(self.layer), step.spec
+        if step.action is Action.ALLOCATE and isinstance(spec, PodSpec):
+            pods.allocate(spec, manifest_set)
+        elif step.action is Action.START and isinstance(spec, PodSpec):
+            pods.start(spec, manifest_set)
+        elif step.action is Action.STOP:
+            pods.stop(step.ref.name)
+        elif step.action is Action.FREE:
+            pods.free(step.ref.name)
+        elif step.action is Action.UPDATE and spec is not None:
+            self.layer.record(spec, manifest_set)
+        else:
+            raise FailedPrecondition(f"cannot {step.action.value} a pod")
 
     def _perform_driver(self, step: Step, manifest_set: str) -> None:
         """PUSH: store the file (checked against its SHA-256), dropping the version it

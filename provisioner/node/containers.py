@@ -50,7 +50,7 @@ from provisioner.errors import (
     ProvisionerError,
     Unavailable,
 )
-from provisioner.names import check_dns_label
+from provisioner.names import check_cell_path, check_dns_label
 from provisioner.node.cgroups_base import EXECUTABLE_LEAF_PREFIX, mark_state, walk_bottom_up
 from provisioner.node.mounts import OVERLAY_UNSAFE, mount_overlay, mountinfo, mounts_under, unmount
 from provisioner.node.oci_config import check_cgroups_path, runtime_config
@@ -297,25 +297,41 @@ def _prune_cgroups(cgroups_path: str) -> None:
                 break
 
 
-def remove_runc_cgroups(root_name: str) -> None:
+def remove_runc_cgroups(root_name: str, cell: str = "") -> None:
     """Remove the empty cgroup directories runc made under ``<mount>/<root_name>`` in
     the hierarchies the provisioner does not manage (its own root there carries the
     ownership mark and is left to the cgroup driver). :func:`remove_bundle` leaves the
-    cell levels there (shared by the containers of a cell); this is for an uninstall or
-    a teardown, when no container of the root is starting. Busy directories stay."""
+    cell levels there (shared by the containers of a cell); with ``cell`` only that
+    cell's directories go (when the cell is freed: a stat per hierarchy when runc made
+    nothing there), without it everything below the root (for an uninstall or a
+    teardown, when no container of the root is starting). Busy directories stay."""
     check_dns_label(root_name, what="cgroup root name")
-    seen: set[str] = set()
-    for root, mount_point, fstype in mountinfo():
-        if fstype not in ("cgroup", "cgroup2") or root != "/" or mount_point in seen:
+    parts = check_cell_path(cell).split("/") if cell else []
+    for mount_point in cgroup_mounts():
+        top = os.path.join(mount_point, root_name, *parts)
+        if not os.path.isdir(top):
             continue
-        seen.add(mount_point)
-        top = os.path.join(mount_point, root_name)
         with contextlib.suppress(OSError, ProvisionerError):
             if mark_state(top) is not False:
-                continue  # missing, or the provisioner's own root
+                continue  # the provisioner's own directory: the cgroup driver's
             for path in walk_bottom_up(top):
                 with contextlib.suppress(OSError):
                     os.rmdir(path)
+
+
+_cgroup_mounts: tuple[str, ...] | None = None
+
+
+def cgroup_mounts() -> tuple[str, ...]:
+    """Mount points of every cgroup hierarchy (read once: they do not move)."""
+    global _cgroup_mounts
+    if _cgroup_mounts is None:
+        seen: dict[str, None] = {}
+        for root, mount_point, fstype in mountinfo():
+            if fstype in ("cgroup", "cgroup2") and root == "/":
+                seen.setdefault(mount_point)
+        _cgroup_mounts = tuple(seen)
+    return _cgroup_mounts
 
 
 # --- the command ---------------------------------------------------------------------

@@ -25,9 +25,10 @@ from provisioner.errors import (
 )
 from provisioner.model import CellSpec, ExecutableSpec, Kind, ResourceSpec
 from provisioner.model_json import dumps, loads
-from provisioner.names import cell_parent, check_cell_path, check_dns_label
+from provisioner.names import cell_parent, check_cell_path, check_dns_label, check_process_name
 from provisioner.node import leaf as leafops
 from provisioner.node.cgroups import HOLDER_LEAF, detect_layout, executable_leaf, make_driver
+from provisioner.node.containers import remove_runc_cgroups
 from provisioner.node.logs import LogLimits
 from provisioner.node.namespaces import holder_alive, start_holder, stop_holder
 from provisioner.node.procs import kill_pids
@@ -108,10 +109,12 @@ class NodeLayer:
 
     # -- paths ---------------------------------------------------------------------
     def status_file(self, name: str) -> str:
-        return os.path.join(self.runtime_dir, f"{check_dns_label(name)}.json")
+        """Of an executable or a pod's container (``pod.container``)."""
+        return os.path.join(self.runtime_dir, f"{check_process_name(name)}.json")
 
     def log_dir(self, name: str) -> str:
-        return os.path.join(self.config.state_dir, "logs", check_dns_label(name))
+        """Of an executable or a pod's container (``pod.container``)."""
+        return os.path.join(self.config.state_dir, "logs", check_process_name(name))
 
     def read_shim_status(self, name: str) -> ShimStatus | None:
         try:
@@ -222,10 +225,19 @@ class NodeLayer:
             raise NotFound(f"cell {name!r} does not exist")
         if exists and not owned:
             raise NotOwned(f"cgroup of cell {name!r} was not created by the provisioner")
+        pods = [p.name for p in self.store.list_resources(Kind.POD)
+                if _in_cell(loads(p.spec_json), name)]
+        if pods:
+            from provisioner.node.pods import Pods  # pods build on this module
+
+            for pod in pods:
+                Pods(self).free(pod)
         for process in self.store.list_processes(within=name):
             self.stop_executable(process.name, forget=True)
         for cell in sorted(cells | {name}, key=lambda c: -c.count("/")):
             self._free_kernel(cell)
+            # Containers' runc made the cell's path in hierarchies we do not manage too.
+            remove_runc_cgroups(self.cgroups.root_name, cell)
             with self.store.transaction() as store:
                 store.delete_holder(cell)
                 store.delete_resource(Kind.CELL, cell)
@@ -337,6 +349,12 @@ class NodeLayer:
     def is_running(self, name: str) -> bool:
         status = self.read_shim_status(name)
         return status is not None and is_running(status)
+
+
+def _in_cell(spec: ResourceSpec, cell: str) -> bool:
+    """SPEC (a pod, say) lives in CELL or in a cell nested in it."""
+    home = getattr(spec, "cell", "")
+    return bool(home) and (home == cell or home.startswith(cell + "/"))
 
 
 def _same_cell(a: ResourceSpec, b: CellSpec) -> bool:

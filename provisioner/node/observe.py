@@ -13,8 +13,9 @@ import socket
 from dataclasses import replace
 
 from provisioner.errors import ProvisionerError
-from provisioner.model import CellLimits, CellSpec, DriverSpec, ExecutableSpec, Kind
+from provisioner.model import CellLimits, CellSpec, DriverSpec, ExecutableSpec, Kind, PodSpec
 from provisioner.model_json import dumps, loads
+from provisioner.names import container_process_name
 from provisioner.node.cgroups import same_limits
 from provisioner.node.drivers import DriverStore, driver_key
 from provisioner.node.layer import NodeLayer, phase_of, process_record
@@ -42,6 +43,25 @@ def process_status(status: ShimStatus | None) -> tuple[ProcessStatus, list[str]]
         exit_code=status.exit_code, exit_signal=status.exit_signal,
         started_at_ns=status.started_at_ns or 0, exited_at_ns=status.exited_at_ns or 0,
         restart_count=status.restart_count), drift
+
+
+#: Which container's phase speaks for its pod: the least healthy one.
+_POD_PHASE_ORDER = (ProcessPhase.PENDING, ProcessPhase.STOPPED, ProcessPhase.EXITED,
+                    ProcessPhase.BACKOFF, ProcessPhase.RUNNING)
+
+
+def pod_status(layer: NodeLayer, spec: PodSpec) -> tuple[ProcessStatus, list[str]]:
+    """A pod's observed process: its least healthy container's (restarts summed), with
+    every container's drift notes."""
+    seen: list[ProcessStatus] = []
+    drift: list[str] = []
+    for container in spec.containers:
+        status = layer.read_shim_status(container_process_name(spec.name, container.name))
+        process, notes = process_status(status)
+        seen.append(process)
+        drift += [f"container {container.name}: {note}" for note in notes]
+    worst = min(seen, key=lambda p: _POD_PHASE_ORDER.index(p.phase))
+    return replace(worst, restart_count=sum(p.restart_count for p in seen)), drift
 
 
 def _observe_cell(layer: NodeLayer, spec: CellSpec) -> tuple[bool, list[str]]:
@@ -78,6 +98,8 @@ def observe(layer: NodeLayer) -> NodeState:
             present, drift = _observe_cell(layer, spec)
         elif isinstance(spec, ExecutableSpec):
             process, drift = process_status(layer.read_shim_status(spec.name))
+        elif isinstance(spec, PodSpec):
+            process, drift = pod_status(layer, spec)
         elif isinstance(spec, DriverSpec):
             present = DriverStore(layer.config.state_dir).exists(driver_key(spec))
             drift = [] if present else ["stored driver file is missing"]

@@ -11,7 +11,12 @@ from provisioner.node.layer import NodeLayer
 def remove_everything(layer: NodeLayer, remove_root: bool = True) -> None:
     """Stop every executable and free every cell (recorded or left over), deepest last
     freed first, then (optionally) the cgroup root; best effort, never raises for one
-    object that is already gone."""
+    object that is already gone. Pods go first (their containers are processes too)."""
+    from provisioner.node.pods import Pods  # pods build on the node layer
+
+    for record in layer.store.list_resources(Kind.POD):
+        with contextlib.suppress(Exception):
+            Pods(layer).free(record.name)
     for process in layer.store.list_processes():
         with contextlib.suppress(Exception):
             layer.stop_executable(process.name, forget=True)
@@ -23,4 +28,7 @@ def remove_everything(layer: NodeLayer, remove_root: bool = True) -> None:
         with contextlib.suppress(Exception):
             layer.free_cell(cell)
     if remove_root:
+        from provisioner.node.containers import remove_runc_cgroups
+
+        remove_runc_cgroups(layer.cgroups.root_name)  # what runc made beside our root
         layer.cgroups.remove_root()

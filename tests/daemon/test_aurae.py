@@ -172,15 +172,16 @@ def test_a_foreign_cgroup_is_failed_precondition(daemon: Daemon,
 
 def test_pod_services_answer_as_documented(daemon: Daemon) -> None:
     pods = pb_grpc.PodServiceStub(daemon.channel)
-    unavailable = [
+    undeclared = [
         lambda: pods.Allocate(pb.PodServiceAllocateRequest(pod=pb.Pod(name="web"))),
         lambda: pods.Start(pb.PodServiceStartRequest(name="web")),
         lambda: pods.Stop(pb.PodServiceStopRequest(pod_name="web", container_name="nginx")),
-        lambda: pods.Free(pb.PodServiceFreeRequest()),
     ]
-    for call in unavailable:
-        assert code_of(call) is C.FAILED_PRECONDITION
-        assert "not available in this version" in details_of(call)
+    for call in undeclared:  # a Pod message has only a name: a manifest declares it
+        assert code_of(call) is C.NOT_FOUND
+        assert "declare its containers with a Pod manifest" in details_of(call)
+    free = lambda: pods.Free(pb.PodServiceFreeRequest())  # noqa: E731
+    assert code_of(free) is C.FAILED_PRECONDITION and "names no pod" in details_of(free)
     for call in [lambda: pods.Allocate(pb.PodServiceAllocateRequest()),
                  lambda: pods.Allocate(pb.PodServiceAllocateRequest(pod=pb.Pod(name="a_b"))),
                  lambda: pods.Start(pb.PodServiceStartRequest(name="")),

@@ -1,0 +1,225 @@
+"""Pods: groups of OCI containers, run with runc, each supervised like an executable.
+
+A pod lives in a cell (``PodSpec.cell``; the root cell when empty), under that cell's
+limits. Each container is a supervised process named ``<pod>.<container>`` (a name no
+executable can have): its shim runs ``runc run`` in the foreground in the leaf
+``_x.<pod>.<container>``, with the container itself one cgroup below
+(``.../_x.<pod>.<container>/ctr``), so the shim's stop - SIGTERM, grace, kill
+everything in the leaf and below - reaches every process of the container, and its
+output lands in the container's log files like any executable's.
+
+- allocate: resolve and unpack every container's image (:mod:`images`; local OCI
+  layouts), then record the pod. Nothing is started; a bad image fails here and
+  nothing is recorded.
+- start: for each container, the leaf, a bundle (an overlay root filesystem over the
+  image and a runtime ``config.json``; :mod:`containers`) and the shim. A pod not
+  allocated yet is allocated first.
+- stop: stop the containers (all, or one by name); their records stay.
+- free: stop, remove bundles (unmount), leaves and records.
+
+Containers get their own namespaces from runc (pid, mount, ipc, uts with the pod's
+name as hostname, network with loopback); the containers of one pod do not share a
+network namespace yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from provisioner.errors import AlreadyExists, InvalidArgument, NotFound
+from provisioner.model import ContainerSpec, Kind, PodSpec
+from provisioner.model_json import dumps
+from provisioner.names import check_dns_label, container_process_name
+from provisioner.node.cgroups import executable_leaf
+from provisioner.node.containers import (
+    container_command,
+    prepare_bundle,
+    remove_bundle,
+    remove_pod_dir,
+)
+from provisioner.node.images import Image, ImageStore
+from provisioner.node.layer import NodeLayer, process_record
+from provisioner.node.shimspec import ShimSpec, ShimStatus
+from provisioner.node.store import ProcessRecord, ProcessState
+from provisioner.node.supervise import ShimLaunch, launch, request_stop, shim_alive
+
+#: The cgroup of a container, below its shim's leaf (runc creates and removes it).
+CONTAINER_CGROUP = "ctr"
+
+
+class Pods:
+    """Pod operations on a node layer (its store, cgroups and state directory)."""
+
+    def __init__(self, layer: NodeLayer) -> None:
+        self.layer = layer
+        self.images = ImageStore(layer.config.state_dir)
+
+    # -- lifecycle -----------------------------------------------------------------
+    def allocate(self, spec: PodSpec, manifest_set: str = "") -> bool:
+        """Unpack the images and record the pod; False if it was recorded as it is."""
+        name = self._check(spec)
+        applied = self.layer.applied_spec(Kind.POD, name)
+        if applied is not None and _kernel_side(applied) != _kernel_side(spec):
+            raise AlreadyExists(f"pod {name!r} exists with other containers or cell; "
+                                "free it first")
+        for container in spec.containers:
+            self.images.pull(container.image, container.registry)
+        if applied is not None and dumps(applied) == dumps(spec):
+            return False
+        self.layer.record(spec, manifest_set, "allocated" if applied is None else "recorded")
+        return applied is None
+
+    def start(self, spec: PodSpec, manifest_set: str = "") -> list[ShimStatus]:
+        """Start every container that is not running; their statuses."""
+        name = self._check(spec)
+        if self.layer.applied_spec(Kind.POD, name) is None:
+            self.allocate(spec, manifest_set)
+        started = []
+        for container in spec.containers:
+            started.append(self._start_container(spec, container))
+        with self.layer.store.transaction() as store:
+            store.record_event("Pod", name, "started",
+                               ", ".join(f"{c.name} pid {s.child_pid}"
+                                         for c, s in zip(spec.containers, started, strict=True)))
+        return started
+
+    def stop(self, pod: str, container: str | None = None) -> list[ShimStatus]:
+        """Stop the pod's containers (or one of them); their final statuses."""
+        spec = self.applied(pod)
+        names = [c.name for c in spec.containers]
+        if container is not None and check_dns_label(container, "container name") not in names:
+            raise NotFound(f"pod {pod!r} has no container {container!r} "
+                           f"(it has {', '.join(names)})")
+        finals = []
+        for name in names if container is None else [container]:
+            final = self._stop_container(spec, name)
+            if final is not None:
+                finals.append(final)
+        with self.layer.store.transaction() as store:
+            store.record_event("Pod", pod, "stopped", container or "")
+        return finals
+
+    def free(self, pod: str) -> None:
+        """Stop everything of the pod and remove its bundles, leaves and records."""
+        spec = self.applied(pod)
+        state_dir = self.layer.config.state_dir
+        for container in spec.containers:
+            self._stop_container(spec, container.name)
+            remove_bundle(state_dir, pod, container.name)
+            process = container_process_name(pod, container.name)
+            with contextlib.suppress(NotFound):
+                self.layer.cgroups.remove_leaf(spec.cell, executable_leaf(process))
+            status_file = self.layer.status_file(process)
+            for path in (status_file, os.path.splitext(status_file)[0] + ".shim.log"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+        remove_pod_dir(state_dir, pod)
+        with self.layer.store.transaction() as store:
+            for container in spec.containers:
+                store.delete_process(container_process_name(pod, container.name))
+            store.delete_resource(Kind.POD, pod)
+            store.record_event("Pod", pod, "freed")
+
+    # -- queries -------------------------------------------------------------------
+    def applied(self, pod: str) -> PodSpec:
+        spec = self.layer.applied_spec(Kind.POD, check_dns_label(pod, "pod name"))
+        if not isinstance(spec, PodSpec):
+            raise NotFound(f"pod {pod!r} does not exist")
+        return spec
+
+    def statuses(self, spec: PodSpec) -> list[tuple[ContainerSpec, ShimStatus | None]]:
+        return [(c, self.layer.read_shim_status(container_process_name(spec.name, c.name)))
+                for c in spec.containers]
+
+    # -- one container -------------------------------------------------------------
+    def _check(self, spec: PodSpec) -> str:
+        name = check_dns_label(spec.name, "pod name")
+        if not spec.containers:
+            raise InvalidArgument(f"pod {name!r} has no containers")
+        seen: set[str] = set()
+        for container in spec.containers:
+            if check_dns_label(container.name, "container name") in seen:
+                raise InvalidArgument(f"pod {name!r}: container {container.name!r} twice")
+            seen.add(container.name)
+        if spec.cell and self.layer.store.get_resource(Kind.CELL, spec.cell) is None:
+            raise NotFound(f"cell {spec.cell!r} of pod {name!r} does not exist")
+        return name
+
+    def _start_container(self, spec: PodSpec, container: ContainerSpec) -> ShimStatus:
+        layer = self.layer
+        process = container_process_name(spec.name, container.name)
+        old = layer.read_shim_status(process)
+        if old is not None and shim_alive(old) and old.state not in (
+                "exited", "stopped", "failed"):
+            return old  # running already: starting a pod starts what is not running
+        shim = ShimLaunch(layer.runtime_dir)  # its start overlaps the work below
+        try:
+            if old is not None:
+                request_stop(old)  # kills whatever a dead supervisor left behind
+            image = self.images.pull(container.image, container.registry)
+            leaf_name = executable_leaf(process)
+            leaf = layer.cgroups.create_leaf(spec.cell, leaf_name)
+            bundle = prepare_bundle(
+                layer.config.state_dir, spec.name, container.name,
+                rootfs_lower=image.rootfs, args=_args(container, image),
+                env=_env(container, image),
+                cwd=container.working_dir or image.config.working_dir or "/",
+                cgroups_path=self._cgroups_path(spec.cell, leaf_name), hostname=spec.name)
+            shim_spec = ShimSpec(
+                name=process, command=container_command(layer.config.state_dir, bundle,
+                                                        process),
+                leaf=leaf, log_dir=layer.log_dir(process),
+                status_file=layer.status_file(process),
+                restart_policy=spec.restart_policy.value, stop_grace_s=spec.stop_grace_s,
+                log_limits=layer.config.log_limits,
+                backoff_base_s=layer.config.backoff_base_s,
+                backoff_cap_s=layer.config.backoff_cap_s)
+            with layer.store.transaction() as store:  # recorded before launch
+                store.put_process(ProcessRecord(name=process, cell=spec.cell))
+        except BaseException:
+            shim.abandon()
+            raise
+        status = launch(shim_spec, shim=shim)
+        with layer.store.transaction() as store:
+            store.put_process(process_record(process, spec.cell, status))
+        return status
+
+    def _stop_container(self, spec: PodSpec, container: str) -> ShimStatus | None:
+        process = container_process_name(spec.name, container)
+        status = self.layer.read_shim_status(process)
+        final = request_stop(status) if status is not None else None
+        with self.layer.store.transaction() as store:
+            if store.get_process(process) is not None:
+                store.put_process(process_record(process, spec.cell, final) if final else
+                                  ProcessRecord(name=process, cell=spec.cell,
+                                                state=ProcessState.STOPPED))
+        return final
+
+    def _cgroups_path(self, cell: str, leaf_name: str) -> str:
+        """runc's cgroupsPath: below the leaf, relative to each hierarchy's mount."""
+        parts = [self.layer.cgroups.root_name, *(cell.split("/") if cell else []),
+                 leaf_name, CONTAINER_CGROUP]
+        return "/" + "/".join(parts)
+
+
+def _args(container: ContainerSpec, image: Image) -> list[str]:
+    args = list(container.command) or [*image.config.entrypoint, *image.config.cmd]
+    if not args:
+        raise InvalidArgument(f"container {container.name!r}: no command, and its image "
+                              f"{container.image!r} names none (Entrypoint / Cmd)")
+    return args
+
+
+def _env(container: ContainerSpec, image: Image) -> list[str]:
+    """The image's environment, overridden by the container's."""
+    merged = dict(entry.partition("=")[::2] for entry in image.config.env)
+    merged.update(dict(container.env))
+    merged.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    return [f"{key}={value}" for key, value in merged.items()]
+
+
+def _kernel_side(spec: object) -> tuple[object, ...]:
+    """What cannot change without freeing the pod: its containers and its cell."""
+    assert isinstance(spec, PodSpec)
+    return (spec.containers, spec.cell)

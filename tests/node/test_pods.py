@@ -1,0 +1,189 @@
+"""Pods of OCI containers through the node layer: real images, real runc, real cgroups."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from provisioner.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from provisioner.model import CellSpec, ContainerSpec, Kind, PodSpec, RestartPolicy
+from provisioner.names import container_process_name
+from provisioner.node.layer import NodeLayer
+from provisioner.node.logs import LogReader
+from provisioner.node.observe import observe
+from provisioner.node.pods import Pods
+from provisioner.state import ProcessPhase
+from tests.oci_fixture import build_busybox_layout
+
+pytestmark = [pytest.mark.kernel,
+              pytest.mark.skipif(shutil.which("runc") is None, reason="needs runc")]
+
+
+@pytest.fixture(scope="module")
+def busybox(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return "oci:" + str(build_busybox_layout(tmp_path_factory.mktemp("busybox")))
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def lines(node: NodeLayer, pod: str, container: str) -> list[str]:
+    return [x.text for x in LogReader(node.log_dir(container_process_name(pod, container))
+                                      ).read()]
+
+
+def mounts_under(path: str) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(path)]
+
+
+def shop(image: str, **kw: object) -> PodSpec:
+    return PodSpec(name="shop", containers=(
+        ContainerSpec("web", image, command=("sh", "-c",
+                                              "hostname; echo $$; echo $GREETING; "
+                                              "echo made > /made; exec sleep 1000"),
+                      env=(("GREETING", "hello"),)),
+        ContainerSpec("worker", image, command=("sleep", "1000"))),
+        stop_grace_s=2.0, **kw)  # type: ignore[arg-type]
+
+
+def test_a_pod_runs_its_containers_and_goes_away_without_a_trace(node: NodeLayer,
+                                                                busybox: str) -> None:
+    pods = Pods(node)
+    spec = shop(busybox)
+    assert pods.allocate(spec, "s") is True
+    assert pods.allocate(spec, "s") is False  # the same again changes nothing
+    started = pods.start(spec, "s")
+    assert [s.state for s in started] == ["running", "running"]
+    wait_for(lambda: len(lines(node, "shop", "web")) >= 3)
+    hostname, pid, greeting = lines(node, "shop", "web")[:3]
+    assert (hostname, pid, greeting) == ("shop", "1", "hello")  # own uts and pid ns
+    # The container's processes live below the executable-like leaf of the container.
+    runc_pid = started[0].child_pid
+    assert runc_pid is not None
+    leaf = node.cgroups.leaf("", "_x.shop.web")
+    inside = {p for d in leaf.dirs for p in _procs_below(d)}
+    assert len(inside) >= 2  # runc and the container's sleep
+    state = {r.ref.name: r for r in observe(node).resources}
+    assert state["shop"].process is not None
+    assert state["shop"].process.phase is ProcessPhase.RUNNING
+    # Writes go to the container's own overlay, never into the image.
+    bundle = os.path.join(node.config.state_dir, "pods", "shop", "web")
+    wait_for(lambda: os.path.exists(os.path.join(bundle, "rootfs", "made")))
+    image_root = pods.images.pull(busybox).rootfs
+    assert not os.path.exists(os.path.join(image_root, "made"))
+
+    finals = pods.stop("shop")
+    assert [f.state for f in finals] == ["stopped", "stopped"]
+    assert not {p for d in leaf.dirs for p in _procs_below(d)}
+    pods.free("shop")
+    assert node.store.get_resource(Kind.POD, "shop") is None
+    assert node.store.list_processes() == []
+    assert not os.path.exists(os.path.join(node.config.state_dir, "pods", "shop"))
+    assert mounts_under(os.path.join(node.config.state_dir, "pods")) == []
+    assert not any(os.path.exists(d) for d in leaf.dirs)
+    assert lines(node, "shop", "web")[0] == "shop"  # logs are kept for a post-mortem
+
+
+def _procs_below(directory: str) -> set[int]:
+    found: set[int] = set()
+    for root, _dirs, _files in os.walk(directory):
+        with open(os.path.join(root, "cgroup.procs")) as f:
+            found.update(int(x) for x in f.read().split())
+    return found
+
+
+def test_one_container_stops_alone_and_start_brings_it_back(node: NodeLayer,
+                                                           busybox: str) -> None:
+    pods = Pods(node)
+    spec = shop(busybox)
+    before = pods.start(spec, "s")  # start allocates a pod that is not yet
+    pods.stop("shop", "worker")
+    statuses = dict((c.name, s) for c, s in pods.statuses(spec))
+    assert statuses["worker"] is not None and statuses["worker"].state == "stopped"
+    assert statuses["web"] is not None and statuses["web"].state == "running"
+    again = pods.start(spec, "s")
+    assert again[0].child_pid == before[0].child_pid  # the running one was left alone
+    assert again[1].state == "running" and again[1].child_pid != before[1].child_pid
+    with pytest.raises(NotFound, match="no container 'db'"):
+        pods.stop("shop", "db")
+
+
+def test_a_container_ignoring_sigterm_is_killed_after_the_grace(node: NodeLayer,
+                                                               busybox: str) -> None:
+    spec = PodSpec(name="stubborn", containers=(ContainerSpec(
+        "c", busybox, command=("sh", "-c", "trap '' TERM; sleep 1000 & wait; sleep 1000")),),
+        stop_grace_s=0.5)
+    pods = Pods(node)
+    pods.start(spec, "s")
+    wait_for(lambda: len({p for d in node.cgroups.leaf("", "_x.stubborn.c").dirs
+                          for p in _procs_below(d)}) >= 3)
+    started = time.monotonic()
+    final = pods.stop("stubborn")[0]
+    assert final.state == "stopped" and time.monotonic() - started < 5
+    leaf = node.cgroups.leaf("", "_x.stubborn.c")
+    assert not {p for d in leaf.dirs for p in _procs_below(d)}
+    pods.free("stubborn")
+
+
+def test_restart_policy_restarts_a_failing_container(node: NodeLayer, busybox: str) -> None:
+    spec = PodSpec(name="flaky", containers=(ContainerSpec(
+        "c", busybox, command=("sh", "-c", "echo try; exit 3")),),
+        restart_policy=RestartPolicy.ON_FAILURE, stop_grace_s=0.5)
+    Pods(node).start(spec, "s")
+    wait_for(lambda: lines(node, "flaky", "c").count("try") >= 2)
+    status = Pods(node).statuses(spec)[0][1]
+    assert status is not None and status.restart_count >= 1 and status.exit_code == 3
+
+
+def test_pods_live_in_their_cell_and_free_cell_takes_them(node: NodeLayer,
+                                                         busybox: str) -> None:
+    node.allocate_cell(CellSpec("apps"), "s")
+    spec = PodSpec(name="inside", cell="apps",
+                   containers=(ContainerSpec("c", busybox, command=("sleep", "1000")),),
+                   stop_grace_s=0.5)
+    status = Pods(node).start(spec, "s")[0]
+    assert status.child_pid is not None
+    with open(f"/proc/{status.child_pid}/cgroup") as f:
+        assert "/apps/_x.inside.c" in f.read()
+    node.free_cell("apps")
+    assert node.store.get_resource(Kind.POD, "inside") is None
+    assert node.store.list_processes() == []
+
+
+def test_bad_pods_are_refused_and_leave_nothing(node: NodeLayer, busybox: str,
+                                               tmp_path: Path) -> None:
+    pods = Pods(node)
+    bad_image = PodSpec(name="p", containers=(ContainerSpec("c", f"oci:{tmp_path}/none"),))
+    with pytest.raises((InvalidArgument, NotFound)):
+        pods.allocate(bad_image, "s")
+    registry = PodSpec(name="p", containers=(ContainerSpec("c", "docker.io/library/nginx"),))
+    with pytest.raises(FailedPrecondition, match="registry"):
+        pods.allocate(registry, "s")
+    with pytest.raises(NotFound, match="cell 'nowhere'"):
+        pods.allocate(PodSpec(name="p", cell="nowhere",
+                              containers=(ContainerSpec("c", busybox),)), "s")
+    twice = PodSpec(name="p", containers=(ContainerSpec("c", busybox),
+                                          ContainerSpec("c", busybox)))
+    with pytest.raises(InvalidArgument, match="twice"):
+        pods.allocate(twice, "s")
+    assert node.store.list_resources() == [] and node.store.list_processes() == []
+    pods.allocate(shop(busybox), "s")
+    with pytest.raises(AlreadyExists):
+        pods.allocate(PodSpec(name="shop", containers=(ContainerSpec("x", busybox),)), "s")
+    missing = PodSpec(name="nocmd", containers=(ContainerSpec(
+        "c", busybox, command=("/no/such/program",)),), stop_grace_s=0.5)
+    status = pods.start(missing, "s")[0]  # runc itself starts; the container fails
+    wait_for(lambda: (st := pods.statuses(missing)[0][1]) is not None
+             and st.state == "exited")
+    assert status.child_pid is not None
+    assert any("no such file" in line.lower() for line in lines(node, "nocmd", "c"))
