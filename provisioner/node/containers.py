@@ -107,7 +107,7 @@ def runc_binary() -> str:
     return found
 
 
-def _run(argv: list[str], what: str) -> str:
+def run_program(argv: list[str], what: str) -> str:
     """Run ARGV (a list: no shell ever sees our input); its stdout. NodeError naming
     WHAT with the program's stderr if it fails."""
     try:
@@ -126,7 +126,7 @@ def _run(argv: list[str], what: str) -> str:
 
 
 def _runc(state_dir: str, *args: str, what: str) -> str:
-    return _run([runc_binary(), "--root", runc_root(state_dir), *args], what)
+    return run_program([runc_binary(), "--root", runc_root(state_dir), *args], what)
 
 
 def _containers_of(state_dir: str, bundle: str) -> list[dict[str, Any]]:
@@ -153,8 +153,11 @@ def _delete_container(state_dir: str, container_id: str) -> None:
 
 def prepare_bundle(state_dir: str, pod: str, container: str, *, rootfs_lower: str,
                    args: list[str], env: list[str], cwd: str, cgroups_path: str,
-                   hostname: str, uid: int = 0, gid: int = 0) -> str:
+                   hostname: str, uid: int = 0, gid: int = 0,
+                   netns: str | None = None) -> str:
     """Make the container's bundle (see the module docstring); its path.
+
+    ``netns``: the path of a network namespace to join (the pod's), else a new one.
 
     ``rootfs_lower``: the unpacked image (an absolute directory, never written to);
     ``cgroups_path``: runc's ``linux.cgroupsPath``, absolute under each hierarchy's
@@ -164,7 +167,7 @@ def prepare_bundle(state_dir: str, pod: str, container: str, *, rootfs_lower: st
     """
     bundle = bundle_dir(state_dir, pod, container)
     config = runtime_config(args=args, env=env, cwd=cwd, cgroups_path=cgroups_path,
-                            hostname=hostname, uid=uid, gid=gid, root=ROOTFS)
+                            hostname=hostname, uid=uid, gid=gid, root=ROOTFS, netns=netns)
     lower = _check_lower(rootfs_lower)
     if OVERLAY_UNSAFE.search(bundle):
         raise InvalidArgument(f"state directory {state_dir!r}: a bundle path may not "

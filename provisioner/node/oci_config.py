@@ -23,6 +23,7 @@ seccomp profile (``runc spec`` has none either).
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -64,9 +65,12 @@ _ID_MAX = 2**32 - 2  # (uid_t)-1 means "unchanged" to the kernel
 
 def runtime_config(*, args: list[str], env: list[str], cwd: str, cgroups_path: str,
                    hostname: str, uid: int = 0, gid: int = 0,
-                   root: str = "rootfs") -> dict[str, Any]:
+                   root: str = "rootfs", netns: str | None = None) -> dict[str, Any]:
     """The runtime config of one container (see the module docstring); InvalidArgument
-    for a value runc would refuse or misread."""
+    for a value runc would refuse or misread. ``netns``: the path of a network
+    namespace to join (a pod's), else the container gets a new one."""
+    if netns is not None and (not os.path.isabs(_no_nul(netns, "netns")) or ".." in netns):
+        raise InvalidArgument(f"network namespace path {netns!r} is not absolute")
     check_process(args, env, cwd, uid, gid)
     check_hostname(hostname)
     check_cgroups_path(cgroups_path)
@@ -90,7 +94,8 @@ def runtime_config(*, args: list[str], env: list[str], cwd: str, cgroups_path: s
         "linux": {
             "cgroupsPath": cgroups_path,
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [{"type": ns} for ns in NAMESPACES],
+            "namespaces": [{"type": ns, "path": netns} if ns == "network" and netns else
+                           {"type": ns} for ns in NAMESPACES],
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
         },

@@ -9,17 +9,17 @@ everything in the leaf and below - reaches every process of the container, and i
 output lands in the container's log files like any executable's.
 
 - allocate: resolve and unpack every container's image (:mod:`images`; local OCI
-  layouts), then record the pod. Nothing is started; a bad image fails here and
-  nothing is recorded.
+  layouts), make the pod's network namespace (:mod:`pod_network`), then record the
+  pod. Nothing is started; a bad image fails here and nothing is recorded.
 - start: for each container, the leaf, a bundle (an overlay root filesystem over the
   image and a runtime ``config.json``; :mod:`containers`) and the shim. A pod not
   allocated yet is allocated first.
 - stop: stop the containers (all, or one by name); their records stay.
-- free: stop, remove bundles (unmount), leaves and records.
+- free: stop, remove bundles (unmount), leaves, the network namespace and records.
 
-Containers get their own namespaces from runc (pid, mount, ipc, uts with the pod's
-name as hostname, network with loopback); the containers of one pod do not share a
-network namespace yet.
+The containers of a pod share its network namespace (loopback only: they reach each
+other on 127.0.0.1); each has its own pid, mount, ipc, uts (the pod's name as
+hostname) and cgroup namespaces from runc.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from provisioner.node.containers import (
 )
 from provisioner.node.images import Image, ImageStore
 from provisioner.node.layer import NodeLayer, process_record
+from provisioner.node.pod_network import ensure_netns, netns_name, remove_netns
 from provisioner.node.shimspec import ShimSpec, ShimStatus
 from provisioner.node.store import ProcessRecord, ProcessState
 from provisioner.node.supervise import ShimLaunch, launch, request_stop, shim_alive
@@ -65,6 +66,7 @@ class Pods:
                                 "free it first")
         for container in spec.containers:
             self.images.pull(container.image, container.registry)
+        ensure_netns(self._netns(name))
         if applied is not None and dumps(applied) == dumps(spec):
             return False
         self.layer.record(spec, manifest_set, "allocated" if applied is None else "recorded")
@@ -115,6 +117,7 @@ class Pods:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
         remove_pod_dir(state_dir, pod)
+        remove_netns(self._netns(pod))
         with self.layer.store.transaction() as store:
             for container in spec.containers:
                 store.delete_process(container_process_name(pod, container.name))
@@ -165,7 +168,8 @@ class Pods:
                 rootfs_lower=image.rootfs, args=_args(container, image),
                 env=_env(container, image),
                 cwd=container.working_dir or image.config.working_dir or "/",
-                cgroups_path=self._cgroups_path(spec.cell, leaf_name), hostname=spec.name)
+                cgroups_path=self._cgroups_path(spec.cell, leaf_name), hostname=spec.name,
+                netns=ensure_netns(self._netns(spec.name)))
             shim_spec = ShimSpec(
                 name=process, command=container_command(layer.config.state_dir, bundle,
                                                         process),
@@ -195,6 +199,9 @@ class Pods:
                                   ProcessRecord(name=process, cell=spec.cell,
                                                 state=ProcessState.STOPPED))
         return final
+
+    def _netns(self, pod: str) -> str:
+        return netns_name(self.layer.cgroups.root_name, pod)
 
     def _cgroups_path(self, cell: str, leaf_name: str) -> str:
         """runc's cgroupsPath: below the leaf, relative to each hierarchy's mount."""

@@ -102,6 +102,29 @@ def _procs_below(directory: str) -> set[int]:
     return found
 
 
+def test_the_containers_of_a_pod_share_its_network(node: NodeLayer, busybox: str) -> None:
+    serve = ("mkdir -p /www && echo hello-from-server > /www/hi.txt && "
+             "exec httpd -f -p 127.0.0.1:8080 -h /www")
+    fetch = ("while ! wget -q -O- http://127.0.0.1:8080/hi.txt; do sleep 0.1; done; "
+             "ip addr 2>/dev/null | grep -c 'inet ' ; exec sleep 1000")
+    spec = PodSpec(name="net", stop_grace_s=0.5, containers=(
+        ContainerSpec("server", busybox, command=("sh", "-c", serve)),
+        ContainerSpec("client", busybox, command=("sh", "-c", fetch))))
+    pods = Pods(node)
+    pods.start(spec, "s")
+    wait_for(lambda: "hello-from-server" in lines(node, "net", "client"))
+    namespaces = {os.readlink(f"/proc/{pid}/ns/net")  # the containers' own processes
+                  for name in ("server", "client")
+                  for pid in _procs_below(node.cgroups.leaf("", f"_x.net.{name}").dirs[0]
+                                          + "/ctr")}
+    assert len(namespaces) == 1  # httpd, the client's shell and sleep: one namespace
+    assert namespaces != {os.readlink("/proc/self/ns/net")}  # and it is not the host's
+    netns = f"/run/netns/prov-{node.cgroups.root_name}-net"
+    assert os.path.exists(netns)
+    pods.free("net")
+    assert not os.path.exists(netns)
+
+
 def test_one_container_stops_alone_and_start_brings_it_back(node: NodeLayer,
                                                            busybox: str) -> None:
     pods = Pods(node)
