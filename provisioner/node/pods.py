@@ -29,7 +29,7 @@ import os
 
 from provisioner.errors import AlreadyExists, InvalidArgument, NotFound
 from provisioner.model import ContainerSpec, Kind, PodSpec
-from provisioner.model_json import dumps
+from provisioner.model_json import dumps, loads
 from provisioner.names import check_dns_label, container_process_name
 from provisioner.node.cgroups import executable_leaf
 from provisioner.node.containers import (
@@ -37,6 +37,7 @@ from provisioner.node.containers import (
     prepare_bundle,
     remove_bundle,
     remove_pod_dir,
+    remove_runc_cgroups,
 )
 from provisioner.node.images import Image, ImageStore
 from provisioner.node.layer import NodeLayer, process_record
@@ -65,7 +66,9 @@ class Pods:
             raise AlreadyExists(f"pod {name!r} exists with other containers or cell; "
                                 "free it first")
         for container in spec.containers:
-            self.images.pull(container.image, container.registry)
+            image = self.images.pull(container.image, container.registry)
+            image_user(image)  # a user the image does not know fails here, not at start
+            _args(container, image)  # likewise a container with nothing to run
         ensure_netns(self._netns(name))
         if applied is not None and dumps(applied) == dumps(spec):
             return False
@@ -93,11 +96,7 @@ class Pods:
         if container is not None and check_dns_label(container, "container name") not in names:
             raise NotFound(f"pod {pod!r} has no container {container!r} "
                            f"(it has {', '.join(names)})")
-        finals = []
-        for name in names if container is None else [container]:
-            final = self._stop_container(spec, name)
-            if final is not None:
-                finals.append(final)
+        finals = self._stop_containers(spec, names if container is None else [container])
         with self.layer.store.transaction() as store:
             store.record_event("Pod", pod, "stopped", container or "")
         return finals
@@ -106,8 +105,8 @@ class Pods:
         """Stop everything of the pod and remove its bundles, leaves and records."""
         spec = self.applied(pod)
         state_dir = self.layer.config.state_dir
+        self._stop_containers(spec, [c.name for c in spec.containers])
         for container in spec.containers:
-            self._stop_container(spec, container.name)
             remove_bundle(state_dir, pod, container.name)
             process = container_process_name(pod, container.name)
             with contextlib.suppress(NotFound):
@@ -123,6 +122,10 @@ class Pods:
                 store.delete_process(container_process_name(pod, container.name))
             store.delete_resource(Kind.POD, pod)
             store.record_event("Pod", pod, "freed")
+            others = [r for r in store.list_resources(Kind.POD)
+                      if getattr(loads(r.spec_json), "cell", None) == spec.cell]
+        if not others:  # runc's directories for this cell in hierarchies we do not manage
+            remove_runc_cgroups(self.layer.cgroups.root_name, spec.cell)
 
     # -- queries -------------------------------------------------------------------
     def applied(self, pod: str) -> PodSpec:
@@ -161,6 +164,7 @@ class Pods:
             if old is not None:
                 request_stop(old)  # kills whatever a dead supervisor left behind
             image = self.images.pull(container.image, container.registry)
+            uid, gid = image_user(image)
             leaf_name = executable_leaf(process)
             leaf = layer.cgroups.create_leaf(spec.cell, leaf_name)
             bundle = prepare_bundle(
@@ -169,6 +173,7 @@ class Pods:
                 env=_env(container, image),
                 cwd=container.working_dir or image.config.working_dir or "/",
                 cgroups_path=self._cgroups_path(spec.cell, leaf_name), hostname=spec.name,
+                uid=uid, gid=gid,
                 netns=ensure_netns(self._netns(spec.name)))
             shim_spec = ShimSpec(
                 name=process, command=container_command(layer.config.state_dir, bundle,
@@ -189,16 +194,27 @@ class Pods:
             store.put_process(process_record(process, spec.cell, status))
         return status
 
-    def _stop_container(self, spec: PodSpec, container: str) -> ShimStatus | None:
-        process = container_process_name(spec.name, container)
-        status = self.layer.read_shim_status(process)
-        final = request_stop(status) if status is not None else None
-        with self.layer.store.transaction() as store:
-            if store.get_process(process) is not None:
-                store.put_process(process_record(process, spec.cell, final) if final else
-                                  ProcessRecord(name=process, cell=spec.cell,
-                                                state=ProcessState.STOPPED))
-        return final
+    def _stop_containers(self, spec: PodSpec, names: list[str]) -> list[ShimStatus]:
+        """Stop the named containers together: every shim is asked first, then each is
+        waited for, so a pod's stop takes one grace period, not one per container."""
+        statuses = [(name, self.layer.read_shim_status(container_process_name(spec.name,
+                                                                              name)))
+                    for name in names]
+        for _name, status in statuses:
+            if status is not None:
+                request_stop(status, wait=False)
+        finals = []
+        for name, status in statuses:
+            process = container_process_name(spec.name, name)
+            final = request_stop(status) if status is not None else None
+            with self.layer.store.transaction() as store:
+                if store.get_process(process) is not None:
+                    store.put_process(process_record(process, spec.cell, final) if final else
+                                      ProcessRecord(name=process, cell=spec.cell,
+                                                    state=ProcessState.STOPPED))
+            if final is not None:
+                finals.append(final)
+        return finals
 
     def _netns(self, pod: str) -> str:
         return netns_name(self.layer.cgroups.root_name, pod)
@@ -224,6 +240,48 @@ def _env(container: ContainerSpec, image: Image) -> list[str]:
     merged.update(dict(container.env))
     merged.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     return [f"{key}={value}" for key, value in merged.items()]
+
+
+def image_user(image: Image) -> tuple[int, int]:
+    """The uid and gid the image's ``User`` asks for (``name``, ``uid``, ``name:group``,
+    ``uid:gid``; names looked up in the image's /etc/passwd and /etc/group); root when
+    it names none. InvalidArgument for a name the image does not know."""
+    user, _, group = image.config.user.partition(":")
+    if not user:
+        return 0, 0
+    passwd = _table(image.rootfs, "passwd")
+    if user.isdigit():
+        uid = int(user)
+        gid = next((int(e[3]) for e in passwd.values() if e[2] == user and e[3].isdigit()), 0)
+    elif user in passwd and passwd[user][2].isdigit() and passwd[user][3].isdigit():
+        uid, gid = int(passwd[user][2]), int(passwd[user][3])
+    else:
+        raise InvalidArgument(f"image {image.reference!r} runs as user {user!r}, which its "
+                              "/etc/passwd does not name")
+    if group:
+        groups = _table(image.rootfs, "group")
+        if group.isdigit():
+            gid = int(group)
+        elif group in groups and groups[group][2].isdigit():
+            gid = int(groups[group][2])
+        else:
+            raise InvalidArgument(f"image {image.reference!r} runs as group {group!r}, which "
+                                  "its /etc/group does not name")
+    return uid, gid
+
+
+def _table(rootfs: str, name: str) -> dict[str, list[str]]:
+    """``/etc/passwd`` or ``/etc/group`` of an unpacked image, by name (missing: empty).
+    Read by path inside the image root, never following a link out of it."""
+    path = os.path.join(rootfs, "etc", name)
+    if os.path.islink(path) or os.path.islink(os.path.dirname(path)):
+        return {}
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            rows = [line.rstrip("\n").split(":") for line in f if ":" in line]
+    except OSError:
+        return {}
+    return {row[0]: row for row in rows if len(row) >= 4}
 
 
 def _kernel_side(spec: object) -> tuple[object, ...]:

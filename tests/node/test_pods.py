@@ -18,7 +18,7 @@ from provisioner.node.logs import LogReader
 from provisioner.node.observe import observe
 from provisioner.node.pods import Pods
 from provisioner.state import ProcessPhase
-from tests.oci_fixture import build_busybox_layout
+from tests.oci_fixture import BUSYBOX_CONFIG, build_busybox_layout, busybox_layer, write_layout
 
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(shutil.which("runc") is None, reason="needs runc")]
@@ -164,8 +164,13 @@ def test_restart_policy_restarts_a_failing_container(node: NodeLayer, busybox: s
         restart_policy=RestartPolicy.ON_FAILURE, stop_grace_s=0.5)
     Pods(node).start(spec, "s")
     wait_for(lambda: lines(node, "flaky", "c").count("try") >= 2)
-    status = Pods(node).statuses(spec)[0][1]
-    assert status is not None and status.restart_count >= 1 and status.exit_code == 3
+
+    def backing_off_after_a_restart() -> bool:  # between runs: the last exit is known
+        status = Pods(node).statuses(spec)[0][1]
+        return (status is not None and status.state == "backoff"
+                and status.restart_count >= 1 and status.exit_code == 3)
+
+    wait_for(backing_off_after_a_restart)
 
 
 def test_pods_live_in_their_cell_and_free_cell_takes_them(node: NodeLayer,
@@ -210,3 +215,37 @@ def test_bad_pods_are_refused_and_leave_nothing(node: NodeLayer, busybox: str,
              and st.state == "exited")
     assert status.child_pid is not None
     assert any("no such file" in line.lower() for line in lines(node, "nocmd", "c"))
+
+
+def test_the_images_user_is_the_containers_user(node: NodeLayer, tmp_path: Path) -> None:
+    def image_as(user: str) -> str:
+        layout = tmp_path / user.replace(":", "_")
+        return "oci:" + write_layout(layout, [busybox_layer()], {**BUSYBOX_CONFIG,
+                                                                  "User": user})
+
+    pods = Pods(node)
+    spec = PodSpec(name="who", stop_grace_s=0.5, containers=(
+        ContainerSpec("named", image_as("nobody"), command=("sh", "-c", "id -u; id -g")),
+        ContainerSpec("numeric", image_as("123:45"), command=("sh", "-c", "id -u; id -g"))))
+    pods.start(spec, "s")
+    wait_for(lambda: len(lines(node, "who", "named")) == 2
+             and len(lines(node, "who", "numeric")) == 2)
+    assert lines(node, "who", "named") == ["65534", "65534"]
+    assert lines(node, "who", "numeric") == ["123", "45"]
+    pods.free("who")
+    unknown = PodSpec(name="ghost", containers=(ContainerSpec("c", image_as("ghost")),))
+    with pytest.raises(InvalidArgument, match="user 'ghost'"):
+        pods.start(unknown, "s")
+    assert node.store.list_processes() == []
+    assert node.store.get_resource(Kind.POD, "ghost") is None  # refused at allocate
+
+
+def test_a_pods_containers_stop_together(node: NodeLayer, busybox: str) -> None:
+    stubborn = ("sh", "-c", "trap '' TERM; sleep 1000 & wait")
+    spec = PodSpec(name="slow", stop_grace_s=1.0, containers=tuple(
+        ContainerSpec(f"c{i}", busybox, command=stubborn) for i in range(3)))
+    pods = Pods(node)
+    pods.start(spec, "s")
+    started = time.monotonic()
+    assert [f.state for f in pods.stop("slow")] == ["stopped"] * 3
+    assert time.monotonic() - started < 2.5  # one grace period, not three
