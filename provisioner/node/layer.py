@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from provisioner.errors import (
@@ -272,21 +273,44 @@ class NodeLayer:
         name = check_dns_label(spec.name, "executable name")
         if spec.cell and self.store.get_resource(Kind.CELL, spec.cell) is None:
             raise NotFound(f"cell {spec.cell!r} does not exist")
-        # The shim is spawned first and waits for its spec: its process start overlaps
-        # the checks, the leaf and the record below (it exits if we give up).
+
+        def record_pending(store: Store) -> None:
+            store.put_resource(Kind.EXECUTABLE, name, dumps(spec), manifest_set)
+
+        def record_started(store: Store, status: ShimStatus) -> None:
+            store.record_event("Executable", name, "started", f"pid {status.child_pid}")
+
+        return self.launch_process(name, spec.cell, lambda: self._prepare_launch(spec, name),
+                                   record_pending, record_started)
+
+    def launch_process(self, name: str, cell: str, prepare: Callable[[], ShimSpec],
+                       record_pending: Callable[[Store], None] | None = None,
+                       record_started: Callable[[Store, ShimStatus], None] | None = None,
+                       ) -> ShimStatus:
+        """Start one supervised process (an executable, a pod's container) in CELL.
+
+        The shim is spawned first and waits for its spec: its process start overlaps
+        ``prepare`` (checks, clean-up, the leaf, whatever the process needs; it returns
+        the spec). The process is recorded as pending - with ``record_pending``'s writes,
+        in one transaction - *before* the launch, so a crash never loses it; the launch
+        is recorded after, with ``record_started``'s writes. If anything fails before
+        the launch, the spawned shim exits having done nothing.
+        """
         shim = ShimLaunch(self.runtime_dir)
         try:
-            shim_spec = self._prepare_launch(spec, name)
-            with self.store.transaction() as store:  # recorded before launch: never lost
-                store.put_resource(Kind.EXECUTABLE, name, dumps(spec), manifest_set)
-                store.put_process(ProcessRecord(name=name, cell=spec.cell))
+            shim_spec = prepare()
+            with self.store.transaction() as store:
+                if record_pending is not None:
+                    record_pending(store)
+                store.put_process(ProcessRecord(name=name, cell=cell))
         except BaseException:
             shim.abandon()
             raise
         status = launch(shim_spec, shim=shim)
         with self.store.transaction() as store:
-            store.put_process(process_record(name, spec.cell, status))
-            store.record_event("Executable", name, "started", f"pid {status.child_pid}")
+            store.put_process(process_record(name, cell, status))
+            if record_started is not None:
+                record_started(store, status)
         return status
 
     def _prepare_launch(self, spec: ExecutableSpec, name: str) -> ShimSpec:

@@ -44,7 +44,7 @@ from provisioner.node.layer import NodeLayer, process_record
 from provisioner.node.pod_network import ensure_netns, netns_name, remove_netns
 from provisioner.node.shimspec import ShimSpec, ShimStatus
 from provisioner.node.store import ProcessRecord, ProcessState
-from provisioner.node.supervise import ShimLaunch, launch, request_stop, shim_alive
+from provisioner.node.supervise import request_stop, shim_alive
 
 #: The cgroup of a container, below its shim's leaf (runc creates and removes it).
 CONTAINER_CGROUP = "ctr"
@@ -159,8 +159,8 @@ class Pods:
         if old is not None and shim_alive(old) and old.state not in (
                 "exited", "stopped", "failed"):
             return old  # running already: starting a pod starts what is not running
-        shim = ShimLaunch(layer.runtime_dir)  # its start overlaps the work below
-        try:
+
+        def prepare() -> ShimSpec:
             if old is not None:
                 request_stop(old)  # kills whatever a dead supervisor left behind
             image = self.images.pull(container.image, container.registry)
@@ -175,7 +175,7 @@ class Pods:
                 cgroups_path=self._cgroups_path(spec.cell, leaf_name), hostname=spec.name,
                 uid=uid, gid=gid,
                 netns=ensure_netns(self._netns(spec.name)))
-            shim_spec = ShimSpec(
+            return ShimSpec(
                 name=process, command=container_command(layer.config.state_dir, bundle,
                                                         process),
                 leaf=leaf, log_dir=layer.log_dir(process),
@@ -184,15 +184,8 @@ class Pods:
                 log_limits=layer.config.log_limits,
                 backoff_base_s=layer.config.backoff_base_s,
                 backoff_cap_s=layer.config.backoff_cap_s)
-            with layer.store.transaction() as store:  # recorded before launch
-                store.put_process(ProcessRecord(name=process, cell=spec.cell))
-        except BaseException:
-            shim.abandon()
-            raise
-        status = launch(shim_spec, shim=shim)
-        with layer.store.transaction() as store:
-            store.put_process(process_record(process, spec.cell, status))
-        return status
+
+        return layer.launch_process(process, spec.cell, prepare)
 
     def _stop_containers(self, spec: PodSpec, names: list[str]) -> list[ShimStatus]:
         """Stop the named containers together: every shim is asked first, then each is
