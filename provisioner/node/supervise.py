@@ -54,6 +54,7 @@ __all__ = ["ShimLaunch", "crash_log_of", "is_running", "launch", "read_status",
            "request_stop", "shim_alive", "sweep_tmp_files"]
 
 _STOP_MARGIN_S = 5.0
+_EXITING_SHIM_WAIT_S = 2.0  # a shim that wrote a final state exits within milliseconds
 _TMP_FILE = re.compile(r"\.shim-(\d+)\.tmp|[^/]+\.tmp\.(\d+)")  # see sweep_tmp_files
 _READY_FD = 3  # where the shim finds the readiness pipe
 
@@ -184,6 +185,9 @@ def launch(spec: ShimSpec, timeout_s: float = 5.0,
             old = read_status(spec.status_file)
         except (NotFound, NodeError):
             old = None
+        if old is not None and old.state in TERMINAL_STATES:
+            # Its shim wrote its last status and is exiting: wait for that (briefly).
+            _wait_exit(old, _EXITING_SHIM_WAIT_S)
         if old is not None and shim_alive(old):
             raise FailedPrecondition(
                 f"{spec.name} is already supervised by shim {old.shim_pid}")
@@ -209,6 +213,16 @@ def launch(spec: ShimSpec, timeout_s: float = 5.0,
     if status.state == FAILED:
         raise FailedPrecondition(f"cannot start {spec.name}: {status.last_error}")
     return status  # a shim's first status is written once its child has exec'd
+
+
+def _wait_exit(status: ShimStatus, timeout_s: float) -> None:
+    """Wait until the shim that wrote STATUS has exited, at most TIMEOUT_S."""
+    pidfd = open_process(status.shim_pid, status.shim_start_time)
+    if pidfd is not None:
+        try:
+            wait_pidfd(pidfd, timeout_s)
+        finally:
+            os.close(pidfd)
 
 
 def _unlink_quietly(path: str) -> None:
