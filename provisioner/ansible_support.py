@@ -1,12 +1,18 @@
-"""What the ``provisioner_manifest`` Ansible module does, as plain, typed, testable code.
+"""What the ``provisioner_manifest`` Ansible module does, as plain, typed, testable code
+(and the part ``provisioner_resource``, in ``provisioner.ansible_resource``, shares).
 
 The module file (``modules/provisioner_manifest.py``) only declares its options and
 documentation and turns the outcome into ``exit_json`` / ``fail_json``; everything else
 is here, in the package that must be installed on the target anyway:
 
-- :class:`ManifestOptions` — the module's parameters, typed;
+- :class:`NodeOptions` — the options of every module (which node, how to reach it);
+  :class:`ManifestOptions` — the module's parameters, typed;
+- :class:`Converger` — what every module does once it knows the desired state of one
+  manifest set: open the node, observe, plan, apply, report, honouring check mode (no
+  lock taken, nothing applied) and diff mode; ``provisioner.ansible_resource`` (the
+  ``provisioner_resource`` module) builds on it too;
 - :class:`ManifestManager` — ``present()`` (validate, plan, apply) and ``absent()``
-  (destroy the manifest set), honouring check mode (no lock taken, nothing applied);
+  (destroy the manifest set);
 - :func:`diff_text` / :func:`resource_text` — the ``diff`` before/after texts;
 - :class:`ApplyOutcome` — the apply events folded into ``actions`` and failures.
 
@@ -21,7 +27,7 @@ import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from provisioner.errors import ProvisionerError
 from provisioner.executors.base import ApplyEvent, EventType, Summary
@@ -51,30 +57,44 @@ class ModuleFailure(Exception):
 
 
 @dataclass(frozen=True)
-class ManifestOptions:
-    """The module's parameters (see its DOCUMENTATION for what each one means)."""
+class NodeOptions:
+    """The options every module has: ``state`` and where the node is (the modules'
+    DOCUMENTATION says what each one means)."""
 
-    path: tuple[str, ...] = ()
-    manifest_set: str | None = None
     state: str = "present"
-    prune: bool = False
-    vars: Mapping[str, Any] = field(default_factory=dict)
     target: str | None = None
     state_dir: str = DEFAULT_STATE_DIR
     cgroup_root: str = DEFAULT_CGROUP_ROOT
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
-    parallelism: int = 0
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> ManifestOptions:
+    def from_params(cls, params: Mapping[str, Any]) -> Self:
         """From ``AnsibleModule.params`` (unknown keys, such as Ansible's own, ignored)."""
         names = {f.name for f in dataclasses.fields(cls)}
         given = {k: v for k, v in params.items() if k in names and v is not None}
-        given["path"] = tuple(str(p) for p in given.get("path", ()))
-        return cls(**given)
+        return cls(**cls._normalised(given))
+
+    @classmethod
+    def _normalised(cls, given: dict[str, Any]) -> dict[str, Any]:
+        return given
+
+
+@dataclass(frozen=True)
+class ManifestOptions(NodeOptions):
+    """The parameters of ``provisioner_manifest``."""
+
+    path: tuple[str, ...] = ()
+    manifest_set: str | None = None
+    prune: bool = False
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    parallelism: int = 0
+
+    @classmethod
+    def _normalised(cls, given: dict[str, Any]) -> dict[str, Any]:
+        return {**given, "path": tuple(str(p) for p in given.get("path", ()))}
 
     def set_name(self) -> str:
         if self.manifest_set:
@@ -228,61 +248,66 @@ def diff_text(plan: Plan, desired: DesiredState, observed: NodeState | None,
             "after": "".join(f"{line}\n" for line in after)}
 
 
-# -- the manager ---------------------------------------------------------------------
+# -- the managers --------------------------------------------------------------------
 
 
-class ManifestManager:
-    """Makes the node match (``present``) or drops (``absent``) one manifest set."""
+class Converger:
+    """Makes the node match (``present``) or drops (``absent``) one manifest set: the
+    part every module shares. A subclass says what is desired (``present`` /
+    ``absent``), and may check it against the node it observes (:meth:`_on_node`)."""
 
-    def __init__(self, options: ManifestOptions, check_mode: bool = False,
+    #: The module's name, in what the writer lock tells other processes.
+    module_name = "provisioner"
+
+    def __init__(self, options: NodeOptions, check_mode: bool = False,
                  want_diff: bool = False) -> None:
-        self.options = options
+        self.node_options = options
         self.check_mode = check_mode
         self.want_diff = want_diff
+        self.prune = False
+        self.parallelism = 0
 
     def run(self) -> dict[str, Any]:
         """``present()`` or ``absent()`` as the options say; ModuleFailure on any error."""
         try:
-            return self.absent() if self.options.state == "absent" else self.present()
+            return self.absent() if self.node_options.state == "absent" else self.present()
         except ProvisionerError as exc:
             raise ModuleFailure(str(exc), changed=False) from None
 
     def present(self) -> dict[str, Any]:
-        return self._converge(self._desired(), destroy=False)
+        raise NotImplementedError
 
     def absent(self) -> dict[str, Any]:
-        desired = self._desired() if self.options.path else DesiredState(
-            (), self.options.set_name())
-        return self._converge(desired, destroy=True)
+        raise NotImplementedError
 
-    def _desired(self) -> DesiredState:
-        """The validated manifests, or ModuleFailure listing every error."""
-        if not self.options.path:
-            raise ModuleFailure("path is required (manifest files or directories)")
-        result = load(list(self.options.path), dict(self.options.vars))
-        if not result.ok:
-            errors = [issue.render() for issue in result.issues]
-            raise ModuleFailure(f"invalid manifests ({len(errors)} error(s)), nothing was "
-                                "changed:\n" + "\n".join(errors), errors=errors, changed=False)
-        return DesiredState(result.state.resources, self.options.set_name())
+    def _needs_node(self, desired: DesiredState, destroy: bool) -> bool:
+        """Whether :meth:`_on_node` needs the node observed even through a daemon."""
+        return False
+
+    def _on_node(self, desired: DesiredState, destroy: bool,
+                 observed: NodeState | None) -> DesiredState:
+        """``desired`` checked against the node (``observed``: None through a daemon
+        unless :meth:`_needs_node` or a diff asked for it); raise ModuleFailure to stop
+        before anything is planned. Here: ``desired`` as it is."""
+        return desired
 
     def _open(self, manifest_set: str) -> contextlib.AbstractContextManager[NodeExecutor]:
-        o = self.options
+        o = self.node_options
         return open_executor(o.target, o.state_dir, o.cgroup_root, o.lock_timeout,
                              tls_ca=o.tls_ca, tls_cert=o.tls_cert, tls_key=o.tls_key,
-                             purpose=f"ansible provisioner_manifest (manifest set "
+                             purpose=f"ansible {self.module_name} (manifest set "
                              f"{manifest_set!r}, state={o.state})")
 
     def _converge(self, desired: DesiredState, destroy: bool) -> dict[str, Any]:
         with self._open(desired.manifest_set) as ex:
             if self.check_mode:  # no lock, nothing applied: observe and compile only
-                plan, observed = self._plan(ex, desired, destroy)
+                plan, desired, observed = self._plan(ex, desired, destroy)
                 return self._result(plan, desired, observed, destroy, None)
             with ex.locked():
-                plan, observed = self._plan(ex, desired, destroy)
+                plan, desired, observed = self._plan(ex, desired, destroy)
                 outcome = ApplyOutcome()
                 try:
-                    outcome.collect(ex.apply(plan, self.options.parallelism))
+                    outcome.collect(ex.apply(plan, self.parallelism))
                 except ProvisionerError as exc:
                     result = self._result(plan, desired, observed, destroy, outcome)
                     raise ModuleFailure(f"apply stopped: {exc}", **result) from None
@@ -294,15 +319,19 @@ class ManifestManager:
         return result
 
     def _plan(self, ex: NodeExecutor, desired: DesiredState,
-              destroy: bool) -> tuple[Plan, NodeState | None]:
+              destroy: bool) -> tuple[Plan, DesiredState, NodeState | None]:
         """Compile here against the observed node, or let the daemon compile it (then
-        the node is observed only when a diff is wanted)."""
-        prune = self.options.prune
+        the node is observed only when a diff or :meth:`_on_node` needs it). Returns the
+        plan, the desired state as checked and the node as observed (or None)."""
+        prune = self.prune
         if isinstance(ex, LocalExecutor):
             node = ex.observe()
-            return compile_plan(desired, node, prune=prune, destroy=destroy), node
-        observed = ex.observe() if self.want_diff else None
-        return ex.plan(desired, prune=prune, destroy=destroy), observed
+            desired = self._on_node(desired, destroy, node)
+            return compile_plan(desired, node, prune=prune, destroy=destroy), desired, node
+        wanted = self.want_diff or self._needs_node(desired, destroy)
+        observed = ex.observe() if wanted else None
+        desired = self._on_node(desired, destroy, observed)
+        return ex.plan(desired, prune=prune, destroy=destroy), desired, observed
 
     def _result(self, plan: Plan, desired: DesiredState, observed: NodeState | None,
                 destroy: bool, outcome: ApplyOutcome | None) -> dict[str, Any]:
@@ -325,3 +354,35 @@ class ManifestManager:
         if self.want_diff:
             result["diff"] = diff_text(plan, desired, observed, destroy)
         return result
+
+
+class ManifestManager(Converger):
+    """``provisioner_manifest``: one manifest set read from files."""
+
+    module_name = "provisioner_manifest"
+
+    def __init__(self, options: ManifestOptions, check_mode: bool = False,
+                 want_diff: bool = False) -> None:
+        super().__init__(options, check_mode, want_diff)
+        self.options = options
+        self.prune = options.prune
+        self.parallelism = options.parallelism
+
+    def present(self) -> dict[str, Any]:
+        return self._converge(self._desired(), destroy=False)
+
+    def absent(self) -> dict[str, Any]:
+        desired = self._desired() if self.options.path else DesiredState(
+            (), self.options.set_name())
+        return self._converge(desired, destroy=True)
+
+    def _desired(self) -> DesiredState:
+        """The validated manifests, or ModuleFailure listing every error."""
+        if not self.options.path:
+            raise ModuleFailure("path is required (manifest files or directories)")
+        result = load(list(self.options.path), dict(self.options.vars))
+        if not result.ok:
+            errors = [issue.render() for issue in result.issues]
+            raise ModuleFailure(f"invalid manifests ({len(errors)} error(s)), nothing was "
+                                "changed:\n" + "\n".join(errors), errors=errors, changed=False)
+        return DesiredState(result.state.resources, self.options.set_name())

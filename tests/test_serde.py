@@ -123,7 +123,8 @@ def test_golden_states_and_plans_round_trip(folder: Path, tmp_path: Path) -> Non
     observed = observed_state(case, tmp_path)
     assert serde.state_from_proto(serde.state_to_proto(observed)) == observed
     try:
-        plan = compile_plan(desired_state(folder, options.get("manifestSet", "default")),
+        plan = compile_plan(desired_state(folder, options.get("manifestSet", "default"),
+                                          observed),
                             observed, prune=options.get("prune", False),
                             destroy=options.get("destroy", False))
     except FailedPrecondition:

@@ -3,9 +3,12 @@
 - GetState: ``ctx.executor.observe()`` as a NodeState.
 - Plan: the request's resources are validated exactly like manifest files (the same
   JSON Schemas and cross-document checks, see ``provisioner/manifest/from_data.py``);
-  any error is INVALID_ARGUMENT listing them all. Then ``compile_plan`` against the
-  node as observed now, within ``manifest_set`` (default ``default``), with ``prune``
-  and ``destroy``. Nothing changes on the node.
+  any error is INVALID_ARGUMENT listing them all, except that a reference (a parent
+  cell, ``spec.cell``, ``dependsOn``) may also name a resource the node already has,
+  of any manifest set (a per-resource set's executable in a cell declared by another
+  set). Then ``compile_plan`` against the node as observed now (observed once, for
+  both), within ``manifest_set`` (default ``default``), with ``prune`` and
+  ``destroy``. Nothing changes on the node.
 - Apply: each step's resource is schema-checked the same way (steps are not a whole
   manifest set, so no cross-document check), then ``ctx.executor.apply`` runs the plan
   and every event is streamed as it happens, in the order the local CLI shows them; the
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 
 import grpc
 
@@ -37,7 +40,7 @@ from provisioner.daemon.context import DaemonContext
 from provisioner.daemon.status import handles_errors
 from provisioner.errors import InvalidArgument, NotFound
 from provisioner.manifest.from_data import render_issues, validate_data
-from provisioner.model import DesiredState, ResourceSpec
+from provisioner.model import DesiredState, Ref, ResourceSpec
 from provisioner.names import check_process_name, process_kind
 from provisioner.node.logs import STDERR, STDOUT, LogLine, LogReader
 from provisioner.plan.compiler import compile_plan
@@ -46,11 +49,15 @@ from provisioner.plan.steps import Plan
 DEFAULT_MANIFEST_SET = "default"
 
 
-def desired_from_request(request: npb.PlanRequest) -> DesiredState:
-    """The validated desired state of a PlanRequest, or InvalidArgument with every error."""
+def desired_from_request(request: npb.PlanRequest,
+                         existing: Collection[Ref] = ()) -> DesiredState:
+    """The validated desired state of a PlanRequest, or InvalidArgument with every error.
+
+    ``existing``: refs of the resources the node has, which satisfy references besides
+    the request's own resources."""
     manifest_set = request.manifest_set or DEFAULT_MANIFEST_SET
     items = [serde.resource_to_manifest(res) for res in request.resources]
-    result = validate_data(items, manifest_set)
+    result = validate_data(items, manifest_set, existing=existing)
     if result.issues:
         raise InvalidArgument("invalid resources: " + render_issues(result.issues))
     return result.state
@@ -82,9 +89,9 @@ class NodeServicer(ngrpc.NodeServiceServicer):
     @handles_errors
     def Plan(self, request: npb.PlanRequest,
              context: grpc.ServicerContext) -> npb.PlanResponse:
-        desired = desired_from_request(request)
-        plan = compile_plan(desired, self.ctx.executor.observe(), prune=request.prune,
-                            destroy=request.destroy)
+        node = self.ctx.executor.observe()  # once: for the references and the plan
+        desired = desired_from_request(request, [resource.ref for resource in node.resources])
+        plan = compile_plan(desired, node, prune=request.prune, destroy=request.destroy)
         return npb.PlanResponse(plan=serde.plan_to_proto(plan))
 
     @handles_errors

@@ -1,9 +1,20 @@
-"""Checks that span documents: duplicates, dangling references, dependency cycles."""
+"""Checks that span documents: duplicates, dangling references, dependency cycles.
+
+A reference (a nested cell's parent, ``spec.cell``, an entry of ``dependsOn``) must name
+a resource declared by a document of the same manifest set, unless the caller passes
+``existing``: the refs of the resources the node already has, which then satisfy
+references too. Files (``provisioner.manifest.load``, the CLI) pass nothing and stay
+strict: a set of files must declare everything it refers to. Requests checked against a
+node pass what the node has: the daemon's NodeService.Plan and the
+``provisioner_resource`` Ansible module, whose one-resource manifest sets refer to cells
+declared by other sets (other tasks). Only references are relaxed: cycles are looked
+for among the documents, and nothing of ``existing`` is itself checked.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +62,15 @@ def implicit_requirements(spec: ResourceSpec) -> list[Ref]:
     return []
 
 
-def cross_check(items: Sequence[Declared]) -> list[Issue]:
+def cross_check(items: Sequence[Declared],
+                existing: Collection[Ref] | None = None) -> list[Issue]:
+    """Duplicates, dangling references and dependency cycles among ``items``.
+
+    ``existing``: refs of resources the node has, which satisfy references (see the
+    module doc). None (files) means the documents alone; any collection, even an empty
+    one, means "checked against a node", and messages about a dangling reference then
+    say that the node does not have it either.
+    """
     issues: list[Issue] = []
     first: dict[Ref, Declared] = {}
     for item in items:
@@ -67,28 +86,34 @@ def cross_check(items: Sequence[Declared]) -> list[Issue]:
             )
         else:
             first[ref] = item
+    on_node = existing is not None
+    known: set[Ref] = set(first) | set(existing or ())
     for item in items:
-        issues.extend(_references(item, first))
+        issues.extend(_references(item, known, on_node))
     issues.extend(_cycles(items, first))
     return issues
 
 
-def _references(item: Declared, declared: dict[Ref, Declared]) -> list[Issue]:
+def _references(item: Declared, known: set[Ref], on_node: bool) -> list[Issue]:
+    """Dangling references of ``item`` (``known``: declared or existing refs) and its
+    own problems (duplicate container names, a missing driver file)."""
     spec, issues = item.spec, []
+    nor = " and does not exist on the node" if on_node else ""
     if isinstance(spec, CellSpec):
         parent = cell_parent(spec.name)
-        if parent and Ref(Kind.CELL, parent) not in declared:
+        if parent and Ref(Kind.CELL, parent) not in known:
             issues.append(
                 _issue(
                     item,
                     ("metadata", "name"),
-                    f"parent cell {parent!r} of {spec.name!r} is not declared",
+                    f"parent cell {parent!r} of {spec.name!r} is not declared{nor}",
                 )
             )
     cell = spec.cell if isinstance(spec, ExecutableSpec | PodSpec) else ""
-    if cell and Ref(Kind.CELL, cell) not in declared:
+    if cell and Ref(Kind.CELL, cell) not in known:
         issues.append(
-            _issue(item, ("spec", "cell"), f"cell {cell!r} is not declared by any document")
+            _issue(item, ("spec", "cell"),
+                   f"cell {cell!r} is not declared by any document{nor}")
         )
     if isinstance(spec, PodSpec):
         seen: set[str] = set()
@@ -106,10 +131,10 @@ def _references(item: Declared, declared: dict[Ref, Declared]) -> list[Issue]:
         issues.extend(_driver_file(item, spec))
     key = _spec_key(item, "depends_on")
     for index, ref in enumerate(spec.depends_on):
-        if ref not in declared:
-            issues.append(
-                _issue(item, ("spec", key, index), f"depends on {ref}, which no document declares")
-            )
+        if ref not in known:
+            which = "no document declares and the node does not have" if on_node \
+                else "no document declares"
+            issues.append(_issue(item, ("spec", key, index), f"depends on {ref}, which {which}"))
     return issues
 
 

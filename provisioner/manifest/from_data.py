@@ -7,6 +7,10 @@ document ``i`` is labelled ``<label>[i]`` (``request:resources[3]:5:7: spec.cpu.
 ...``). JSON rather than a YAML dump keeps every string a quoted string: a YAML 1.1
 dumper leaves ``0o17`` unquoted, which the YAML 1.2 loader would read as a number.
 
+A request is checked against a node: the caller passes ``existing`` (the refs of the
+resources the node has), which satisfy references to resources of other manifest sets
+(see :mod:`provisioner.manifest.crosscheck`); the loading of files stays strict.
+
 A request has no manifest folder, so a Driver's ``spec.source`` must be an absolute
 path on the node (the remote executor sends the resolved path).
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from provisioner.errors import LoadError
@@ -25,7 +29,7 @@ from provisioner.manifest.issues import Issue
 from provisioner.manifest.loader import LoadResult
 from provisioner.manifest.schema_check import check_document
 from provisioner.manifest.yamlsafe import Document, load_documents, locate, no_gc
-from provisioner.model import DesiredState, ResourceSpec
+from provisioner.model import DesiredState, Ref, ResourceSpec
 
 DEFAULT_LABEL = "request:resources"
 
@@ -60,13 +64,16 @@ def documents_from_data(items: Sequence[Any], label: str = DEFAULT_LABEL,
 
 def validate_data(items: Sequence[Mapping[str, Any]], manifest_set: str = "default",
                   label: str = DEFAULT_LABEL, cross: bool = True,
-                  positions: Sequence[int] | None = None) -> LoadResult:
+                  positions: Sequence[int] | None = None,
+                  existing: Collection[Ref] | None = None) -> LoadResult:
     """Schema-check, build and (with ``cross``) cross-check documents given as data.
 
     Valid when ``result.issues`` is empty; ``result.state`` then holds one spec per
     item, in order. Without ``cross`` each document is checked on its own (for plan
     steps, which are not a whole manifest set). ``positions`` numbers the items in
-    messages when they are not the whole list they came from.
+    messages when they are not the whole list they came from. ``existing``: refs of
+    the resources the node has, which satisfy references (parent cells, ``spec.cell``,
+    ``dependsOn``) besides the documents; None checks the documents alone, like files.
     """
     with no_gc():
         docs, issues = documents_from_data(items, label, positions)
@@ -88,7 +95,7 @@ def validate_data(items: Sequence[Mapping[str, Any]], manifest_set: str = "defau
                                        "(a request has no manifest folder)"))
             declared.append(Declared(build_resource(doc), doc))
         if cross:
-            issues.extend(issue for issue in cross_check(declared)
+            issues.extend(issue for issue in cross_check(declared, existing)
                           if not (issue.file in relative and issue.path == "spec.source"))
     specs: tuple[ResourceSpec, ...] = tuple(item.spec for item in declared)
     return LoadResult(DesiredState(specs, manifest_set), sorted(set(issues)),

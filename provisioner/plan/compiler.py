@@ -166,12 +166,19 @@ class _Compiler:
                     current = self.decisions.get(ref)
                     if current and current.change in (Change.REPLACE, Change.DELETE):
                         continue
+                    verb = "replaced" if decision.change is Change.REPLACE else "removed"
+                    if obs.manifest_set not in ("", self.manifest_set):
+                        # Never cascaded into another set (a per-resource set's
+                        # executable in this set's cell): that set removes it.
+                        raise FailedPrecondition(
+                            f"{cell_ref} must be {verb} but {ref} of manifest set "
+                            f"{obs.manifest_set!r} runs in it: remove it there first"
+                        )
                     if ref not in self.desired:
                         raise FailedPrecondition(
                             f"{cell_ref} must be replaced but {ref}, which is not declared, "
                             "runs in it: declare it, or apply with --prune"
                         )
-                    verb = "replaced" if decision.change is Change.REPLACE else "removed"
                     self.decisions[ref] = _Decision(
                         Change.REPLACE, f"{cell_ref} it runs in is {verb}"
                     )
@@ -327,6 +334,9 @@ def compile_plan(
 
     ``prune`` removes resources of the desired manifest set that are no longer declared;
     ``destroy`` removes every resource of the set. Resources of other sets are never
-    touched; declaring one of them is an error (FailedPrecondition).
+    touched; declaring one of them is an error (FailedPrecondition), and so is replacing
+    or removing a cell that a resource of another set runs in. A desired resource may
+    need one of another set (its cell, its parent cell, a ``dependsOn`` target): that
+    resource is left alone and orders nothing, as it already exists.
     """
     return _Compiler(desired, observed, prune, destroy).build(observed.generation)

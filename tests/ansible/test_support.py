@@ -1,8 +1,9 @@
-"""Unit tests, no kernel: the module's DOCUMENTATION / EXAMPLES / RETURN against its
+"""Unit tests, no kernel: each module's DOCUMENTATION / EXAMPLES / RETURN against its
 argument_spec (what ansible-test's validate-modules checks, so they can never drift
-apart), and the pure parts of ``provisioner.ansible_support``: options, diff texts, the
-folding of apply events into ``actions`` and failures, validation failures. Plans come
-from the real compiler, events from the real scheduler with a recording step."""
+apart; provisioner_manifest and provisioner_resource), and the pure parts of
+``provisioner.ansible_support``: options, diff texts, the folding of apply events into
+``actions`` and failures, validation failures. Plans come from the real compiler, events
+from the real scheduler with a recording step."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from provisioner.ansible_resource import ResourceOptions
 from provisioner.ansible_support import (
     HIDDEN,
     HIDDEN_CHANGED,
@@ -24,6 +26,7 @@ from provisioner.ansible_support import (
     ManifestManager,
     ManifestOptions,
     ModuleFailure,
+    NodeOptions,
     diff_text,
     planned_summary,
     resource_text,
@@ -163,39 +166,49 @@ def test_invalid_manifests_fail_with_every_error_before_touching_a_node(tmp_path
         ManifestManager(ManifestOptions(path=(str(tmp_path / "missing"),))).run()
 
 
-# -- the module's documentation ----------------------------------------------------
+# -- the modules' documentation ---------------------------------------------------
 
-MODULE_FILE = REPO / "modules" / "provisioner_manifest.py"
+#: Each module, the options dataclass its parameters become, and its return values.
+MODULES: dict[str, tuple[type[NodeOptions], set[str]]] = {
+    "provisioner_manifest": (ManifestOptions, {"manifest_set", "plan", "actions", "summary",
+                                               "would_prune", "diff", "errors"}),
+    "provisioner_resource": (ResourceOptions, {"manifest_set", "plan", "actions", "summary",
+                                               "diff", "errors"}),
+}
 #: What validate-modules compares between an option's documentation and its spec.
 COMPARED = ("type", "elements", "default", "choices", "required", "aliases", "no_log")
 FALSY_BY_DEFAULT = {"required": False, "no_log": False}
 
 
-def load_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("provisioner_manifest", MODULE_FILE)
+def load_module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, REPO / "modules" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-MODULE = load_module()
-DOC: dict[str, Any] = yaml.safe_load(MODULE.DOCUMENTATION)
-SPEC: dict[str, dict[str, Any]] = MODULE.ARGUMENT_SPEC
+LOADED = {name: load_module(name) for name in MODULES}
+DOCS: dict[str, dict[str, Any]] = {name: yaml.safe_load(module.DOCUMENTATION)
+                                   for name, module in LOADED.items()}
+SPECS: dict[str, dict[str, dict[str, Any]]] = {name: module.ARGUMENT_SPEC
+                                               for name, module in LOADED.items()}
+OPTIONS = [(module, option) for module in MODULES for option in sorted(SPECS[module])]
 
 
 def attribute(source: dict[str, Any], name: str) -> Any:
     return source.get(name, FALSY_BY_DEFAULT.get(name))
 
 
-def test_every_option_is_documented_and_nothing_else() -> None:
-    assert DOC["module"] == "provisioner_manifest"
-    assert set(DOC["options"]) == set(SPEC)
+@pytest.mark.parametrize("module", MODULES)
+def test_every_option_is_documented_and_nothing_else(module: str) -> None:
+    assert DOCS[module]["module"] == module
+    assert set(DOCS[module]["options"]) == set(SPECS[module])
 
 
-@pytest.mark.parametrize("name", sorted(SPEC))
-def test_documented_attributes_match_the_spec(name: str) -> None:
-    documented, declared = DOC["options"][name], SPEC[name]
+@pytest.mark.parametrize(("module", "name"), OPTIONS)
+def test_documented_attributes_match_the_spec(module: str, name: str) -> None:
+    documented, declared = DOCS[module]["options"][name], SPECS[module][name]
     assert documented.get("description"), f"{name} has no description"
     for key in COMPARED:
         assert attribute(documented, key) == attribute(declared, key), (name, key)
@@ -205,45 +218,73 @@ def test_documented_attributes_match_the_spec(name: str) -> None:
     assert not unknown, f"{name}: spec keys this test does not compare: {unknown}"
 
 
-def test_spec_defaults_are_the_cli_defaults_and_options_are_typed() -> None:
-    assert SPEC["state_dir"]["default"] == DEFAULT_STATE_DIR
-    assert SPEC["cgroup_root"]["default"] == DEFAULT_CGROUP_ROOT
-    assert SPEC["lock_timeout"]["default"] == DEFAULT_LOCK_TIMEOUT_S
-    assert {f.name for f in dataclasses.fields(ManifestOptions)} == set(SPEC)
-    fields = {f.name: f.default for f in dataclasses.fields(ManifestOptions)
-              if f.default is not dataclasses.MISSING}
-    for name, declared in SPEC.items():
+def test_the_modules_share_their_connection_options_exactly() -> None:
+    shared = {f.name for f in dataclasses.fields(NodeOptions)}
+    manifest, resource = SPECS["provisioner_manifest"], SPECS["provisioner_resource"]
+    for name in shared - {"state"}:
+        assert manifest[name] == resource[name], name
+        assert (DOCS["provisioner_manifest"]["options"][name]
+                == DOCS["provisioner_resource"]["options"][name]), name
+    assert resource["kind"]["choices"] == [kind.value for kind in Kind]
+
+
+def dataclass_defaults(cls: type[Any]) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_spec_defaults_are_the_cli_defaults_and_options_are_typed(module: str) -> None:
+    spec, options = SPECS[module], MODULES[module][0]
+    assert spec["state_dir"]["default"] == DEFAULT_STATE_DIR
+    assert spec["cgroup_root"]["default"] == DEFAULT_CGROUP_ROOT
+    assert spec["lock_timeout"]["default"] == DEFAULT_LOCK_TIMEOUT_S
+    assert {f.name for f in dataclasses.fields(options)} == set(spec)
+    fields = dataclass_defaults(options)
+    for name, declared in spec.items():
         if "default" in declared:
             assert fields[name] == declared["default"], name
 
 
-def test_examples_use_only_known_options() -> None:
-    tasks = yaml.safe_load(MODULE.EXAMPLES)
+@pytest.mark.parametrize("module", MODULES)
+def test_examples_use_only_known_options(module: str) -> None:
+    tasks = yaml.safe_load(LOADED[module].EXAMPLES)
     assert tasks
+    spec = SPECS[module]
     for task in tasks:
-        args = task["provisioner_manifest"]
-        assert set(args) <= set(SPEC), task["name"]
+        args = task[module]
+        assert set(args) <= set(spec), task["name"]
+        assert {name for name, o in spec.items() if o.get("required")} <= set(args)
         for name, value in args.items():
-            choices = SPEC[name].get("choices")
+            choices = spec[name].get("choices")
             assert choices is None or value in choices, (task["name"], name)
 
 
-def test_return_values_are_documented_with_types() -> None:
-    returned = yaml.safe_load(MODULE.RETURN)
-    assert set(returned) == {"manifest_set", "plan", "actions", "summary", "would_prune",
-                             "diff", "errors"}
+@pytest.mark.parametrize("module", MODULES)
+def test_return_values_are_documented_with_types(module: str) -> None:
+    returned = yaml.safe_load(LOADED[module].RETURN)
+    assert set(returned) == MODULES[module][1]
     for name, doc in returned.items():
         assert {"description", "returned", "type", "sample"} <= set(doc), name
         if doc["type"] == "list":
             assert doc.get("elements"), name
 
 
-def test_ansible_doc_reads_the_documentation() -> None:
+@pytest.mark.parametrize(("module", "expected"), [
+    ("provisioner_manifest", ('"lock_timeout"', '"would_prune"')),
+    ("provisioner_resource", ('"lock_timeout"', '"PersistentExecutable"', '"manifest_set"')),
+])
+def test_ansible_doc_reads_the_documentation(module: str, expected: tuple[str, ...]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     done = subprocess.run(
         [str(REPO / ".venv" / "bin" / "ansible-doc"), "-M", str(REPO / "modules"),
-         "--json", "provisioner_manifest"],
+         "--json", module],
         cwd=REPO, env={**env, "ANSIBLE_NOCOLOR": "1"}, capture_output=True, text=True,
         timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    assert '"lock_timeout"' in done.stdout and '"would_prune"' in done.stdout
+    assert all(text in done.stdout for text in expected), done.stdout[:2000]

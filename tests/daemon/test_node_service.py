@@ -179,3 +179,36 @@ def test_two_applies_of_one_plan_at_once_run_one_and_refuse_the_other(
     assert sorted(outcomes, key=str) == sorted([20, grpc.StatusCode.FAILED_PRECONDITION],
                                                key=str)
     assert len(daemon.layer.cgroups.list_cells()) == 20
+
+
+def test_plan_accepts_references_to_resources_the_node_has_in_other_sets(
+        daemon: Daemon) -> None:
+    def plan_in(manifest_set: str, specs: list[ResourceSpec], destroy: bool = False) -> npb.Plan:
+        request = npb.PlanRequest(resources=[serde.spec_to_proto(s) for s in specs],
+                                  manifest_set=manifest_set, destroy=destroy)
+        response: npb.PlanResponse = stub(daemon).Plan(request, timeout=30)
+        return response.plan
+
+    apply(daemon, plan_in("cell.box", [CellSpec("box")]))
+    sleeper = ExecutableSpec("sleeper", "sleep 1000", cell="box", stop_grace_s=1.0)
+    own = plan_in("executable.sleeper", [sleeper])
+    assert [(s.action, s.kind, s.name) for s in own.steps] == [
+        (npb.STEP_ACTION_START, "Executable", "sleeper")]  # the cell of the other set stays
+    assert apply(daemon, own)[-1].summary.created == 1
+    now = state(daemon)
+    assert now["Executable/sleeper"].pid in daemon.layer.cgroups.pids("box")
+    assert now["Executable/sleeper"].manifest_set == "executable.sleeper"
+    assert now["Cell/box"].manifest_set == "cell.box"
+    # A cell the node does not have is still refused, saying so.
+    error = rpc_error(lambda: plan_in("x", [ExecutableSpec("lost", "true", cell="missing")]))
+    assert code_of(error) is grpc.StatusCode.INVALID_ARGUMENT
+    assert ("spec.cell: cell 'missing' is not declared by any document and does not exist "
+            "on the node") in details_of(error)
+    # The cell's set cannot remove it while the other set's executable runs in it.
+    error = rpc_error(lambda: plan_in("cell.box", [], destroy=True))
+    assert code_of(error) is grpc.StatusCode.FAILED_PRECONDITION
+    assert "Executable/sleeper of manifest set 'executable.sleeper' runs in it" in \
+        details_of(error)
+    assert apply(daemon, plan_in("executable.sleeper", [], destroy=True))[-1].summary.deleted == 1
+    assert apply(daemon, plan_in("cell.box", [], destroy=True))[-1].summary.deleted == 1
+    assert state(daemon) == {}

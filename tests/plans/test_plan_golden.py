@@ -1,6 +1,8 @@
 """Golden plans: ``cases/<case>/`` holds desired.yaml (the manifest; absent = nothing
-declared), case.yaml (options and the observed node) and expected.txt (the plan exactly
-as ``provisioner plan`` prints it). Adding a case adds files, not code.
+declared; checked like a daemon's Plan request, so its references may also name
+observed resources of other sets), case.yaml (options and the observed node) and
+expected.txt (the plan exactly as ``provisioner plan`` prints it). Adding a case adds
+files, not code.
 
 case.yaml::
 
@@ -24,6 +26,8 @@ import yaml
 
 from provisioner.errors import FailedPrecondition
 from provisioner.manifest import load
+from provisioner.manifest.from_data import validate_data
+from provisioner.manifest.yamlsafe import load_documents
 from provisioner.model import DesiredState
 from provisioner.plan.compiler import compile_plan
 from provisioner.plan.render import render_plan
@@ -70,13 +74,17 @@ def observed_state(case: dict[str, Any], tmp: Path) -> NodeState:
     return NodeState(generation=case.get("generation", 1), resources=tuple(resources))
 
 
-def desired_state(folder: Path, manifest_set: str) -> DesiredState:
+def desired_state(folder: Path, manifest_set: str, observed: NodeState) -> DesiredState:
+    """desired.yaml, checked like a daemon's Plan request: references may also name
+    resources the observed node has (of other manifest sets)."""
     path = folder / "desired.yaml"
     if not path.exists():
         return DesiredState((), manifest_set)
-    result = load([str(path)])
+    items = [doc.data for doc in load_documents(str(path), path.read_text())]
+    result = validate_data(items, manifest_set, label=str(path),
+                           existing=[r.ref for r in observed.resources])
     assert result.ok, [i.render() for i in result.issues]
-    return DesiredState(result.state.resources, manifest_set)
+    return result.state
 
 
 def test_there_are_enough_cases() -> None:
@@ -87,8 +95,8 @@ def test_there_are_enough_cases() -> None:
 def test_plan(folder: Path, tmp_path: Path) -> None:
     case = yaml.safe_load((folder / "case.yaml").read_text()) or {}
     options = case.get("options") or {}
-    desired = desired_state(folder, options.get("manifestSet", "default"))
     observed = observed_state(case, tmp_path)
+    desired = desired_state(folder, options.get("manifestSet", "default"), observed)
     if "error" in case:
         with pytest.raises(FailedPrecondition) as raised:
             compile_plan(
