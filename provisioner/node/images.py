@@ -132,6 +132,18 @@ class ImageStore:
             config = self._unpack(reference, manifest, final)
         return Image(reference, manifest.sha256, os.path.join(final, "rootfs"), config)
 
+    def cached(self, digest: str, reference: str = "") -> Image | None:
+        """The image unpacked here under ``digest`` (whatever its layout does now), or
+        None; ``reference`` is only reported back."""
+        algorithm, _, hex_ = digest.partition(":")
+        if algorithm != "sha256" or not _HEX.match(hex_):
+            return None
+        final = os.path.join(self.dir, hex_)
+        config = self._cached(final)
+        if config is None:
+            return None
+        return Image(reference or digest, digest, os.path.join(final, "rootfs"), config)
+
     def digests(self) -> set[str]:
         """The manifest digests ("sha256:<hex>") of the images unpacked here."""
         try:

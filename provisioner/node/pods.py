@@ -25,6 +25,7 @@ hostname) and cgroup namespaces from runc.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 
 from provisioner.errors import AlreadyExists, InvalidArgument, NotFound
@@ -65,11 +66,14 @@ class Pods:
         if applied is not None and _kernel_side(applied) != _kernel_side(spec):
             raise AlreadyExists(f"pod {name!r} exists with other containers or cell; "
                                 "free it first")
+        digests = {}
         for container in spec.containers:
             image = self.images.pull(container.image, container.registry)
             image_user(image)  # a user the image does not know fails here, not at start
             _args(container, image)  # likewise a container with nothing to run
+            digests[container.name] = image.digest
         ensure_netns(self._netns(name))
+        self._remember_images(name, digests)
         if applied is not None and dumps(applied) == dumps(spec):
             return False
         self.layer.record(spec, manifest_set, "allocated" if applied is None else "recorded")
@@ -115,6 +119,8 @@ class Pods:
             for path in (status_file, os.path.splitext(status_file)[0] + ".shim.log"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._images_file(pod))
         remove_pod_dir(state_dir, pod)
         remove_netns(self._netns(pod))
         with self.layer.store.transaction() as store:
@@ -163,7 +169,7 @@ class Pods:
         def prepare() -> ShimSpec:
             if old is not None:
                 request_stop(old)  # kills whatever a dead supervisor left behind
-            image = self.images.pull(container.image, container.registry)
+            image = self._image(spec.name, container)
             uid, gid = image_user(image)
             leaf_name = executable_leaf(process)
             leaf = layer.cgroups.create_leaf(spec.cell, leaf_name)
@@ -208,6 +214,34 @@ class Pods:
             if final is not None:
                 finals.append(final)
         return finals
+
+    def _images_file(self, pod: str) -> str:
+        return os.path.join(self.layer.config.state_dir, "pods", pod, "images.json")
+
+    def _remember_images(self, pod: str, digests: dict[str, str]) -> None:
+        """The digest each container's image had at allocate, for :meth:`_image`."""
+        path = self._images_file(pod)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(digests, f)
+        os.replace(tmp, path)
+
+    def _image(self, pod: str, container: ContainerSpec) -> Image:
+        """The container's image: pulled (cached unless its layout changed), or - when
+        its layout is gone or broken now - the one unpacked at allocate."""
+        try:
+            return self.images.pull(container.image, container.registry)
+        except (NotFound, InvalidArgument):
+            try:
+                with open(self._images_file(pod), encoding="utf-8") as f:
+                    digest = json.load(f).get(container.name, "")
+            except (OSError, ValueError, AttributeError):
+                digest = ""
+            cached = self.images.cached(str(digest), container.image) if digest else None
+            if cached is None:
+                raise
+            return cached
 
     def _netns(self, pod: str) -> str:
         return netns_name(self.layer.cgroups.root_name, pod)

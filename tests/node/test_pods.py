@@ -249,3 +249,19 @@ def test_a_pods_containers_stop_together(node: NodeLayer, busybox: str) -> None:
     started = time.monotonic()
     assert [f.state for f in pods.stop("slow")] == ["stopped"] * 3
     assert time.monotonic() - started < 2.5  # one grace period, not three
+
+
+def test_a_pod_starts_from_its_unpacked_image_when_the_layout_is_gone(
+        node: NodeLayer, tmp_path: Path) -> None:
+    layout = build_busybox_layout(tmp_path / "short-lived")
+    spec = PodSpec(name="boot", stop_grace_s=0.5, containers=(
+        ContainerSpec("c", f"oci:{layout}", command=("echo", "still here")),))
+    pods = Pods(node)
+    pods.allocate(spec, "s")
+    shutil.rmtree(layout)  # a bootstrap script's temporary layout, say
+    pods.start(spec, "s")
+    wait_for(lambda: lines(node, "boot", "c") == ["still here"])
+    pods.free("boot")
+    assert not os.path.exists(os.path.join(node.config.state_dir, "pods", "boot"))
+    with pytest.raises((NotFound, InvalidArgument)):
+        pods.allocate(spec, "s")  # a new allocation needs the layout
