@@ -8,12 +8,13 @@ made against another node generation, then runs the steps with ``run_plan``.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import uuid
 from collections.abc import Generator, Iterator
 
-from provisioner.errors import FailedPrecondition, LockBusy, StalePlan
+from provisioner.errors import FailedPrecondition, LockBusy, NotFound, StalePlan
 from provisioner.executors.base import ApplyEvent
 from provisioner.executors.scheduler import run_plan
 from provisioner.model import (
@@ -173,7 +174,13 @@ class LocalExecutor:
         applied = layer.applied_spec(Kind.DRIVER, step.ref.name)
         if step.action is Action.PUSH and isinstance(spec, DriverSpec):
             key = driver_key(spec)
-            store.store_file(key, spec.source_path, spec.sha256)
+            if not store.holds(key, spec.sha256):  # pushed already (by a remote client)?
+                if not os.path.isfile(spec.source_path) and spec.sha256:
+                    raise NotFound(
+                        f"{key}: {spec.source_path} is not on this node and the registry "
+                        f"does not hold it with SHA-256 {spec.sha256}: a client applying "
+                        "through the daemon pushes the file first")
+                store.store_file(key, spec.source_path, spec.sha256)
             if isinstance(applied, DriverSpec) and driver_key(applied) != key:
                 store.delete(driver_key(applied))
             layer.record(spec, manifest_set, "pushed", str(key))

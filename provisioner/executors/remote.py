@@ -14,6 +14,11 @@ gRPC errors come back as the provisioner's errors (:func:`error_from_rpc`), with
 daemon's message unchanged, so the CLI reports them as it would locally.
 ``node_id`` is "" (NodeService does not send the daemon's node id): plans saved from
 a remote plan are bound to the daemon's generation only.
+
+Driver files are the client's: before an apply, each file a PUSH step names is streamed
+to the daemon's driver registry (``atomix.runtime.v1.Registry.PushDriver``, its
+SHA-256 checked there), so the daemon need not see the client's file system; its PUSH
+step then finds the bytes in the registry.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from collections.abc import Iterator
 import grpc
 
 from provisioner import serde
+from provisioner._proto.atomix.runtime.v1 import registry_pb2 as rpb
+from provisioner._proto.atomix.runtime.v1 import registry_pb2_grpc as rgrpc
 from provisioner._proto.provisioner.v1 import node_pb2 as npb
 from provisioner._proto.provisioner.v1 import node_pb2_grpc as ngrpc
 from provisioner.errors import (
@@ -42,9 +49,9 @@ from provisioner.errors import (
     UsageError,
 )
 from provisioner.executors.base import ApplyEvent, EventType
-from provisioner.model import DesiredState
+from provisioner.model import DesiredState, DriverSpec
 from provisioner.node.logs import LogLine
-from provisioner.plan.steps import Plan
+from provisioner.plan.steps import Action, Plan
 from provisioner.state import NodeState
 
 MiB = 1024 * 1024
@@ -63,6 +70,21 @@ def _read(path: str | None) -> bytes | None:
             return handle.read()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+
+
+_CHUNK_BYTES = 1 << 20  # well below gRPC's default 4 MiB message limit
+
+
+def _driver_messages(spec: DriverSpec) -> Iterator[rpb.PushDriverRequest]:
+    """Header, the file in chunks, trailer (the SHA-256 the manifest declared or the
+    loader computed: the registry refuses bytes that do not match it)."""
+    yield rpb.PushDriverRequest(header=rpb.PluginHeader(
+        driver=rpb.DriverInfo(name=spec.name, version=spec.version),
+        runtime=rpb.RuntimeInfo(version=spec.runtime_version)))
+    with open(spec.source_path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK_BYTES), b""):
+            yield rpb.PushDriverRequest(chunk=rpb.PluginChunk(data=block))
+    yield rpb.PushDriverRequest(trailer=rpb.PluginTrailer(checksum=spec.sha256))
 
 
 def make_channel(target: str, tls_ca: str | None = None, tls_cert: str | None = None,
@@ -187,9 +209,29 @@ class RemoteExecutor:
         finally:
             stream.cancel()
 
+    def push_driver_files(self, plan: Plan) -> None:
+        """Send the file of every PUSH step found here to the daemon's registry (an
+        identity without the admin role may not push: the files are then not sent)."""
+        registry = rgrpc.RegistryStub(self.channel)  # type: ignore[no-untyped-call]
+        for step in plan.steps:
+            spec = step.spec
+            if step.action is not Action.PUSH or not isinstance(spec, DriverSpec) or \
+                    not os.path.isfile(spec.source_path):
+                continue
+            try:
+                registry.PushDriver(_driver_messages(spec), timeout=self.timeout_s * 10)
+            except grpc.RpcError as exc:
+                if exc.code() is grpc.StatusCode.PERMISSION_DENIED:
+                    # The registry is admin-only. Not fatal here: the daemon still uses
+                    # the file if it is on the node, else its PUSH step says what is
+                    # missing.
+                    return
+                raise error_from_rpc(exc, self.target) from None
+
     def apply(self, plan: Plan, parallelism: int = 0) -> Iterator[ApplyEvent]:
         """The daemon's events as they come; the last is the summary. A stream that
         ends without one (the daemon died) is Unavailable."""
+        self.push_driver_files(plan)
         request = npb.ApplyRequest(plan=serde.plan_to_proto(plan), parallelism=parallelism)
         stream = self.stub.Apply(request)  # no deadline: an apply takes what it takes
         try:

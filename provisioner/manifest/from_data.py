@@ -12,7 +12,9 @@ resources the node has), which satisfy references to resources of other manifest
 (see :mod:`provisioner.manifest.crosscheck`); the loading of files stays strict.
 
 A request has no manifest folder, so a Driver's ``spec.source`` must be an absolute
-path on the node (the remote executor sends the resolved path).
+path (the remote executor sends the resolved path). A file that is not on the node is
+accepted when the request carries its ``sha256``: the client pushes the bytes through
+the driver registry before it applies (the apply fails if they never arrived).
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ def validate_data(items: Sequence[Mapping[str, Any]], manifest_set: str = "defau
         docs, issues = documents_from_data(items, label, positions)
         declared: list[Declared] = []
         relative: set[str] = set()
+        remote: set[str] = set()  # drivers whose file is not on the node (see below)
         for doc in docs:
             if doc is None:
                 continue
@@ -86,17 +89,24 @@ def validate_data(items: Sequence[Mapping[str, Any]], manifest_set: str = "defau
             if found:
                 issues.extend(found)
                 continue
-            source = (doc.data.get("spec") or {}).get("source")
+            spec_data = doc.data.get("spec") or {}
+            source = spec_data.get("source")
             if doc.data.get("kind") == "Driver" and not os.path.isabs(str(source)):
                 relative.add(doc.file)
                 path = ("spec", "source")
                 issues.append(Issue.at(doc.file, locate(doc.node, path), path,
                                        f"{source!r} must be an absolute path on the node "
                                        "(a request has no manifest folder)"))
+            elif (doc.data.get("kind") == "Driver" and spec_data.get("sha256")
+                  and not os.path.isfile(str(source))):
+                # The file is the client's: it pushes the bytes through the registry
+                # before the apply (RemoteExecutor); the SHA-256 identifies them.
+                remote.add(doc.file)
             declared.append(Declared(build_resource(doc), doc))
         if cross:
             issues.extend(issue for issue in cross_check(declared, existing)
-                          if not (issue.file in relative and issue.path == "spec.source"))
+                          if not ((issue.file in relative or issue.file in remote)
+                                  and issue.path == "spec.source"))
     specs: tuple[ResourceSpec, ...] = tuple(item.spec for item in declared)
     return LoadResult(DesiredState(specs, manifest_set), sorted(set(issues)),
                       [d.file for d in docs if d is not None], len(items))

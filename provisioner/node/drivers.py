@@ -139,6 +139,15 @@ class DriverStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
 
+    def holds(self, key: DriverKey, sha256: str) -> bool:
+        """True if the store has KEY with exactly the bytes whose SHA-256 is SHA256."""
+        if not sha256 or not self.exists(key):
+            return False
+        try:
+            return sha256_file(self.path(key)) == sha256.lower()
+        except FileNotFoundError:
+            return False
+
     def store_file(self, key: DriverKey, source: str, sha256: str = "") -> str:
         """Copy ``source`` into the store; with ``sha256`` refuse a file that differs."""
         try:

@@ -15,8 +15,17 @@ import pytest
 from provisioner import serde
 from provisioner._proto.provisioner.v1 import node_pb2 as npb
 from provisioner._proto.provisioner.v1 import node_pb2_grpc as ngrpc
-from provisioner.model import CellLimits, CellSpec, DriverSpec, ExecutableSpec, ResourceSpec
-from provisioner.node.drivers import DriverKey, DriverStore
+from provisioner.executors.base import EventType
+from provisioner.executors.remote import RemoteExecutor
+from provisioner.model import (
+    CellLimits,
+    CellSpec,
+    DesiredState,
+    DriverSpec,
+    ExecutableSpec,
+    ResourceSpec,
+)
+from provisioner.node.drivers import DriverKey, DriverStore, sha256_file
 from provisioner.node.procs import is_same_process
 from tests.daemon.node_harness import Daemon, code_of, details_of, rpc_error, running_daemon
 
@@ -158,6 +167,32 @@ def test_a_driver_is_pushed_observed_and_re_pushed_after_drift(daemon: Daemon,
     events = apply(daemon, plan(daemon, [], destroy=True))
     assert events[-1].summary.deleted == 1 and state(daemon) == {}
     assert not (Path(store.root) / "raft").exists()
+
+
+def test_a_driver_file_the_node_does_not_have_is_pushed_by_the_client(
+        daemon: Daemon, tmp_path: Path) -> None:
+    """The client's file goes through the registry before the apply, so the daemon
+    never needs to see it (here the file is deleted between push and apply)."""
+    source = tmp_path / "client" / "raft.so"
+    source.parent.mkdir()
+    source.write_bytes(os.urandom(3 * (1 << 20) + 5))  # several registry chunks
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    driver = DriverSpec("raft", "1.0", "2", str(source), digest)
+    with RemoteExecutor(daemon.target) as remote:
+        pushed = remote.plan(DesiredState((driver,), "drivers"))
+        remote.push_driver_files(pushed)
+        source.unlink()  # the daemon cannot read it from here on
+        events = list(remote.apply(pushed))
+        assert events[-1].summary is not None and events[-1].summary.created == 1
+        store = DriverStore(daemon.layer.config.state_dir)
+        assert sha256_file(store.path(DriverKey("raft", "1.0", "2"))) == digest
+        # A file neither on the node nor pushed: planned (its SHA-256 names it), but
+        # the apply says what is missing and records nothing.
+        ghost = DriverSpec("ghost", "1.0", "2", str(tmp_path / "nowhere.so"), "ab" * 32)
+        missing = remote.plan(DesiredState((driver, ghost), "drivers"))
+        failed = [e for e in remote.apply(missing) if e.type is EventType.STEP_FAILED]
+        assert len(failed) == 1 and "pushes the file first" in failed[0].message
+    assert "Driver/ghost" not in state(daemon)
 
 
 def test_two_applies_of_one_plan_at_once_run_one_and_refuse_the_other(

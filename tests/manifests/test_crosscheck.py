@@ -106,3 +106,21 @@ def test_validate_data_passes_existing_through_and_files_stay_strict(tmp_path: P
     path = tmp_path / "api.yaml"
     path.write_text(DOCS)
     assert len(load([str(path)]).issues) == 3  # the CLI's loading: every reference declared
+
+
+def _driver_doc(source: str, sha256: str | None) -> dict[str, object]:
+    spec: dict[str, object] = {"version": "1.0", "runtimeVersion": "2", "source": source}
+    if sha256 is not None:
+        spec["sha256"] = sha256
+    return {"apiVersion": "provisioner/v1", "kind": "Driver", "metadata": {"name": "raft"},
+            "spec": spec}
+
+
+def test_a_request_may_name_a_driver_file_the_node_lacks_by_its_sha256(tmp_path: Path) -> None:
+    missing = str(tmp_path / "not-here.so")
+    accepted = validate_data([_driver_doc(missing, "ab" * 32)])
+    assert accepted.issues == []  # the client pushes the bytes before it applies
+    refused = validate_data([_driver_doc(missing, None)])
+    assert [i.path for i in refused.issues] == ["spec.source"]
+    relative = validate_data([_driver_doc("raft.so", "ab" * 32)])
+    assert "must be an absolute path" in relative.issues[0].message
