@@ -60,6 +60,7 @@ class NodeState:
     cgroup_v2: bool = False
     node_name: str = ""
     resources: tuple[ObservedResource, ...] = ()
+    node_id: str = ""  # stable identity of the node's state directory ("" if unknown)
 
     def by_ref(self) -> dict[Ref, ObservedResource]:
         return {r.ref: r for r in self.resources}

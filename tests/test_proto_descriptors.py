@@ -354,6 +354,13 @@ PINNED_PROVISIONER_V1 = {
         ("isolate_network", 11, "bool"),
         ("depends_on", 20, "repeated string"),
     ),
+    "NodeState": (
+        ("generation", 1, "uint64"),
+        ("node_name", 2, "string"),
+        ("cgroup_v2", 3, "bool"),
+        ("resources", 4, "repeated ObservedResource"),
+        ("node_id", 5, "string"),
+    ),
     "Resource": (
         ("cell", 10, "oneof:spec CellSpec"),
         ("executable", 11, "oneof:spec ExecutableSpec"),

@@ -8,6 +8,7 @@ made against another node generation, then runs the steps with ``run_plan``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import threading
@@ -93,7 +94,7 @@ class LocalExecutor:
             self._gate.release()
 
     def observe(self) -> NodeState:
-        return observe(self.layer)
+        return dataclasses.replace(observe(self.layer), node_id=self.node_id)
 
     def apply(self, plan: Plan, parallelism: int = 0) -> Generator[ApplyEvent, None, None]:
         with self.locked():

@@ -12,8 +12,8 @@ plans are compiled by the daemon against the node it sees. Targets:
 
 gRPC errors come back as the provisioner's errors (:func:`error_from_rpc`), with the
 daemon's message unchanged, so the CLI reports them as it would locally.
-``node_id`` is "" (NodeService does not send the daemon's node id): plans saved from
-a remote plan are bound to the daemon's generation only.
+``node_id`` is the daemon's (from ``GetState``, asked once), so a plan saved against
+one daemon is refused by another, as locally.
 
 Driver files are the client's: before an apply, each file a PUSH step names is streamed
 to the daemon's driver registry (``atomix.runtime.v1.Registry.PushDriver``, its
@@ -24,6 +24,7 @@ step then finds the bytes in the registry.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 
@@ -142,8 +143,6 @@ def error_from_rpc(exc: grpc.RpcError, target: str) -> ProvisionerError:
 class RemoteExecutor:
     """Observes, plans and applies through the daemon at ``target``."""
 
-    node_id = ""
-
     def __init__(self, target: str, *, tls_ca: str | None = None, tls_cert: str | None = None,
                  tls_key: str | None = None, insecure: bool = False,
                  timeout_s: float = 120.0) -> None:
@@ -151,6 +150,11 @@ class RemoteExecutor:
         self.timeout_s = timeout_s
         self.channel = make_channel(target, tls_ca, tls_cert, tls_key, insecure)
         self.stub = ngrpc.NodeServiceStub(self.channel)  # type: ignore[no-untyped-call]
+
+    @functools.cached_property
+    def node_id(self) -> str:
+        """The daemon's node id ("" from a daemon too old to send one)."""
+        return self.observe().node_id
 
     def close(self) -> None:
         self.channel.close()

@@ -64,13 +64,13 @@ def observed_from_proto(obs: npb.ObservedResource) -> ObservedResource:
 
 def state_to_proto(state: NodeState) -> npb.NodeState:
     return npb.NodeState(generation=state.generation, node_name=state.node_name,
-                         cgroup_v2=state.cgroup_v2,
+                         cgroup_v2=state.cgroup_v2, node_id=state.node_id,
                          resources=[observed_to_proto(r) for r in state.resources])
 
 
 def state_from_proto(state: npb.NodeState) -> NodeState:
     return NodeState(generation=state.generation, cgroup_v2=state.cgroup_v2,
-                     node_name=state.node_name,
+                     node_name=state.node_name, node_id=state.node_id,
                      resources=tuple(observed_from_proto(r) for r in state.resources))
 
 

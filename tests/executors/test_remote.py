@@ -95,7 +95,8 @@ def test_saved_plans_json_events_and_stale_plans_through_a_daemon(
     saved = tmp_path / "plan.json"
     code, out, _ = cli(capsys, "plan", "--out", str(saved), str(manifest),
                        "--target", daemon.target)
-    assert code == 0 and json.loads(saved.read_text())["node_id"] == ""
+    node_id = json.loads(saved.read_text())["node_id"]
+    assert code == 0 and node_id == daemon.ctx.executor.node_id and node_id
     code, out, _ = cli(capsys, "apply", "--json", str(saved), "--target", daemon.target)
     events = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and events[-1]["type"] == "summary"
@@ -104,11 +105,20 @@ def test_saved_plans_json_events_and_stale_plans_through_a_daemon(
     assert code == 1 and "the plan was made at node generation 0" in err
     code, _, err = cli(capsys, "apply", str(tmp_path / "none.yaml"), "--target", daemon.target)
     assert code == 2 and "no such file" in err  # checked here, before the daemon is asked
+    # Another node refuses the plan, although its generation would match.
+    with running_daemon(tmp_path / "other") as other:
+        fresh = tmp_path / "fresh.json"
+        assert cli(capsys, "plan", "--out", str(fresh), str(manifest),
+                   "--target", daemon.target)[0] == 0
+        code, _, err = cli(capsys, "apply", str(fresh), "--target", other.target)
+        assert code == 1 and "was planned for another node" in err and node_id in err
+        assert json.loads(cli(capsys, "status", "--json", "--target", other.target)[1]
+                          )["resources"] == []
 
 
 def test_remote_executor_api_and_error_mapping(daemon: Daemon) -> None:
     with RemoteExecutor(daemon.target) as remote:
-        assert remote.node_id == "" and remote.ping(2)
+        assert remote.node_id == daemon.ctx.executor.node_id != "" and remote.ping(2)
         desired = DesiredState((CellSpec("a", CellLimits(cpu_weight=100)),), "s")
         plan = remote.plan(desired)
         assert plan.generation == 0 and [s.describe() for s in plan.steps] == [

@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from provisioner._proto.provisioner.v1 import manifest_pb2 as provisioner_dot_v1_dot_manifest__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19provisioner/v1/node.proto\x12\x0eprovisioner.v1\x1a\x1dprovisioner/v1/manifest.proto\"s\n\x0eGetLogsRequest\x12\x12\n\nexecutable\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x10\n\x08since_ns\x18\x03 \x01(\x03\x12\x11\n\x04tail\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x0f\n\x07\x63hannel\x18\x05 \x01(\tB\x07\n\x05_tail\"R\n\x08LogEntry\x12\x14\n\x0ctimestamp_ns\x18\x01 \x01(\x03\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x11\n\tcontinued\x18\x04 \x01(\x08\"\x11\n\x0fGetStateRequest\"<\n\x10GetStateResponse\x12(\n\x05state\x18\x01 \x01(\x0b\x32\x19.provisioner.v1.NodeState\"\xe2\x02\n\x10ObservedResource\x12*\n\x08resource\x18\x01 \x01(\x0b\x32\x18.provisioner.v1.Resource\x12\x14\n\x0cmanifest_set\x18\x02 \x01(\t\x12\x0f\n\x07present\x18\x03 \x01(\x08\x12\x33\n\rprocess_state\x18\x04 \x01(\x0e\x32\x1c.provisioner.v1.ProcessState\x12\x0b\n\x03pid\x18\x05 \x01(\x05\x12\x16\n\x0epid_start_time\x18\x06 \x01(\x04\x12\x16\n\texit_code\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0b\x65xit_signal\x18\x08 \x01(\x05H\x01\x88\x01\x01\x12\x15\n\rstarted_at_ns\x18\t \x01(\x03\x12\x14\n\x0c\x65xited_at_ns\x18\n \x01(\x03\x12\x15\n\rrestart_count\x18\x0b \x01(\r\x12\r\n\x05\x64rift\x18\x0c \x03(\tB\x0c\n\n_exit_codeB\x0e\n\x0c_exit_signal\"z\n\tNodeState\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\x11\n\tnode_name\x18\x02 \x01(\t\x12\x11\n\tcgroup_v2\x18\x03 \x01(\x08\x12\x33\n\tresources\x18\x04 \x03(\x0b\x32 .provisioner.v1.ObservedResource\"p\n\x0bPlanRequest\x12+\n\tresources\x18\x01 \x03(\x0b\x32\x18.provisioner.v1.Resource\x12\x14\n\x0cmanifest_set\x18\x02 \x01(\t\x12\r\n\x05prune\x18\x03 \x01(\x08\x12\x0f\n\x07\x64\x65stroy\x18\x04 \x01(\x08\"2\n\x0cPlanResponse\x12\"\n\x04plan\x18\x01 \x01(\x0b\x32\x14.provisioner.v1.Plan\"\xaf\x01\n\x08PlanStep\x12\r\n\x05index\x18\x01 \x01(\r\x12*\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1a.provisioner.v1.StepAction\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x10\n\x08requires\x18\x06 \x03(\r\x12*\n\x08resource\x18\x07 \x01(\x0b\x32\x18.provisioner.v1.Resource\"7\n\tUnchanged\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xcf\x01\n\x04Plan\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x14\n\x0cmanifest_set\x18\x03 \x01(\t\x12\'\n\x05steps\x18\x04 \x03(\x0b\x32\x18.provisioner.v1.PlanStep\x12,\n\tunchanged\x18\x05 \x03(\x0b\x32\x19.provisioner.v1.Unchanged\x12.\n\x0bwould_prune\x18\x06 \x03(\x0b\x32\x19.provisioner.v1.Unchanged\"G\n\x0c\x41pplyRequest\x12\"\n\x04plan\x18\x01 \x01(\x0b\x32\x14.provisioner.v1.Plan\x12\x13\n\x0bparallelism\x18\x02 \x01(\r\"\x9b\x01\n\x0c\x41pplySummary\x12\x0f\n\x07\x63reated\x18\x01 \x01(\r\x12\x0f\n\x07updated\x18\x02 \x01(\r\x12\x10\n\x08replaced\x18\x03 \x01(\r\x12\x0f\n\x07\x64\x65leted\x18\x04 \x01(\r\x12\x11\n\tunchanged\x18\x05 \x01(\r\x12\x0e\n\x06\x66\x61iled\x18\x06 \x01(\r\x12\x0f\n\x07skipped\x18\x07 \x01(\r\x12\x12\n\ngeneration\x18\x08 \x01(\x04\"\xe4\x01\n\nApplyEvent\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12,\n\x04type\x18\x02 \x01(\x0e\x32\x1e.provisioner.v1.ApplyEventType\x12\x14\n\x0ctimestamp_ns\x18\x03 \x01(\x03\x12&\n\x04step\x18\x04 \x01(\x0b\x32\x18.provisioner.v1.PlanStep\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x12\n\nduration_s\x18\x06 \x01(\x01\x12-\n\x07summary\x18\x07 \x01(\x0b\x32\x1c.provisioner.v1.ApplySummary*\xb3\x01\n\x0cProcessState\x12\x1d\n\x19PROCESS_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15PROCESS_STATE_PENDING\x10\x01\x12\x19\n\x15PROCESS_STATE_RUNNING\x10\x02\x12\x18\n\x14PROCESS_STATE_EXITED\x10\x03\x12\x19\n\x15PROCESS_STATE_BACKOFF\x10\x04\x12\x19\n\x15PROCESS_STATE_STOPPED\x10\x05*\xfd\x01\n\nStepAction\x12\x1b\n\x17STEP_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14STEP_ACTION_ALLOCATE\x10\x01\x12\x15\n\x11STEP_ACTION_START\x10\x02\x12\x14\n\x10STEP_ACTION_STOP\x10\x03\x12\x14\n\x10STEP_ACTION_FREE\x10\x04\x12\x16\n\x12STEP_ACTION_UPDATE\x10\x05\x12\x14\n\x10STEP_ACTION_PUSH\x10\x06\x12\x16\n\x12STEP_ACTION_ENABLE\x10\x07\x12\x17\n\x13STEP_ACTION_DISABLE\x10\x08\x12\x16\n\x12STEP_ACTION_DELETE\x10\t*\xdd\x01\n\x0e\x41pplyEventType\x12 \n\x1c\x41PPLY_EVENT_TYPE_UNSPECIFIED\x10\x00\x12!\n\x1d\x41PPLY_EVENT_TYPE_STEP_STARTED\x10\x01\x12#\n\x1f\x41PPLY_EVENT_TYPE_STEP_SUCCEEDED\x10\x02\x12 \n\x1c\x41PPLY_EVENT_TYPE_STEP_FAILED\x10\x03\x12!\n\x1d\x41PPLY_EVENT_TYPE_STEP_SKIPPED\x10\x04\x12\x1c\n\x18\x41PPLY_EVENT_TYPE_SUMMARY\x10\x05\x32\xab\x02\n\x0bNodeService\x12M\n\x08GetState\x12\x1f.provisioner.v1.GetStateRequest\x1a .provisioner.v1.GetStateResponse\x12\x41\n\x04Plan\x12\x1b.provisioner.v1.PlanRequest\x1a\x1c.provisioner.v1.PlanResponse\x12\x43\n\x05\x41pply\x12\x1c.provisioner.v1.ApplyRequest\x1a\x1a.provisioner.v1.ApplyEvent0\x01\x12\x45\n\x07GetLogs\x12\x1e.provisioner.v1.GetLogsRequest\x1a\x18.provisioner.v1.LogEntry0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19provisioner/v1/node.proto\x12\x0eprovisioner.v1\x1a\x1dprovisioner/v1/manifest.proto\"s\n\x0eGetLogsRequest\x12\x12\n\nexecutable\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x10\n\x08since_ns\x18\x03 \x01(\x03\x12\x11\n\x04tail\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x0f\n\x07\x63hannel\x18\x05 \x01(\tB\x07\n\x05_tail\"R\n\x08LogEntry\x12\x14\n\x0ctimestamp_ns\x18\x01 \x01(\x03\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x11\n\tcontinued\x18\x04 \x01(\x08\"\x11\n\x0fGetStateRequest\"<\n\x10GetStateResponse\x12(\n\x05state\x18\x01 \x01(\x0b\x32\x19.provisioner.v1.NodeState\"\xe2\x02\n\x10ObservedResource\x12*\n\x08resource\x18\x01 \x01(\x0b\x32\x18.provisioner.v1.Resource\x12\x14\n\x0cmanifest_set\x18\x02 \x01(\t\x12\x0f\n\x07present\x18\x03 \x01(\x08\x12\x33\n\rprocess_state\x18\x04 \x01(\x0e\x32\x1c.provisioner.v1.ProcessState\x12\x0b\n\x03pid\x18\x05 \x01(\x05\x12\x16\n\x0epid_start_time\x18\x06 \x01(\x04\x12\x16\n\texit_code\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0b\x65xit_signal\x18\x08 \x01(\x05H\x01\x88\x01\x01\x12\x15\n\rstarted_at_ns\x18\t \x01(\x03\x12\x14\n\x0c\x65xited_at_ns\x18\n \x01(\x03\x12\x15\n\rrestart_count\x18\x0b \x01(\r\x12\r\n\x05\x64rift\x18\x0c \x03(\tB\x0c\n\n_exit_codeB\x0e\n\x0c_exit_signal\"\x8b\x01\n\tNodeState\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\x11\n\tnode_name\x18\x02 \x01(\t\x12\x11\n\tcgroup_v2\x18\x03 \x01(\x08\x12\x33\n\tresources\x18\x04 \x03(\x0b\x32 .provisioner.v1.ObservedResource\x12\x0f\n\x07node_id\x18\x05 \x01(\t\"p\n\x0bPlanRequest\x12+\n\tresources\x18\x01 \x03(\x0b\x32\x18.provisioner.v1.Resource\x12\x14\n\x0cmanifest_set\x18\x02 \x01(\t\x12\r\n\x05prune\x18\x03 \x01(\x08\x12\x0f\n\x07\x64\x65stroy\x18\x04 \x01(\x08\"2\n\x0cPlanResponse\x12\"\n\x04plan\x18\x01 \x01(\x0b\x32\x14.provisioner.v1.Plan\"\xaf\x01\n\x08PlanStep\x12\r\n\x05index\x18\x01 \x01(\r\x12*\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1a.provisioner.v1.StepAction\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x10\n\x08requires\x18\x06 \x03(\r\x12*\n\x08resource\x18\x07 \x01(\x0b\x32\x18.provisioner.v1.Resource\"7\n\tUnchanged\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xcf\x01\n\x04Plan\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x14\n\x0cmanifest_set\x18\x03 \x01(\t\x12\'\n\x05steps\x18\x04 \x03(\x0b\x32\x18.provisioner.v1.PlanStep\x12,\n\tunchanged\x18\x05 \x03(\x0b\x32\x19.provisioner.v1.Unchanged\x12.\n\x0bwould_prune\x18\x06 \x03(\x0b\x32\x19.provisioner.v1.Unchanged\"G\n\x0c\x41pplyRequest\x12\"\n\x04plan\x18\x01 \x01(\x0b\x32\x14.provisioner.v1.Plan\x12\x13\n\x0bparallelism\x18\x02 \x01(\r\"\x9b\x01\n\x0c\x41pplySummary\x12\x0f\n\x07\x63reated\x18\x01 \x01(\r\x12\x0f\n\x07updated\x18\x02 \x01(\r\x12\x10\n\x08replaced\x18\x03 \x01(\r\x12\x0f\n\x07\x64\x65leted\x18\x04 \x01(\r\x12\x11\n\tunchanged\x18\x05 \x01(\r\x12\x0e\n\x06\x66\x61iled\x18\x06 \x01(\r\x12\x0f\n\x07skipped\x18\x07 \x01(\r\x12\x12\n\ngeneration\x18\x08 \x01(\x04\"\xe4\x01\n\nApplyEvent\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12,\n\x04type\x18\x02 \x01(\x0e\x32\x1e.provisioner.v1.ApplyEventType\x12\x14\n\x0ctimestamp_ns\x18\x03 \x01(\x03\x12&\n\x04step\x18\x04 \x01(\x0b\x32\x18.provisioner.v1.PlanStep\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x12\n\nduration_s\x18\x06 \x01(\x01\x12-\n\x07summary\x18\x07 \x01(\x0b\x32\x1c.provisioner.v1.ApplySummary*\xb3\x01\n\x0cProcessState\x12\x1d\n\x19PROCESS_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15PROCESS_STATE_PENDING\x10\x01\x12\x19\n\x15PROCESS_STATE_RUNNING\x10\x02\x12\x18\n\x14PROCESS_STATE_EXITED\x10\x03\x12\x19\n\x15PROCESS_STATE_BACKOFF\x10\x04\x12\x19\n\x15PROCESS_STATE_STOPPED\x10\x05*\xfd\x01\n\nStepAction\x12\x1b\n\x17STEP_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14STEP_ACTION_ALLOCATE\x10\x01\x12\x15\n\x11STEP_ACTION_START\x10\x02\x12\x14\n\x10STEP_ACTION_STOP\x10\x03\x12\x14\n\x10STEP_ACTION_FREE\x10\x04\x12\x16\n\x12STEP_ACTION_UPDATE\x10\x05\x12\x14\n\x10STEP_ACTION_PUSH\x10\x06\x12\x16\n\x12STEP_ACTION_ENABLE\x10\x07\x12\x17\n\x13STEP_ACTION_DISABLE\x10\x08\x12\x16\n\x12STEP_ACTION_DELETE\x10\t*\xdd\x01\n\x0e\x41pplyEventType\x12 \n\x1c\x41PPLY_EVENT_TYPE_UNSPECIFIED\x10\x00\x12!\n\x1d\x41PPLY_EVENT_TYPE_STEP_STARTED\x10\x01\x12#\n\x1f\x41PPLY_EVENT_TYPE_STEP_SUCCEEDED\x10\x02\x12 \n\x1c\x41PPLY_EVENT_TYPE_STEP_FAILED\x10\x03\x12!\n\x1d\x41PPLY_EVENT_TYPE_STEP_SKIPPED\x10\x04\x12\x1c\n\x18\x41PPLY_EVENT_TYPE_SUMMARY\x10\x05\x32\xab\x02\n\x0bNodeService\x12M\n\x08GetState\x12\x1f.provisioner.v1.GetStateRequest\x1a .provisioner.v1.GetStateResponse\x12\x41\n\x04Plan\x12\x1b.provisioner.v1.PlanRequest\x1a\x1c.provisioner.v1.PlanResponse\x12\x43\n\x05\x41pply\x12\x1c.provisioner.v1.ApplyRequest\x1a\x1a.provisioner.v1.ApplyEvent0\x01\x12\x45\n\x07GetLogs\x12\x1e.provisioner.v1.GetLogsRequest\x1a\x18.provisioner.v1.LogEntry0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'provisioner.v1.node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PROCESSSTATE']._serialized_start=1913
-  _globals['_PROCESSSTATE']._serialized_end=2092
-  _globals['_STEPACTION']._serialized_start=2095
-  _globals['_STEPACTION']._serialized_end=2348
-  _globals['_APPLYEVENTTYPE']._serialized_start=2351
-  _globals['_APPLYEVENTTYPE']._serialized_end=2572
+  _globals['_PROCESSSTATE']._serialized_start=1931
+  _globals['_PROCESSSTATE']._serialized_end=2110
+  _globals['_STEPACTION']._serialized_start=2113
+  _globals['_STEPACTION']._serialized_end=2366
+  _globals['_APPLYEVENTTYPE']._serialized_start=2369
+  _globals['_APPLYEVENTTYPE']._serialized_end=2590
   _globals['_GETLOGSREQUEST']._serialized_start=76
   _globals['_GETLOGSREQUEST']._serialized_end=191
   _globals['_LOGENTRY']._serialized_start=193
@@ -48,24 +48,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTATERESPONSE']._serialized_end=356
   _globals['_OBSERVEDRESOURCE']._serialized_start=359
   _globals['_OBSERVEDRESOURCE']._serialized_end=713
-  _globals['_NODESTATE']._serialized_start=715
-  _globals['_NODESTATE']._serialized_end=837
-  _globals['_PLANREQUEST']._serialized_start=839
-  _globals['_PLANREQUEST']._serialized_end=951
-  _globals['_PLANRESPONSE']._serialized_start=953
-  _globals['_PLANRESPONSE']._serialized_end=1003
-  _globals['_PLANSTEP']._serialized_start=1006
-  _globals['_PLANSTEP']._serialized_end=1181
-  _globals['_UNCHANGED']._serialized_start=1183
-  _globals['_UNCHANGED']._serialized_end=1238
-  _globals['_PLAN']._serialized_start=1241
-  _globals['_PLAN']._serialized_end=1448
-  _globals['_APPLYREQUEST']._serialized_start=1450
-  _globals['_APPLYREQUEST']._serialized_end=1521
-  _globals['_APPLYSUMMARY']._serialized_start=1524
-  _globals['_APPLYSUMMARY']._serialized_end=1679
-  _globals['_APPLYEVENT']._serialized_start=1682
-  _globals['_APPLYEVENT']._serialized_end=1910
-  _globals['_NODESERVICE']._serialized_start=2575
-  _globals['_NODESERVICE']._serialized_end=2874
+  _globals['_NODESTATE']._serialized_start=716
+  _globals['_NODESTATE']._serialized_end=855
+  _globals['_PLANREQUEST']._serialized_start=857
+  _globals['_PLANREQUEST']._serialized_end=969
+  _globals['_PLANRESPONSE']._serialized_start=971
+  _globals['_PLANRESPONSE']._serialized_end=1021
+  _globals['_PLANSTEP']._serialized_start=1024
+  _globals['_PLANSTEP']._serialized_end=1199
+  _globals['_UNCHANGED']._serialized_start=1201
+  _globals['_UNCHANGED']._serialized_end=1256
+  _globals['_PLAN']._serialized_start=1259
+  _globals['_PLAN']._serialized_end=1466
+  _globals['_APPLYREQUEST']._serialized_start=1468
+  _globals['_APPLYREQUEST']._serialized_end=1539
+  _globals['_APPLYSUMMARY']._serialized_start=1542
+  _globals['_APPLYSUMMARY']._serialized_end=1697
+  _globals['_APPLYEVENT']._serialized_start=1700
+  _globals['_APPLYEVENT']._serialized_end=1928
+  _globals['_NODESERVICE']._serialized_start=2593
+  _globals['_NODESERVICE']._serialized_end=2892
 # @@protoc_insertion_point(module_scope)

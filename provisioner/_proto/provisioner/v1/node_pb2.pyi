@@ -126,16 +126,18 @@ class ObservedResource(_message.Message):
     def __init__(self, resource: _Optional[_Union[_manifest_pb2.Resource, _Mapping]] = ..., manifest_set: _Optional[str] = ..., present: _Optional[bool] = ..., process_state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., pid_start_time: _Optional[int] = ..., exit_code: _Optional[int] = ..., exit_signal: _Optional[int] = ..., started_at_ns: _Optional[int] = ..., exited_at_ns: _Optional[int] = ..., restart_count: _Optional[int] = ..., drift: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NodeState(_message.Message):
-    __slots__ = ("generation", "node_name", "cgroup_v2", "resources")
+    __slots__ = ("generation", "node_name", "cgroup_v2", "resources", "node_id")
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     CGROUP_V2_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
     generation: int
     node_name: str
     cgroup_v2: bool
     resources: _containers.RepeatedCompositeFieldContainer[ObservedResource]
-    def __init__(self, generation: _Optional[int] = ..., node_name: _Optional[str] = ..., cgroup_v2: _Optional[bool] = ..., resources: _Optional[_Iterable[_Union[ObservedResource, _Mapping]]] = ...) -> None: ...
+    node_id: str
+    def __init__(self, generation: _Optional[int] = ..., node_name: _Optional[str] = ..., cgroup_v2: _Optional[bool] = ..., resources: _Optional[_Iterable[_Union[ObservedResource, _Mapping]]] = ..., node_id: _Optional[str] = ...) -> None: ...
 
 class PlanRequest(_message.Message):
     __slots__ = ("resources", "manifest_set", "prune", "destroy")
