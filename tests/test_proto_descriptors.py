@@ -354,6 +354,10 @@ PINNED_PROVISIONER_V1 = {
         ("isolate_network", 11, "bool"),
         ("depends_on", 20, "repeated string"),
     ),
+    "PlanStep": (
+        ("resource", 7, "Resource"),
+        ("change", 8, "enum StepChange"),
+    ),
     "NodeState": (
         ("generation", 1, "uint64"),
         ("node_name", 2, "string"),

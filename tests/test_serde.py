@@ -131,10 +131,21 @@ def test_golden_states_and_plans_round_trip(folder: Path, tmp_path: Path) -> Non
         return
     wire = npb.Plan.FromString(serde.plan_to_proto(plan).SerializeToString())
     assert serde.plan_from_proto(wire) == plan
-    # Without the change annotation (another client's plan) the structure tells it,
-    # except for the up-only steps whose change only the compiler knew.
+    assert all(step.change != npb.STEP_CHANGE_UNSPECIFIED for step in wire.steps)
+    # A plan saved by an older client carried the change as an annotation: still read.
+    older = npb.Plan()
+    older.CopyFrom(wire)
+    for step in older.steps:
+        change = serde.plan_from_proto(wire).steps[step.index].change
+        step.change = npb.STEP_CHANGE_UNSPECIFIED
+        if step.HasField("resource"):
+            step.resource.metadata.annotations[serde.CHANGE_ANNOTATION] = change.value
+    for mine, theirs in zip(serde.plan_from_proto(older).steps, plan.steps, strict=True):
+        assert mine.change == theirs.change or mine.spec is None
+    # Without either (another client's plan) the structure tells it, except for the
+    # up-only steps whose change only the compiler knew.
     for step in wire.steps:
-        step.resource.metadata.annotations.clear()
+        step.change = npb.STEP_CHANGE_UNSPECIFIED
     derived = serde.plan_from_proto(wire)
     for mine, theirs in zip(derived.steps, plan.steps, strict=True):
         ambiguous = mine.action in (Action.PUSH, Action.ENABLE, Action.DISABLE, Action.START)

@@ -16,9 +16,10 @@ Wire conventions decided here:
   in ``stop_grace_period``, formatted so that they parse back to the same float.
 - ``RestartPolicy`` never/on-failure/always <-> ``RESTART_POLICY_*``; UNSPECIFIED reads
   as never.
-- ``PlanStep`` has no field for a step's :class:`~provisioner.plan.steps.Change`, so it
-  is written into the step resource's annotation :data:`CHANGE_ANNOTATION`. Without it
-  (a step built by another client) it is derived from the plan's structure.
+- A step's :class:`~provisioner.plan.steps.Change` travels in ``PlanStep.change``. A
+  plan saved by an older client carried it in the step resource's annotation
+  :data:`CHANGE_ANNOTATION`, which is still read; with neither (a step built by another
+  client) it is derived from the plan's structure.
 - A process's ``pid`` 0 on the wire means "none" (pid 0 is never a process).
 """
 

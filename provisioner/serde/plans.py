@@ -79,6 +79,9 @@ def state_from_proto(state: npb.NodeState) -> NodeState:
 _ACTION_TO_PROTO = {action: cast(npb.StepAction, npb.StepAction.Value(
     f"STEP_ACTION_{action.name}")) for action in Action}
 _ACTION_FROM_PROTO = {v: k for k, v in _ACTION_TO_PROTO.items()}
+_CHANGE_TO_PROTO = {change: cast(npb.StepChange, npb.StepChange.Value(
+    f"STEP_CHANGE_{change.name}")) for change in Change}
+_CHANGE_FROM_PROTO = {v: k for k, v in _CHANGE_TO_PROTO.items()}
 _UP = {Action.ALLOCATE, Action.START, Action.PUSH, Action.ENABLE, Action.DISABLE}
 
 
@@ -86,9 +89,9 @@ def step_to_proto(step: Step, index: int) -> npb.PlanStep:
     out = npb.PlanStep(index=index, action=_ACTION_TO_PROTO[step.action],
                        kind=step.ref.kind.value, name=step.ref.name, reason=step.reason,
                        requires=list(step.requires))
+    out.change = _CHANGE_TO_PROTO[step.change]
     if step.spec is not None:
         out.resource.CopyFrom(spec_to_proto(step.spec))
-        out.resource.metadata.annotations[CHANGE_ANNOTATION] = step.change.value
     return out
 
 
@@ -108,11 +111,17 @@ def step_from_proto(pb: npb.PlanStep, spec: ResourceSpec | None = None,
     if spec is not None and (spec.kind, spec.name) != (ref.kind, ref.name):
         raise InvalidArgument(f"plan step {pb.index}: its resource is {spec.kind.value}/"
                               f"{spec.name}, not {ref}")
-    written = pb.resource.metadata.annotations.get(CHANGE_ANNOTATION, "")
-    try:
-        change = Change(written) if written else change
-    except ValueError:
-        raise InvalidArgument(f"plan step {pb.index}: unknown change {written!r}") from None
+    if pb.change != npb.STEP_CHANGE_UNSPECIFIED:
+        if pb.change not in _CHANGE_FROM_PROTO:
+            raise InvalidArgument(f"plan step {pb.index}: unknown change {pb.change}")
+        change = _CHANGE_FROM_PROTO[pb.change]
+    else:  # a plan saved by an older client carried it as an annotation
+        written = pb.resource.metadata.annotations.get(CHANGE_ANNOTATION, "")
+        try:
+            change = Change(written) if written else change
+        except ValueError:
+            raise InvalidArgument(f"plan step {pb.index}: unknown change {written!r}") \
+                from None
     return Step(action, ref, pb.reason, change or _default_change(action),
                 spec, tuple(pb.requires))
 
@@ -123,7 +132,8 @@ def _default_change(action: Action) -> Change:
 
 
 def derive_changes(steps: Sequence[npb.PlanStep]) -> list[Change]:
-    """Each step's Change from the plan's structure, for steps that do not carry it:
+    """Each step's Change from the plan's structure, for steps that carry neither the
+    ``change`` field nor the older annotation:
     a resource taken down and brought up again is replaced, only down is deleted, only
     up is created, UPDATE is an update."""
     ups = {(s.kind, s.name) for s in steps if _ACTION_FROM_PROTO.get(s.action) in _UP}

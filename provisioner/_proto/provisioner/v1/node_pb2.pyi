@@ -30,6 +30,14 @@ class StepAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STEP_ACTION_DISABLE: _ClassVar[StepAction]
     STEP_ACTION_DELETE: _ClassVar[StepAction]
 
+class StepChange(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STEP_CHANGE_UNSPECIFIED: _ClassVar[StepChange]
+    STEP_CHANGE_CREATE: _ClassVar[StepChange]
+    STEP_CHANGE_UPDATE: _ClassVar[StepChange]
+    STEP_CHANGE_REPLACE: _ClassVar[StepChange]
+    STEP_CHANGE_DELETE: _ClassVar[StepChange]
+
 class ApplyEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     APPLY_EVENT_TYPE_UNSPECIFIED: _ClassVar[ApplyEventType]
@@ -54,6 +62,11 @@ STEP_ACTION_PUSH: StepAction
 STEP_ACTION_ENABLE: StepAction
 STEP_ACTION_DISABLE: StepAction
 STEP_ACTION_DELETE: StepAction
+STEP_CHANGE_UNSPECIFIED: StepChange
+STEP_CHANGE_CREATE: StepChange
+STEP_CHANGE_UPDATE: StepChange
+STEP_CHANGE_REPLACE: StepChange
+STEP_CHANGE_DELETE: StepChange
 APPLY_EVENT_TYPE_UNSPECIFIED: ApplyEventType
 APPLY_EVENT_TYPE_STEP_STARTED: ApplyEventType
 APPLY_EVENT_TYPE_STEP_SUCCEEDED: ApplyEventType
@@ -158,7 +171,7 @@ class PlanResponse(_message.Message):
     def __init__(self, plan: _Optional[_Union[Plan, _Mapping]] = ...) -> None: ...
 
 class PlanStep(_message.Message):
-    __slots__ = ("index", "action", "kind", "name", "reason", "requires", "resource")
+    __slots__ = ("index", "action", "kind", "name", "reason", "requires", "resource", "change")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +179,7 @@ class PlanStep(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     REQUIRES_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
     index: int
     action: StepAction
     kind: str
@@ -173,7 +187,8 @@ class PlanStep(_message.Message):
     reason: str
     requires: _containers.RepeatedScalarFieldContainer[int]
     resource: _manifest_pb2.Resource
-    def __init__(self, index: _Optional[int] = ..., action: _Optional[_Union[StepAction, str]] = ..., kind: _Optional[str] = ..., name: _Optional[str] = ..., reason: _Optional[str] = ..., requires: _Optional[_Iterable[int]] = ..., resource: _Optional[_Union[_manifest_pb2.Resource, _Mapping]] = ...) -> None: ...
+    change: StepChange
+    def __init__(self, index: _Optional[int] = ..., action: _Optional[_Union[StepAction, str]] = ..., kind: _Optional[str] = ..., name: _Optional[str] = ..., reason: _Optional[str] = ..., requires: _Optional[_Iterable[int]] = ..., resource: _Optional[_Union[_manifest_pb2.Resource, _Mapping]] = ..., change: _Optional[_Union[StepChange, str]] = ...) -> None: ...
 
 class Unchanged(_message.Message):
     __slots__ = ("kind", "name", "reason")
