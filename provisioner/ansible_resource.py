@@ -95,6 +95,10 @@ class ResourceOptions(NodeOptions):
                 "spec": dict(self.spec)}
 
 
+#: How cross-document checks against a node word a reference to what it lacks.
+_MISSING_ON_NODE = ("does not exist on the node", "the node does not have")
+
+
 class ResourceManager(Converger):
     """Declares (``present``) or removes (``absent``) one resource, in its own set."""
 
@@ -104,6 +108,7 @@ class ResourceManager(Converger):
                  want_diff: bool = False) -> None:
         super().__init__(options, check_mode, want_diff)
         self.options = options
+        self.check_warnings: list[str] = []
 
     def present(self) -> dict[str, Any]:
         # Schema errors first, before the node is opened; references on the node.
@@ -137,12 +142,25 @@ class ResourceManager(Converger):
         if destroy:
             return desired
         existing = [resource.ref for resource in observed.resources] if observed else []
-        return self._validated(existing)
+        try:
+            return self._validated(existing)
+        except ModuleFailure as failure:
+            errors = failure.fields.get("errors") or []
+            if not (self.check_mode and errors and
+                    all(any(m in error for m in _MISSING_ON_NODE) for error in errors)):
+                raise
+            # Check mode changes nothing, so what an earlier task of the play would
+            # create is not there: predict, and say so, rather than fail the check.
+            self.check_warnings = [f"{error} (check mode: an earlier task may create it)"
+                                   for error in errors]
+            return desired
 
     def _result(self, plan: Plan, desired: DesiredState, observed: NodeState | None,
                 destroy: bool, outcome: ApplyOutcome | None) -> dict[str, Any]:
         result = super()._result(plan, desired, observed, destroy, outcome)
         del result["would_prune"]  # a one-resource set never has anything to prune
+        if self.check_warnings:
+            result["warnings"] = list(self.check_warnings)
         have = observed.by_ref().get(self.options.ref) if observed is not None else None
         if destroy and have is not None and have.manifest_set != plan.manifest_set:
             owner = repr(have.manifest_set) if have.manifest_set else "none (adoptable)"

@@ -174,3 +174,13 @@ def test_through_a_node_daemon(tasks: Tasks, tmp_path: Path) -> None:
         removed = tasks.play([absent("Executable", "api"), absent("Cell", "web")])
         assert (removed.code, removed.changed) == (0, 2), removed.out
         assert tasks.status() == {} and gone(pid)
+
+
+def test_check_mode_predicts_what_an_earlier_task_would_create(tasks: Tasks) -> None:
+    web = [cell("web", 200), executable("api", "web")]
+    checked = tasks.play(web, "--check")
+    assert (checked.code, checked.changed, checked.failed) == (0, 2, 0), checked.out
+    assert "check mode: an earlier task may create it" in checked.out
+    assert tasks.status() == {}  # nothing was made
+    for_real = tasks.play([executable("api", "web")])  # without the cell: refused
+    assert for_real.failed == 1 and "does not exist on the node" in for_real.out
