@@ -117,6 +117,7 @@ class PodSpec:
     labels: Pairs = ()
     depends_on: tuple[Ref, ...] = ()
     source: Source = field(default=Source(), compare=False)
+    host_network: bool = False  # the host's network namespace, not the pod's own
 
     kind = Kind.POD
 

@@ -131,6 +131,7 @@ def build_resource(doc: Document) -> ResourceSpec:
             name=name,
             containers=tuple(containers),
             cell=spec.get("cell", ""),
+            host_network=bool(spec.get("host_network", False)),
             restart_policy=RestartPolicy(spec.get("restart_policy", "never")),
             stop_grace_s=_grace(spec),
             labels=labels,

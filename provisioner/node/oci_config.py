@@ -36,6 +36,8 @@ OCI_VERSION = "1.0.2"
 CAPABILITIES = ("CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE")
 
 NAMESPACES = ("pid", "network", "ipc", "uts", "mount", "cgroup")
+#: ``netns`` value for the host's network namespace (hostNetwork pods).
+HOST_NETWORK = "host"
 
 MASKED_PATHS = ("/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
                 "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
@@ -68,8 +70,10 @@ def runtime_config(*, args: list[str], env: list[str], cwd: str, cgroups_path: s
                    root: str = "rootfs", netns: str | None = None) -> dict[str, Any]:
     """The runtime config of one container (see the module docstring); InvalidArgument
     for a value runc would refuse or misread. ``netns``: the path of a network
-    namespace to join (a pod's), else the container gets a new one."""
-    if netns is not None and (not os.path.isabs(_no_nul(netns, "netns")) or ".." in netns):
+    namespace to join (a pod's), :data:`HOST_NETWORK` for the host's (no network
+    namespace of its own), else the container gets a new one."""
+    if netns not in (None, HOST_NETWORK) and (
+            not os.path.isabs(_no_nul(netns, "netns")) or ".." in str(netns)):
         raise InvalidArgument(f"network namespace path {netns!r} is not absolute")
     check_process(args, env, cwd, uid, gid)
     check_hostname(hostname)
@@ -95,7 +99,8 @@ def runtime_config(*, args: list[str], env: list[str], cwd: str, cgroups_path: s
             "cgroupsPath": cgroups_path,
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
             "namespaces": [{"type": ns, "path": netns} if ns == "network" and netns else
-                           {"type": ns} for ns in NAMESPACES],
+                           {"type": ns} for ns in NAMESPACES
+                           if not (ns == "network" and netns == HOST_NETWORK)],
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
         },

@@ -42,6 +42,7 @@ from provisioner.node.containers import (
 )
 from provisioner.node.images import Image, ImageStore
 from provisioner.node.layer import NodeLayer, process_record
+from provisioner.node.oci_config import HOST_NETWORK
 from provisioner.node.pod_network import ensure_netns, netns_name, remove_netns
 from provisioner.node.shimspec import ShimSpec, ShimStatus
 from provisioner.node.store import ProcessRecord, ProcessState
@@ -72,7 +73,8 @@ class Pods:
             image_user(image)  # a user the image does not know fails here, not at start
             _args(container, image)  # likewise a container with nothing to run
             digests[container.name] = image.digest
-        ensure_netns(self._netns(name))
+        if not spec.host_network:
+            ensure_netns(self._netns(name))
         self._remember_images(name, digests)
         if applied is not None and dumps(applied) == dumps(spec):
             return False
@@ -180,7 +182,8 @@ class Pods:
                 cwd=container.working_dir or image.config.working_dir or "/",
                 cgroups_path=self._cgroups_path(spec.cell, leaf_name), hostname=spec.name,
                 uid=uid, gid=gid,
-                netns=ensure_netns(self._netns(spec.name)))
+                netns=HOST_NETWORK if spec.host_network else ensure_netns(
+                    self._netns(spec.name)))
             return ShimSpec(
                 name=process, command=container_command(layer.config.state_dir, bundle,
                                                         process),

@@ -138,6 +138,7 @@ def spec_to_proto(spec: ResourceSpec) -> mpb.Resource:
                                working_dir=c.working_dir)
         pod.restart_policy = policy_to_proto(spec.restart_policy)
         pod.stop_grace_period = format_duration(spec.stop_grace_s)
+        pod.host_network = spec.host_network
         pod.cell = spec.cell
         pod.depends_on.extend(deps)
     elif isinstance(spec, DriverSpec):
@@ -183,7 +184,8 @@ def spec_from_proto(res: mpb.Resource) -> ResourceSpec:
         containers = tuple(ContainerSpec(c.name, c.image, c.registry, tuple(c.command),
                                          _pairs(c.env), c.working_dir) for c in p.containers)
         return PodSpec(name, containers, p.cell, policy_from_proto(p.restart_policy),
-                       parse_duration(p.stop_grace_period), labels, _refs(p.depends_on))
+                       parse_duration(p.stop_grace_period), labels, _refs(p.depends_on),
+                       host_network=p.host_network)
     if kind is Kind.DRIVER:
         d = res.driver
         return DriverSpec(name, d.version, d.runtime_version, d.source, d.sha256, labels,

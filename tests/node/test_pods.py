@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -265,3 +267,27 @@ def test_a_pod_starts_from_its_unpacked_image_when_the_layout_is_gone(
     assert not os.path.exists(os.path.join(node.config.state_dir, "pods", "boot"))
     with pytest.raises((NotFound, InvalidArgument)):
         pods.allocate(spec, "s")  # a new allocation needs the layout
+
+
+def test_a_host_network_pod_serves_on_the_hosts_ports(node: NodeLayer, busybox: str) -> None:
+    with socket.socket() as probe:  # a port free on this host now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    serve = (f"mkdir -p /www && echo from-the-pod > /www/hi.txt && "
+             f"exec httpd -f -p 127.0.0.1:{port} -h /www")
+    spec = PodSpec(name="edge", host_network=True, stop_grace_s=0.5, containers=(
+        ContainerSpec("web", busybox, command=("sh", "-c", serve)),))
+    pods = Pods(node)
+    pods.start(spec, "s")
+    assert not os.path.exists(f"/run/netns/prov-{node.cgroups.root_name}-edge")
+
+    def served() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/hi.txt", timeout=1) as r:
+                return bool(r.read() == b"from-the-pod\n")
+        except OSError:
+            return False
+
+    wait_for(served)
+    pods.free("edge")
+    assert not served()

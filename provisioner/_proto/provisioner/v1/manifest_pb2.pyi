@@ -112,18 +112,20 @@ class ContainerSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., registry: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., working_dir: _Optional[str] = ...) -> None: ...
 
 class PodSpec(_message.Message):
-    __slots__ = ("containers", "restart_policy", "stop_grace_period", "cell", "depends_on")
+    __slots__ = ("containers", "restart_policy", "stop_grace_period", "cell", "host_network", "depends_on")
     CONTAINERS_FIELD_NUMBER: _ClassVar[int]
     RESTART_POLICY_FIELD_NUMBER: _ClassVar[int]
     STOP_GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
     CELL_FIELD_NUMBER: _ClassVar[int]
+    HOST_NETWORK_FIELD_NUMBER: _ClassVar[int]
     DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
     containers: _containers.RepeatedCompositeFieldContainer[ContainerSpec]
     restart_policy: RestartPolicy
     stop_grace_period: str
     cell: str
+    host_network: bool
     depends_on: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, containers: _Optional[_Iterable[_Union[ContainerSpec, _Mapping]]] = ..., restart_policy: _Optional[_Union[RestartPolicy, str]] = ..., stop_grace_period: _Optional[str] = ..., cell: _Optional[str] = ..., depends_on: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, containers: _Optional[_Iterable[_Union[ContainerSpec, _Mapping]]] = ..., restart_policy: _Optional[_Union[RestartPolicy, str]] = ..., stop_grace_period: _Optional[str] = ..., cell: _Optional[str] = ..., host_network: _Optional[bool] = ..., depends_on: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DriverSpec(_message.Message):
     __slots__ = ("version", "runtime_version", "source", "sha256", "depends_on")
