@@ -65,8 +65,8 @@ class Pods:
         name = self._check(spec)
         applied = self.layer.applied_spec(Kind.POD, name)
         if applied is not None and _kernel_side(applied) != _kernel_side(spec):
-            raise AlreadyExists(f"pod {name!r} exists with other containers or cell; "
-                                "free it first")
+            raise AlreadyExists(f"pod {name!r} exists with other containers, cell or "
+                                "network; free it first")
         digests = {}
         for container in spec.containers:
             image = self.images.pull(container.image, container.registry)
@@ -315,6 +315,7 @@ def _table(rootfs: str, name: str) -> dict[str, list[str]]:
 
 
 def _kernel_side(spec: object) -> tuple[object, ...]:
-    """What cannot change without freeing the pod: its containers and its cell."""
+    """What cannot change without freeing the pod: its containers, its cell and its
+    network."""
     assert isinstance(spec, PodSpec)
-    return (spec.containers, spec.cell)
+    return (spec.containers, spec.cell, spec.host_network)
