@@ -138,7 +138,8 @@ def run_logs(args: argparse.Namespace) -> int:
             _print_all(remote.logs(name, args.follow, since, args.tail, args.channel), args)
         return EXIT_OK
     directory = os.path.join(args.state_dir, "logs", name)
-    if not os.path.isdir(directory):
+    started = os.path.isfile(os.path.join(args.state_dir, "run", f"{name}.json"))
+    if not os.path.isdir(directory) and not started:  # started but silent: nothing yet
         raise NotFound(f"no logs for {process_kind(name)} {name!r} in {args.state_dir}")
     reader = LogReader(directory)
     if args.follow:

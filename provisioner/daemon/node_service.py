@@ -116,7 +116,8 @@ class NodeServicer(ngrpc.NodeServiceServicer):
             raise InvalidArgument(f"channel must be stdout, stderr or empty, not "
                                   f"{request.channel!r}")
         directory = self.ctx.layer.log_dir(name)
-        if not os.path.isdir(directory):
+        # Known but silent so far (logs start with the first line): nothing yet, no error.
+        if not os.path.isdir(directory) and self.ctx.layer.read_shim_status(name) is None:
             raise NotFound(f"no logs for {process_kind(name)} {name!r}")
         reader = LogReader(directory)
         since = request.since_ns or None

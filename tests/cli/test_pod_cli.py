@@ -3,6 +3,7 @@ OCI image layout, real runc, real cgroups and a real SQLite file."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.cli import main
 from tests.cli.test_node_cli import Node, node  # noqa: F401 - the fixture
+from tests.daemon.node_harness import running_daemon
 from tests.oci_fixture import build_busybox_layout
 
 pytestmark = [pytest.mark.kernel,
@@ -83,3 +86,33 @@ def test_a_pod_with_a_missing_image_fails_cleanly(
     assert code == 1
     assert "no-such-layout" in out + err
     assert "Pod/shop" not in node.status(capsys)  # the cell may be there; the pod is not
+
+
+def test_a_pod_manifest_through_a_daemon(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The path a playbook takes to a node: the CLI (or module) -> NodeService -> pods."""
+    image = build_busybox_layout(tmp_path / "busybox")
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(POD.replace("IMAGE", image))
+    with running_daemon(tmp_path / "daemon") as daemon:
+        where = ["--target", daemon.target]
+        assert main(["apply", str(manifest), *where]) == 0
+        out = capsys.readouterr().out
+        assert "Apply complete: 2 created" in out, out
+        deadline = time.monotonic() + 10
+        while True:  # a started container that has not printed yet has no lines: exit 0
+            assert main(["logs", "shop.web", *where]) == 0
+            if "serving from shop" in capsys.readouterr().out:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert main(["logs", "shop.worker", *where]) == 0  # sleeps, never prints
+        assert capsys.readouterr().out == ""
+        assert main(["logs", "shop.nobody", *where]) == 1
+        assert "no logs for container 'shop.nobody'" in capsys.readouterr().err
+        assert main(["status", "--json", *where]) == 0
+        rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["resources"]}
+        assert rows["shop"]["state"] == "running"
+        assert main(["destroy", str(manifest), *where]) == 0
+        assert "2 deleted" in capsys.readouterr().out
+        assert daemon.layer.store.list_resources() == []
