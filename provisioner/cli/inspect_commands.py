@@ -16,6 +16,7 @@ from provisioner.cli.node_commands import add_node_args, executor
 from provisioner.errors import NotFound, UsageError
 from provisioner.executors.remote import RemoteExecutor
 from provisioner.names import check_process_name, process_kind
+from provisioner.node.layer import log_path, status_path
 from provisioner.node.logs import LogLine, LogReader
 from provisioner.state import NodeState, ObservedResource
 
@@ -137,8 +138,8 @@ def run_logs(args: argparse.Namespace) -> int:
                             tls_key=args.tls_key, insecure=args.insecure) as remote:
             _print_all(remote.logs(name, args.follow, since, args.tail, args.channel), args)
         return EXIT_OK
-    directory = os.path.join(args.state_dir, "logs", name)
-    started = os.path.isfile(os.path.join(args.state_dir, "run", f"{name}.json"))
+    directory = log_path(args.state_dir, name)
+    started = os.path.isfile(status_path(args.state_dir, name))
     if not os.path.isdir(directory) and not started:  # started but silent: nothing yet
         raise NotFound(f"no logs for {process_kind(name)} {name!r} in {args.state_dir}")
     reader = LogReader(directory)

@@ -33,7 +33,7 @@ from provisioner.node.containers import remove_runc_cgroups
 from provisioner.node.logs import LogLimits
 from provisioner.node.namespaces import holder_alive, start_holder, stop_holder
 from provisioner.node.procs import kill_pids
-from provisioner.node.shimspec import ShimSpec, ShimStatus
+from provisioner.node.shimspec import TERMINAL_STATES, ShimSpec, ShimStatus
 from provisioner.node.store import (
     DEFAULT_STATE_DIR,
     HolderRecord,
@@ -73,6 +73,26 @@ class NodeConfig:
     backoff_cap_s: float = 60.0
 
 
+#: The state directory's folder of shim status files (flat: ``<name>.json``).
+RUNTIME_DIR = "run"
+
+
+def status_path(state_dir: str, name: str) -> str:
+    """The status file of an executable or a pod's container: ``run/<name>.json``."""
+    return os.path.join(state_dir, RUNTIME_DIR, f"{check_process_name(name)}.json")
+
+
+def log_path(state_dir: str, name: str) -> str:
+    """The log directory of an executable or a pod's container: ``logs/<name>``."""
+    return os.path.join(state_dir, "logs", check_process_name(name))
+
+
+def stopped_record(name: str, cell: str, final: ShimStatus | None) -> ProcessRecord:
+    """The record of a process that a stop ended (``final``: its shim's last status)."""
+    return process_record(name, cell, final) if final else ProcessRecord(
+        name=name, cell=cell, state=ProcessState.STOPPED)
+
+
 def process_record(name: str, cell: str, status: ShimStatus) -> ProcessRecord:
     return ProcessRecord(
         name=name, cell=cell, shim_pid=status.shim_pid, shim_start_time=status.shim_start_time,
@@ -96,7 +116,7 @@ class NodeLayer:
         self.store = Store.open(self.config.state_dir)
         # Shim status files: run/<executable>.json (flat: one inode per executable, not
         # two). Shims make their tmp files here, even before they have their spec.
-        self.runtime_dir = os.path.join(self.config.state_dir, "run")
+        self.runtime_dir = os.path.join(self.config.state_dir, RUNTIME_DIR)
         os.makedirs(self.runtime_dir, mode=0o750, exist_ok=True)
         sweep_tmp_files(self.runtime_dir)
 
@@ -111,11 +131,18 @@ class NodeLayer:
     # -- paths ---------------------------------------------------------------------
     def status_file(self, name: str) -> str:
         """Of an executable or a pod's container (``pod.container``)."""
-        return os.path.join(self.runtime_dir, f"{check_process_name(name)}.json")
+        return status_path(self.config.state_dir, name)
 
     def log_dir(self, name: str) -> str:
         """Of an executable or a pod's container (``pod.container``)."""
-        return os.path.join(self.config.state_dir, "logs", check_process_name(name))
+        return log_path(self.config.state_dir, name)
+
+    def remove_status_files(self, name: str) -> None:
+        """A deleted process's status file and crash log (its logs stay)."""
+        status_file = self.status_file(name)
+        for path in (status_file, crash_log_of(status_file)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
     def read_shim_status(self, name: str) -> ShimStatus | None:
         try:
@@ -317,13 +344,13 @@ class NodeLayer:
         """Clean up what an earlier run left, make the leaf; the shim's spec."""
         old = self.read_shim_status(name)
         if old is not None:
-            if shim_alive(old) and old.state not in ("exited", "stopped", "failed"):
+            if shim_alive(old) and old.state not in TERMINAL_STATES:
                 raise AlreadyExists(f"executable {name!r} is already running (pid "
                                     f"{old.child_pid}); stop it first")
             request_stop(old)  # kills whatever a dead supervisor left behind
         owner = self.store.get_process(name)
         if owner is not None and owner.cell != spec.cell:
-            self._remove_leaf(owner.cell, name)
+            self.remove_leaf(owner.cell, name)
         leaf = self.cgroups.create_leaf(spec.cell, executable_leaf(name))
         return ShimSpec(
             name=name, command=spec.command, leaf=leaf, log_dir=self.log_dir(name),
@@ -348,25 +375,21 @@ class NodeLayer:
         final = request_stop(status) if status is not None else None
         cell = record.cell if record else ""
         if forget:
-            self._remove_leaf(cell, name)
+            self.remove_leaf(cell, name)
         with self.store.transaction() as store:
             if forget:
                 store.delete_process(name)
                 store.delete_resource(Kind.EXECUTABLE, name)
                 store.record_event("Executable", name, "deleted")
             else:
-                stopped = process_record(name, cell, final) if final else ProcessRecord(
-                    name=name, cell=cell, state=ProcessState.STOPPED)
-                store.put_process(stopped)
+                store.put_process(stopped_record(name, cell, final))
                 store.record_event("Executable", name, "stopped")
         if forget:
-            status_file = self.status_file(name)
-            for path in (status_file, crash_log_of(status_file)):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+            self.remove_status_files(name)
         return final
 
-    def _remove_leaf(self, cell: str, name: str) -> None:
+    def remove_leaf(self, cell: str, name: str) -> None:
+        """Remove the leaf cgroup of process NAME (an executable or ``pod.container``)."""
         with contextlib.suppress(NotFound):  # a missing leaf (or cell) is nothing to do
             self.cgroups.remove_leaf(cell, executable_leaf(name))
 

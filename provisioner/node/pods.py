@@ -41,11 +41,10 @@ from provisioner.node.containers import (
     remove_runc_cgroups,
 )
 from provisioner.node.images import Image, ImageStore
-from provisioner.node.layer import NodeLayer, process_record
+from provisioner.node.layer import NodeLayer, stopped_record
 from provisioner.node.oci_config import HOST_NETWORK
 from provisioner.node.pod_network import ensure_netns, netns_name, remove_netns
-from provisioner.node.shimspec import ShimSpec, ShimStatus
-from provisioner.node.store import ProcessRecord, ProcessState
+from provisioner.node.shimspec import TERMINAL_STATES, ShimSpec, ShimStatus
 from provisioner.node.supervise import request_stop, shim_alive
 
 #: The cgroup of a container, below its shim's leaf (runc creates and removes it).
@@ -115,12 +114,8 @@ class Pods:
         for container in spec.containers:
             remove_bundle(state_dir, pod, container.name)
             process = container_process_name(pod, container.name)
-            with contextlib.suppress(NotFound):
-                self.layer.cgroups.remove_leaf(spec.cell, executable_leaf(process))
-            status_file = self.layer.status_file(process)
-            for path in (status_file, os.path.splitext(status_file)[0] + ".shim.log"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+            self.layer.remove_leaf(spec.cell, process)
+            self.layer.remove_status_files(process)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._images_file(pod))
         remove_pod_dir(state_dir, pod)
@@ -164,8 +159,7 @@ class Pods:
         layer = self.layer
         process = container_process_name(spec.name, container.name)
         old = layer.read_shim_status(process)
-        if old is not None and shim_alive(old) and old.state not in (
-                "exited", "stopped", "failed"):
+        if old is not None and shim_alive(old) and old.state not in TERMINAL_STATES:
             return old  # running already: starting a pod starts what is not running
 
         def prepare() -> ShimSpec:
@@ -211,9 +205,7 @@ class Pods:
             final = request_stop(status) if status is not None else None
             with self.layer.store.transaction() as store:
                 if store.get_process(process) is not None:
-                    store.put_process(process_record(process, spec.cell, final) if final else
-                                      ProcessRecord(name=process, cell=spec.cell,
-                                                    state=ProcessState.STOPPED))
+                    store.put_process(stopped_record(process, spec.cell, final))
             if final is not None:
                 finals.append(final)
         return finals
