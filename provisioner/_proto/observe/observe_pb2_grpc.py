@@ -5,7 +5,7 @@ import warnings
 
 from provisioner._proto.observe import observe_pb2 as observe_dot_observe__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

@@ -6,7 +6,7 @@ import warnings
 from provisioner._proto.runtime import runtime_pb2 as runtime_dot_runtime__pb2
 from provisioner._proto.schedule import schedule_pb2 as schedule_dot_schedule__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

@@ -5,7 +5,7 @@ import warnings
 
 from provisioner._proto.provisioner.v1 import node_pb2 as provisioner_dot_v1_dot_node__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

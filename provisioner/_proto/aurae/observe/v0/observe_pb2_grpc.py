@@ -5,7 +5,7 @@ import warnings
 
 from provisioner._proto.aurae.observe.v0 import observe_pb2 as aurae_dot_observe_dot_v0_dot_observe__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

@@ -5,7 +5,7 @@ import warnings
 
 from provisioner._proto.aurae.runtime.pod.v0 import pod_pb2 as aurae_dot_runtime_dot_pod_dot_v0_dot_pod__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
