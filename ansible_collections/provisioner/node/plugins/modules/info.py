@@ -84,7 +84,7 @@ node:
     cgroup_hybrid:
       description: Whether the host mixes v1 controllers with a v2 mount (local only).
       type: bool
-      returned: with O(mode=local)
+      returned: when local
     mode:
       description: V(daemon) when a node daemon answered, V(local) when the machine was
         read directly.
