@@ -94,10 +94,11 @@ def main() -> int:
         node = {"state_dir": config.state_dir, "cgroup_root": config.cgroup_root}
         cell = {"kind": "Cell", "name": "bench", "spec": {"cpu": {"weight": 100}}, **node}
         try:
-            resource = run(tmp, "resource", [
-                {"name": "create", "provisioner.node.resource": cell},
-                *({"name": f"noop {i}", "provisioner.node.resource": cell}
-                  for i in range(args.tasks))])
+            tasks: list[dict[str, object]] = [
+                {"name": "create", "provisioner.node.resource": cell}]
+            tasks += [{"name": f"noop {i}", "provisioner.node.resource": cell}
+                      for i in range(args.tasks)]
+            resource = run(tmp, "resource", tasks)
         finally:
             layer = NodeLayer(config)
             try:

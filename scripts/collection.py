@@ -57,7 +57,7 @@ def copy_for_ansible_test(into: Path) -> Path:
 def provide_pip_bootstrap() -> None:
     """ansible-test's cached pip bootstrap script, made from get_pip_offline.py when it
     is not there (the download host is not reachable from here)."""
-    import ansible_test  # the pip version it bootstraps is a literal in its sources
+    import ansible_test  # type: ignore[import-untyped]  # its pip version is a literal there
 
     source = Path(ansible_test.__file__).parent / "_internal" / "python_requirements.py"
     match = re.search(r"\bpip='([0-9.]+)'", source.read_text())
