@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -36,11 +37,15 @@ from provisioner.node.cgroups_base import (
     recorded_limits,
     remove_dir,
     same_limits,
+    staging_is_dead,
     subdirs,
+    sweep_staging,
     validate_limits,
     walk_bottom_up,
 )
 from provisioner.node.types import LeafCgroup
+
+log = logging.getLogger(__name__)
 
 
 class CgroupDriver(ABC):
@@ -123,6 +128,33 @@ class CgroupDriver(ABC):
     def remove_root(self) -> bool:
         """Remove the whole root subtree (for uninstall and tests): same rules as remove."""
         return self._remove_tree("")
+
+    def sweep_staging(self) -> list[str]:
+        """Remove the staging directories of dead runs (see make_owned_dir: a creation
+        killed between mkdir and rename leaves an empty ``.provisioner-new.*``) in every
+        hierarchy - the root's own, beside it, and those in the root and in any cell.
+        Those of live threads (a concurrent apply, a daemon) are left alone. Returns
+        the paths removed."""
+        removed: list[str] = []
+        for (_, mount), root in zip(self._hierarchies, self._roots, strict=True):
+            removed += sweep_staging(mount, only=self.root_name)
+            removed += self._sweep_below(root)
+        return removed
+
+    def _sweep_below(self, path: str) -> list[str]:
+        removed: list[str] = []
+        for name in subdirs(path):
+            child = f"{path}/{name}"
+            if staging_is_dead(name):
+                try:
+                    remove_dir(child)
+                except NodeError as exc:  # never in the way of what called the sweep
+                    log.warning("%s", exc)
+                    continue
+                removed.append(child)
+            elif DNS_LABEL_RE.match(name):  # a cell (leaves start with '_', and hold none)
+                removed += self._sweep_below(child)
+        return removed
 
     # --- cells -------------------------------------------------------------------
 
