@@ -37,6 +37,7 @@ from provisioner.manifest import load
 from provisioner.manifest.loader import default_set_name
 from provisioner.model import DesiredState, Ref, ResourceSpec
 from provisioner.model_json import spec_to_dict
+from provisioner.node.preflight import check_plan
 from provisioner.node.store import DEFAULT_STATE_DIR
 from provisioner.plan.compiler import compile_plan
 from provisioner.plan.render import change_counts, render_plan
@@ -327,7 +328,8 @@ class Converger:
         if isinstance(ex, LocalExecutor):
             node = ex.observe()
             desired = self._on_node(desired, destroy, node)
-            return compile_plan(desired, node, prune=prune, destroy=destroy), desired, node
+            plan = check_plan(compile_plan(desired, node, prune=prune, destroy=destroy))
+            return plan, desired, node
         wanted = self.want_diff or self._needs_node(desired, destroy)
         observed = ex.observe() if wanted else None
         desired = self._on_node(desired, destroy, observed)

@@ -31,6 +31,7 @@ from provisioner.executors.local import LocalExecutor
 from provisioner.manifest import load
 from provisioner.manifest.loader import default_set_name
 from provisioner.model import DesiredState
+from provisioner.node.preflight import check_plan
 from provisioner.node.store import DEFAULT_STATE_DIR
 from provisioner.plan.compiler import compile_plan
 from provisioner.plan.planfile import is_plan_file, load_plan, plan_to_dict, save_plan
@@ -93,7 +94,7 @@ def make_plan(ex: NodeExecutor, desired: DesiredState, prune: bool = False,
               destroy: bool = False) -> Plan:
     """Compile here against the observed node, or let the daemon compile it."""
     if isinstance(ex, LocalExecutor):
-        return compile_plan(desired, ex.observe(), prune=prune, destroy=destroy)
+        return check_plan(compile_plan(desired, ex.observe(), prune=prune, destroy=destroy))
     return ex.plan(desired, prune=prune, destroy=destroy)
 
 
