@@ -30,11 +30,11 @@ spec:
 """
 
 
-def plan(node: Node, capsys: pytest.CaptureFixture[str], image: str,
+def plan(target: Node, capsys: pytest.CaptureFixture[str], image: str,
          command: str = "plan") -> tuple[int, str]:
-    path = node.tmp / "pod.yaml"
+    path = target.tmp / "pod.yaml"
     path.write_text(POD.replace("IMAGE", image))
-    code, out, err = node.run(capsys, command, str(path))
+    code, out, err = target.run(capsys, command, str(path))
     return code, out + err
 
 
