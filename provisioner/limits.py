@@ -43,6 +43,9 @@ MAX_LABELS = 256
 #: a local layout path may be longer).
 MAX_IMAGE_CHARS = 4096
 
+#: Steps an apply runs at once (threads).
+MAX_PARALLELISM = 64
+
 #: Restart back-off of the supervisor (node configuration, not the manifest).
 MAX_BACKOFF_S = 3600.0
 #: Log files of a supervised process (node configuration).

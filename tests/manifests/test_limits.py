@@ -133,3 +133,13 @@ def test_image_reference_parts() -> None:
     assert parse_image_reference("oci:/srv/x:v1").layout == "/srv/x:v1"
     with pytest.raises(InvalidArgument):
         parse_image_reference("")
+
+
+def test_apply_parallelism_is_bounded_on_the_command_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, EXECUTABLE.format(grace="1s"))
+    assert main(["apply", path, "--parallelism", "1000", "--state-dir", str(tmp_path / "s"),
+                 "--cgroup-root", "ptest-never-made"]) == 64
+    assert f"--parallelism must be 0 (default) to {limits.MAX_PARALLELISM}" in (
+        capsys.readouterr().err)
+    assert not (tmp_path / "s").exists()
