@@ -134,11 +134,12 @@ def reconcile(layer: NodeLayer) -> list[str]:
                     message = f"{record.state.value} -> {fresh.state.value}"
                     tx.record_event("Executable", record.name, fresh.state.value, message)
                     found.append(f"Executable/{record.name}: {message}")
-    swept = layer.cgroups.sweep_staging()
+    known = {r.name for r in store.list_resources(Kind.CELL)}
+    swept: list[str] = []
+    cells = layer.cgroups.list_cells(sweep=swept)  # the staging cgroups of dead runs go
     if swept:
         found.append(f"removed {len(swept)} staging cgroup(s) of interrupted runs")
-    known = {r.name for r in store.list_resources(Kind.CELL)}
-    for cell in layer.cgroups.list_cells():
+    for cell in cells:
         if cell in known:
             continue
         try:
