@@ -90,3 +90,18 @@ def test_an_unreadable_status_file_still_lets_the_stop_kill_everything(
     node.stop_executable("odd", forget=True)
     assert node.cgroups.pids("") == set()
     assert node.store.get_process("odd") is None
+
+
+def test_pids_out_of_range_in_a_status_file_do_not_block_the_stop(node: NodeLayer) -> None:
+    """A damaged status file (pids no kernel hands out): the leaf is still killed."""
+    node.start_executable(ExecutableSpec("odd", "trap '' TERM; sleep 1000",
+                                         stop_grace_s=0.2), "s")
+    wait_for(lambda: len(node.cgroups.pids("")) >= 2)
+    status_file = Path(node.status_file("odd"))
+    status = json.loads(status_file.read_text())
+    status.update(shim_pid=2**40, child_pid=2**40)
+    status_file.write_text(json.dumps(status))
+    began = time.monotonic()
+    node.stop_executable("odd")
+    assert time.monotonic() - began < 5
+    wait_for(lambda: not node.cgroups.pids(""))
