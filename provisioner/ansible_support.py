@@ -45,6 +45,7 @@ from provisioner.executors.local import DEFAULT_LOCK_TIMEOUT_S, LocalExecutor
 from provisioner.manifest import load
 from provisioner.manifest.loader import LoadResult, default_set_name, load_texts
 from provisioner.model import DesiredState
+from provisioner.node.preflight import check_plan
 from provisioner.node.store import DEFAULT_STATE_DIR
 from provisioner.plan.compiler import compile_plan
 from provisioner.plan.render import render_plan
@@ -209,7 +210,8 @@ class Converger:
         if isinstance(ex, LocalExecutor):
             node = ex.observe()
             desired = self._on_node(desired, destroy, node)
-            return compile_plan(desired, node, prune=prune, destroy=destroy), desired, node
+            plan = check_plan(compile_plan(desired, node, prune=prune, destroy=destroy))
+            return plan, desired, node
         wanted = self.want_diff or self._needs_node(desired, destroy)
         observed = ex.observe() if wanted else None
         desired = self._on_node(desired, destroy, observed)

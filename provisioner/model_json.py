@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from provisioner.errors import InvalidArgument
+from provisioner.limits import MAX_STOP_GRACE_S, clamp
 from provisioner.model import (
     CellLimits,
     CellSpec,
@@ -67,6 +68,12 @@ def spec_from_dict(data: dict[str, Any]) -> ResourceSpec:
             fields["limits"] = CellLimits(**fields.get("limits", {}))
         if kind in (Kind.EXECUTABLE, Kind.POD):
             fields["restart_policy"] = RestartPolicy(fields.get("restart_policy", "never"))
+            grace = fields.get("stop_grace_s")
+            if isinstance(grace, int | float) and not 0 <= grace <= MAX_STOP_GRACE_S:
+                # Stored by a version without the limit: never let it block a stop.
+                fields["stop_grace_s"] = clamp(float(grace), 0.0, MAX_STOP_GRACE_S,
+                                               f"stored {kind.value}/{fields.get('name')}: "
+                                               "stop_grace_s")
         if kind is Kind.EXECUTABLE:
             fields["env"] = _pairs(fields.get("env", ()))
         if kind is Kind.POD:

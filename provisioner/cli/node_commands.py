@@ -28,9 +28,11 @@ from provisioner.executors.choose import (  # re-exported: the CLI's one choice
     open_executor,
 )
 from provisioner.executors.local import LocalExecutor
+from provisioner.limits import MAX_PARALLELISM
 from provisioner.manifest import load
 from provisioner.manifest.loader import default_set_name
 from provisioner.model import DesiredState
+from provisioner.node.preflight import check_plan
 from provisioner.node.store import DEFAULT_STATE_DIR
 from provisioner.plan.compiler import compile_plan
 from provisioner.plan.planfile import is_plan_file, load_plan, plan_to_dict, save_plan
@@ -93,7 +95,7 @@ def make_plan(ex: NodeExecutor, desired: DesiredState, prune: bool = False,
               destroy: bool = False) -> Plan:
     """Compile here against the observed node, or let the daemon compile it."""
     if isinstance(ex, LocalExecutor):
-        return compile_plan(desired, ex.observe(), prune=prune, destroy=destroy)
+        return check_plan(compile_plan(desired, ex.observe(), prune=prune, destroy=destroy))
     return ex.plan(desired, prune=prune, destroy=destroy)
 
 
@@ -170,8 +172,8 @@ def add_destroy(sub: argparse._SubParsersAction[Parser]) -> None:
 
 
 def run_apply(args: argparse.Namespace) -> int:
-    if args.parallelism < 0:
-        raise UsageError("--parallelism must be 0 (default) or more")
+    if not 0 <= args.parallelism <= MAX_PARALLELISM:
+        raise UsageError(f"--parallelism must be 0 (default) to {MAX_PARALLELISM}")
     if args.destroy and not args.paths and not args.manifest_set:
         raise UsageError("destroy needs manifest files or --manifest-set NAME")
     if not args.destroy and len(args.paths) == 1 and is_plan_file(args.paths[0]):

@@ -8,7 +8,10 @@
   of any manifest set (a per-resource set's executable in a cell declared by another
   set). Then ``compile_plan`` against the node as observed now (observed once, for
   both), within ``manifest_set`` (default ``default``), with ``prune`` and
-  ``destroy``. Nothing changes on the node.
+  ``destroy``. A pod the plan allocates whose image this node cannot use (a registry
+  reference, a missing layout or tag) is FAILED_PRECONDITION naming the pod, the
+  container and the problem (``provisioner/node/preflight.py``). Nothing changes on
+  the node.
 - Apply: each step's resource is schema-checked the same way (steps are not a whole
   manifest set, so no cross-document check), then ``ctx.executor.apply`` runs the plan
   and every event is streamed as it happens, in the order the local CLI shows them; the
@@ -43,6 +46,7 @@ from provisioner.manifest.from_data import render_issues, validate_data
 from provisioner.model import DesiredState, Ref, ResourceSpec
 from provisioner.names import check_process_name, process_kind
 from provisioner.node.logs import STDERR, STDOUT, LogLine, LogReader
+from provisioner.node.preflight import check_plan
 from provisioner.plan.compiler import compile_plan
 from provisioner.plan.steps import Plan
 
@@ -91,7 +95,8 @@ class NodeServicer(ngrpc.NodeServiceServicer):
              context: grpc.ServicerContext) -> npb.PlanResponse:
         node = self.ctx.executor.observe()  # once: for the references and the plan
         desired = desired_from_request(request, [resource.ref for resource in node.resources])
-        plan = compile_plan(desired, node, prune=request.prune, destroy=request.destroy)
+        plan = check_plan(compile_plan(desired, node, prune=request.prune,
+                                       destroy=request.destroy))
         return npb.PlanResponse(plan=serde.plan_to_proto(plan))
 
     @handles_errors

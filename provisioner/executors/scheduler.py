@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from provisioner.errors import ProvisionerError
 from provisioner.executors.base import ApplyEvent, EventType, Summary
+from provisioner.limits import MAX_PARALLELISM
 from provisioner.plan.render import change_counts
 from provisioner.plan.steps import Change, Plan, Step
 
@@ -40,7 +41,8 @@ def run_plan(plan: Plan, perform: Callable[[Step], None], parallelism: int = 0,
     steps whose requirements have succeeded and reports what the threads finish.
     """
     steps = plan.steps
-    workers = max(1, parallelism or DEFAULT_PARALLELISM)
+    # Bounded: a request may ask for any uint32 (the CLI refuses more than the limit).
+    workers = max(1, min(parallelism or DEFAULT_PARALLELISM, MAX_PARALLELISM))
     dependents: list[list[int]] = [[] for _ in steps]
     waiting = [len(step.requires) for step in steps]
     for index, step in enumerate(steps):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from provisioner import limits as lim
 from provisioner.names import ARTIFACT_NAME, CELL_PATH, DNS_LABEL
 
 #: Kernel list syntax for cpuset.cpus / cpuset.mems: "0-3,8". Descending ranges such
@@ -48,14 +49,22 @@ PATTERN_HELP: dict[str, str] = {
     "letter or digit)",
 }
 
-_DEPENDS_ON = {"items": {"type": "string", "pattern": REF}, "uniqueItems": True}
+_DEPENDS_ON = {"items": {"type": "string", "pattern": REF}, "uniqueItems": True,
+               "maxItems": lim.MAX_DEPENDS_ON}
+#: A duration: the syntax (pattern) and, through the "duration" format (checked in
+#: schema_check), at most MAX_STOP_GRACE_S.
+_GRACE = {"pattern": DURATION, "format": "duration", "maxLength": lim.MAX_DURATION_CHARS,
+          "description": f"At most {lim.format_seconds(lim.MAX_STOP_GRACE_S)}."}
+_ENV = {"propertyNames": {"pattern": ENV_NAME}, "maxProperties": lim.MAX_ENV_ENTRIES,
+        "additionalProperties": {"maxLength": lim.MAX_ENV_VALUE_CHARS}}
+_COMMAND = {"minLength": 1, "maxLength": lim.MAX_COMMAND_CHARS}
 
 FIELDS: dict[str, dict[str, dict[str, Any]]] = {
     "aurae.runtime.v0.CpuController": {
-        "weight": {"minimum": 1, "maximum": 10000},
+        "weight": {"minimum": lim.MIN_CPU_WEIGHT, "maximum": lim.MAX_CPU_WEIGHT},
         # The seed says >= 0, but the kernel refuses a quota below 1 ms per period (v1
         # cfs_quota_us and v2 cpu.max alike), so 0..999 could never be applied.
-        "max": {"minimum": 1000},
+        "max": {"minimum": lim.MIN_CPU_MAX_US, "maximum": lim.MAX_CPU_MAX_US},
     },
     "aurae.runtime.v0.CpusetController": {
         "cpus": {"pattern": CPU_LIST, "format": "cpu-list"},
@@ -65,28 +74,33 @@ FIELDS: dict[str, dict[str, dict[str, Any]]] = {
         "labels": {
             "propertyNames": {"pattern": LABEL_KEY},
             "additionalProperties": {"pattern": LABEL_VALUE},
+            "maxProperties": lim.MAX_LABELS,
         },
+        "annotations": {"maxProperties": lim.MAX_LABELS},
     },
     "provisioner.v1.CellSpec": {"depends_on": _DEPENDS_ON},
     "provisioner.v1.ExecutableSpec": {
-        "command": {"minLength": 1},
+        "command": _COMMAND,
         "cell": {"pattern": rf"^({CELL_PATH})?$"},
-        "env": {"propertyNames": {"pattern": ENV_NAME}},
+        "env": _ENV,
         "working_dir": {"pattern": "^/"},
         "uid": {"maximum": MAX_ID},
         "gid": {"maximum": MAX_ID},
-        "stop_grace_period": {"pattern": DURATION},
+        "stop_grace_period": _GRACE,
         "depends_on": _DEPENDS_ON,
     },
     "provisioner.v1.ContainerSpec": {
         "name": {"pattern": f"^{DNS_LABEL}$"},
-        "image": {"minLength": 1},
-        "env": {"propertyNames": {"pattern": ENV_NAME}},
+        "image": {"minLength": 1, "maxLength": lim.MAX_IMAGE_CHARS,
+                  "format": "image-reference"},
+        "command": {"maxItems": lim.MAX_ARGV_ITEMS,
+                    "items": {"maxLength": lim.MAX_COMMAND_CHARS}},
+        "env": _ENV,
     },
     "provisioner.v1.PodSpec": {
-        "containers": {"minItems": 1},
+        "containers": {"minItems": 1, "maxItems": lim.MAX_CONTAINERS},
         "cell": {"pattern": rf"^({CELL_PATH})?$"},
-        "stop_grace_period": {"pattern": DURATION},
+        "stop_grace_period": _GRACE,
         "depends_on": _DEPENDS_ON,
     },
     "provisioner.v1.DriverSpec": {
@@ -97,7 +111,7 @@ FIELDS: dict[str, dict[str, dict[str, Any]]] = {
         "depends_on": _DEPENDS_ON,
     },
     "provisioner.v1.PersistentExecutableSpec": {
-        "command": {"minLength": 1},
+        "command": _COMMAND,
         "depends_on": _DEPENDS_ON,
     },
 }

@@ -16,17 +16,43 @@ from jsonschema.exceptions import ValidationError
 
 from provisioner.cpulist import parse_cpu_list
 from provisioner.errors import InvalidArgument
+from provisioner.imageref import parse_image_reference
+from provisioner.limits import MAX_STOP_GRACE_S, format_seconds
+from provisioner.manifest.build import parse_duration
 from provisioner.manifest.issues import Issue, json_path
-from provisioner.manifest.overlay import KINDS, PATTERN_HELP
+from provisioner.manifest.overlay import DURATION, KINDS, PATTERN_HELP
 from provisioner.manifest.yamlsafe import Document, locate
 
 FORMATS = jsonschema.FormatChecker(formats=())
+DURATION_RE = re.compile(DURATION)
 
 
 @FORMATS.checks("cpu-list", raises=InvalidArgument)
 def _is_cpu_list(value: object) -> bool:
     if isinstance(value, str):
         parse_cpu_list(value)
+    return True
+
+
+def check_duration(value: object) -> None:
+    """A duration's bound (the pattern checks its syntax): InvalidArgument past it."""
+    if isinstance(value, str) and DURATION_RE.fullmatch(value):
+        seconds = parse_duration(value)
+        if seconds > MAX_STOP_GRACE_S:
+            raise InvalidArgument(f"{value!r} is longer than the limit, "
+                                  f"{format_seconds(MAX_STOP_GRACE_S)}")
+
+
+@FORMATS.checks("duration", raises=InvalidArgument)
+def _is_duration(value: object) -> bool:
+    check_duration(value)
+    return True
+
+
+@FORMATS.checks("image-reference", raises=InvalidArgument)
+def _is_image_reference(value: object) -> bool:
+    if isinstance(value, str):
+        parse_image_reference(value)
     return True
 
 
@@ -43,12 +69,25 @@ def validator_for(kind: str) -> Draft7Validator:
     return Draft7Validator(load_schema(f"{kind.lower()}.schema.json"), format_checker=FORMATS)
 
 
-def _cpu_list_ok(value: object) -> bool:
-    try:
-        parse_cpu_list(value)  # type: ignore[arg-type]
-    except InvalidArgument:
-        return False
-    return True
+def _passes_check(check: Callable[[object], object]) -> Callable[[object], bool]:
+    """A format check for fastjsonschema: False where ``check`` raises."""
+
+    def passes(value: object) -> bool:
+        try:
+            check(value)
+        except InvalidArgument:
+            return False
+        return True
+
+    return passes
+
+
+_FAST_FORMATS = {
+    "cpu-list": _passes_check(parse_cpu_list),  # type: ignore[arg-type]
+    "duration": _passes_check(check_duration),
+    "image-reference": _passes_check(
+        lambda v: parse_image_reference(v) if isinstance(v, str) else None),
+}
 
 
 @cache
@@ -61,7 +100,7 @@ def fast_check_for(kind: str) -> Callable[[object], object]:
     schema = load_schema(f"{kind.lower()}.schema.json")
     check: Callable[[object], object] = fastjsonschema.compile(
         schema,
-        formats={"cpu-list": _cpu_list_ok},
+        formats=_FAST_FORMATS,
         use_default=False,  # never touch the data
     )
     return check
@@ -139,8 +178,17 @@ def _schema_of(error: ValidationError) -> dict[str, Any]:
 
 
 def _shadowed(error: ValidationError) -> bool:
-    """A CPU list failing its pattern also fails its format, whose message says more."""
+    """A CPU list failing its pattern also fails its format, whose message says more;
+    a string too long to read fails its length, which says enough."""
+    if isinstance(error.instance, str) and error.validator in ("pattern", "format") and len(
+            error.instance) > _max_length(error):
+        return True
     return error.validator == "pattern" and _schema_of(error).get("format") == "cpu-list"
+
+
+def _max_length(error: ValidationError) -> int:
+    limit = _schema_of(error).get("maxLength")
+    return limit if isinstance(limit, int) else 1 << 62
 
 
 def _yaml_type(value: object) -> str:
@@ -176,13 +224,20 @@ def _explain(doc: Document, error: ValidationError) -> Issue:
 
 
 def _message(error: ValidationError, path: tuple[str | int, ...]) -> str:
-    value, validator = error.instance, error.validator
+    value: Any = error.instance
+    validator = error.validator
     expected: Any = error.validator_value
     if validator == "type" and expected == "string" and isinstance(value, int | float | bool):
         return f'{json.dumps(value)} is not a string (quote it: "{json.dumps(value)}")'
-    if validator == "format" and expected == "cpu-list":
+    if validator == "format":
         cause = error.cause
-        return str(cause) if cause else f"{value!r} is not a CPU list"
+        return str(cause) if cause else f"{value!r} is not a valid {expected}"
+    if validator == "maxLength":
+        return f"{_short(value)} is {len(value)} characters long; the limit is {expected}"
+    if validator == "maxItems":
+        return f"{len(value)} items; the limit is {expected}"
+    if validator == "maxProperties":
+        return f"{len(value)} entries; the limit is {expected}"
     if validator == "pattern" and path and path[-1] == "name" and len(path) == 2:
         return f"{value!r} is not a valid name ({_name_help(error)})"
     if validator == "pattern":
@@ -198,6 +253,11 @@ def _message(error: ValidationError, path: tuple[str | int, ...]) -> str:
         choices = ", ".join(str(v) for v in expected)
         return f"{value!r} is not one of: {choices}"
     return error.message
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:30]}...{text[-6:]}"
 
 
 def _name_help(error: ValidationError) -> str:

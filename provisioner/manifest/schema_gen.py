@@ -129,7 +129,10 @@ class _Builder:
             if field.name in defaults:
                 schema["default"] = defaults[field.name]
             described = self.index.comments.get(f"{full_name}.{field.name}")
-            if described:
+            limit = (extra or {}).get("description")  # the overlay's word on the limit
+            if described and limit:
+                schema["description"] = f"{described}\n{limit}"
+            elif described:
                 schema["description"] = described
             properties[field.name] = schema
             if field.json_name != field.name:

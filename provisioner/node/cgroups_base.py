@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import threading
 import time
@@ -24,6 +25,8 @@ from provisioner.errors import (
 )
 from provisioner.model import CellLimits
 from provisioner.names import check_artifact_name, check_cell_path
+
+log = logging.getLogger(__name__)
 
 #: Extended attribute that marks a cgroup directory as created by the provisioner.
 OWNER_XATTR = "trusted.provisioner.owner"
@@ -198,6 +201,39 @@ def read_procs(path: str) -> set[int]:
 #: Name prefix of a directory being created (see make_owned_dir). No cell or leaf name
 #: can start with '.', so such a directory can only be one the provisioner made.
 NEW_DIR_PREFIX = ".provisioner-new."
+
+
+def staging_is_dead(name: str) -> bool:
+    """True if ``name`` is a staging directory (``.provisioner-new.<name>.<tid>``) whose
+    creating thread is gone. Thread ids are unique among the live threads of every
+    process of this pid namespace, so a live id may be its creator (left alone) or an
+    unrelated thread that reused it (left for a later sweep); a dead one can come back
+    only through reuse, which makes a new name the sweep then leaves alone."""
+    if not name.startswith(NEW_DIR_PREFIX):
+        return False
+    tid = name.rpartition(".")[2]
+    return tid.isdigit() and not os.path.exists(f"/proc/{tid}")
+
+
+def sweep_staging(parent: str, only: str | None = None) -> list[str]:
+    """Remove the staging directories in ``parent`` left by dead threads (a creation
+    killed between its mkdir and its rename); ``only``: just those staging ``only``.
+    They are always empty (nothing uses a directory before its rename). Returns the
+    paths removed."""
+    removed: list[str] = []
+    prefix = NEW_DIR_PREFIX if only is None else f"{NEW_DIR_PREFIX}{only}."
+    for name in subdirs(parent):
+        if name.startswith(prefix) and staging_is_dead(name):
+            path = os.path.join(parent, name)
+            try:
+                os.rmdir(path)
+            except FileNotFoundError:
+                continue  # another sweep was first
+            except OSError as exc:
+                log.warning("cannot remove staging cgroup %s: %s", path, exc.strerror)
+                continue
+            removed.append(path)
+    return removed
 
 
 def is_marked(path: str) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -36,11 +37,15 @@ from provisioner.node.cgroups_base import (
     recorded_limits,
     remove_dir,
     same_limits,
+    staging_is_dead,
     subdirs,
+    sweep_staging,
     validate_limits,
     walk_bottom_up,
 )
 from provisioner.node.types import LeafCgroup
+
+log = logging.getLogger(__name__)
 
 
 class CgroupDriver(ABC):
@@ -123,6 +128,24 @@ class CgroupDriver(ABC):
     def remove_root(self) -> bool:
         """Remove the whole root subtree (for uninstall and tests): same rules as remove."""
         return self._remove_tree("")
+
+    def sweep_staging(self) -> list[str]:
+        """Remove the staging directories of dead runs (see make_owned_dir: a creation
+        killed between mkdir and rename leaves an empty ``.provisioner-new.*``) in every
+        hierarchy - the root's own, beside it, and those in the root and in any cell.
+        Those of live threads (a concurrent apply, a daemon) are left alone. Returns
+        the paths removed. (``list_cells(sweep=...)`` does the same on its walk.)"""
+        swept: list[str] = []
+        self.list_cells(sweep=swept)
+        return swept
+
+    def _remove_staging(self, path: str, swept: list[str]) -> None:
+        try:
+            remove_dir(path)
+        except NodeError as exc:  # never in the way of what called the sweep
+            log.warning("%s", exc)
+            return
+        swept.append(path)
 
     # --- cells -------------------------------------------------------------------
 
@@ -224,21 +247,33 @@ class CgroupDriver(ABC):
         kernel, default = self._kernel_limits(cell)
         return reconcile_limits(kernel, default, recorded_limits(self.cell_dirs(cell)[0]))
 
-    def list_cells(self) -> list[str]:
-        """Paths of every owned cell under the root, parents before children."""
+    def list_cells(self, sweep: list[str] | None = None) -> list[str]:
+        """Paths of every owned cell under the root, parents before children.
+
+        With ``sweep`` (a list), the walk also removes the staging directories of dead
+        runs it meets, and those beside the root, and appends their paths to it (see
+        :meth:`sweep_staging`): one walk for reconcile, which needs both.
+        """
         found: set[str] = set()
-        for root in self.cell_dirs(""):
-            self._collect(root, "", found)
+        for (_, mount), root in zip(self._hierarchies, self._roots, strict=True):
+            if sweep is not None:
+                sweep += sweep_staging(mount, only=self.root_name)
+            self._collect(root, "", found, sweep)
         return sorted(found, key=lambda c: (c.count("/"), c))
 
-    def _collect(self, path: str, prefix: str, found: set[str]) -> None:
+    def _collect(self, path: str, prefix: str, found: set[str],
+                 sweep: list[str] | None) -> None:
         for name in subdirs(path):
             child = os.path.join(path, name)
-            # Leaves start with '_', which a DNS label cannot; unmarked dirs are not ours.
-            if DNS_LABEL_RE.match(name) and is_marked(child):
-                cell = f"{prefix}/{name}" if prefix else name
-                found.add(cell)
-                self._collect(child, cell, found)
+            # Leaves start with '_', staging names with '.', neither of which a DNS label
+            # can; unmarked dirs are not ours.
+            if DNS_LABEL_RE.match(name):
+                if is_marked(child):
+                    cell = f"{prefix}/{name}" if prefix else name
+                    found.add(cell)
+                    self._collect(child, cell, found, sweep)
+            elif sweep is not None and staging_is_dead(name):
+                self._remove_staging(child, sweep)
 
     def pids(self, cell: str) -> set[int]:
         """Every pid in the cell's subtree (all its leaves and nested cells)."""

@@ -10,6 +10,7 @@ still says pending), never a permanent blocker.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -20,6 +21,7 @@ from provisioner.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
+    NodeError,
     NotFound,
     NotOwned,
     PermissionDenied,
@@ -52,6 +54,8 @@ from provisioner.node.supervise import (
     sweep_tmp_files,
 )
 from provisioner.node.types import NamespaceTarget
+
+log = logging.getLogger(__name__)
 
 #: Shim states as the store records them.
 SHIM_STATES = {"starting": ProcessState.RUNNING, "running": ProcessState.RUNNING,
@@ -371,9 +375,16 @@ class NodeLayer:
         record = self.store.get_process(name)
         if record is None and self.store.get_resource(Kind.EXECUTABLE, name) is None:
             raise NotFound(f"executable {name!r} does not exist")
-        status = self.read_shim_status(name)
-        final = request_stop(status) if status is not None else None
         cell = record.cell if record else ""
+        try:
+            status = self.read_shim_status(name)
+        except NodeError as exc:
+            # Unreadable (damaged; or written by another version): the last resort, the
+            # SIGKILL of everything in its leaf, still stops it.
+            log.warning("stopping %s: %s; killing its leaf cgroup", name, exc)
+            status = None
+            self.kill_leaf(cell, name)
+        final = request_stop(status) if status is not None else None
         if forget:
             self.remove_leaf(cell, name)
         with self.store.transaction() as store:
@@ -387,6 +398,11 @@ class NodeLayer:
         if forget:
             self.remove_status_files(name)
         return final
+
+    def kill_leaf(self, cell: str, name: str) -> None:
+        """SIGKILL everything in the leaf cgroup of process NAME (none: nothing to do)."""
+        with contextlib.suppress(NotFound):
+            leafops.kill_all(self.cgroups.leaf(cell, executable_leaf(name)))
 
     def remove_leaf(self, cell: str, name: str) -> None:
         """Remove the leaf cgroup of process NAME (an executable or ``pod.container``)."""

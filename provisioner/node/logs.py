@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from provisioner.errors import InvalidArgument
+from provisioner.limits import MAX_LOG_FILE_BYTES, MAX_LOG_FILES_KEPT, MAX_LOG_LINE_BYTES
 
 STDOUT = "stdout"
 STDERR = "stderr"
@@ -57,8 +58,11 @@ class LogLimits:
     max_line_bytes: int = 16 * 1024  # longer lines are split into marked pieces
 
     def check(self) -> None:
-        if self.keep < 0 or self.max_line_bytes < 16:
-            raise InvalidArgument(f"bad log limits {self}")
+        if not (0 <= self.keep <= MAX_LOG_FILES_KEPT and 16 <= self.max_line_bytes
+                <= MAX_LOG_LINE_BYTES and self.max_bytes <= MAX_LOG_FILE_BYTES):
+            raise InvalidArgument(f"bad log limits {self} (at most {MAX_LOG_FILES_KEPT} "
+                                  f"files kept, {MAX_LOG_LINE_BYTES} bytes per line, "
+                                  f"{MAX_LOG_FILE_BYTES} per file)")
         # A record must always fit into an empty file.
         # (Replacing invalid UTF-8 can triple a line's bytes.)
         if self.max_bytes < 4 * self.max_line_bytes + 64:

@@ -1,10 +1,11 @@
 """What the node really runs: the store compared with cgroupfs, /proc and shim status.
 
 ``observe`` only reads: it never waits for the writer lock and changes nothing.
-``reconcile`` writes what it finds (under the writer lock, at apply and daemon start):
-processes that died are recorded as exited with their status; owned cgroups left by a
-crash are adopted (recorded with manifest set "", so that a later apply can claim
-them) rather than blocking their names forever.
+``reconcile`` writes what it finds (under the writer lock, at apply, destroy and daemon
+start): processes that died are recorded as exited with their status; owned cgroups
+left by a crash are adopted (recorded with manifest set "", so that a later apply can
+claim them) rather than blocking their names forever; the empty staging cgroups of
+creations a crash interrupted (``.provisioner-new.*``) are removed.
 """
 
 from __future__ import annotations
@@ -68,7 +69,12 @@ def _observe_cell(layer: NodeLayer, spec: CellSpec) -> tuple[bool, list[str]]:
     if not layer.cgroups.exists(spec.name):
         return False, ["cgroup is missing"]
     drift: list[str] = []
-    kernel = layer.cgroups.read_limits(spec.name)
+    try:
+        kernel = layer.cgroups.read_limits(spec.name)
+    except ProvisionerError as exc:
+        # Half made or half removed (a run killed between two hierarchies): missing, so
+        # that the plan allocates it again (which re-makes what is missing) or frees it.
+        return False, [f"cgroup is incomplete ({exc})"]
     if not same_limits(kernel, spec.limits):
         drift.append(f"limits are {_limits_text(kernel)}, applied {_limits_text(spec.limits)}")
     if spec.isolate_process or spec.isolate_network:
@@ -129,7 +135,11 @@ def reconcile(layer: NodeLayer) -> list[str]:
                     tx.record_event("Executable", record.name, fresh.state.value, message)
                     found.append(f"Executable/{record.name}: {message}")
     known = {r.name for r in store.list_resources(Kind.CELL)}
-    for cell in layer.cgroups.list_cells():
+    swept: list[str] = []
+    cells = layer.cgroups.list_cells(sweep=swept)  # the staging cgroups of dead runs go
+    if swept:
+        found.append(f"removed {len(swept)} staging cgroup(s) of interrupted runs")
+    for cell in cells:
         if cell in known:
             continue
         try:

@@ -81,9 +81,13 @@ def process_alive(pid: int) -> bool:
     return state is not None and state not in ("Z", "X")
 
 
+#: The kernel's PID_MAX_LIMIT (2^22): no pid or process group is larger.
+MAX_PID = 1 << 22
+
+
 def is_same_process(pid: int, start_time: int) -> bool:
     """True if PID is alive (not a zombie) and is the process that started at start_time."""
-    fields = _read_stat(pid) if pid > 0 else None
+    fields = _read_stat(pid) if 0 < pid <= MAX_PID else None
     if fields is None or len(fields) < 20 or fields[0] in ("Z", "X"):
         return False
     try:
@@ -98,7 +102,7 @@ def open_process(pid: int, start_time: int) -> int | None:
     The caller owns the fd (close it). While it is open it keeps naming that process,
     even after the pid is recycled, so signals through it can never hit a stranger.
     """
-    if pid <= 0:
+    if not 0 < pid <= MAX_PID:  # (a damaged status file: never an OverflowError)
         return None
     try:
         pidfd = os.pidfd_open(pid)
@@ -151,6 +155,8 @@ def signal_group(pgid: int, sig: int, leader_start_time: int | None = None) -> b
     """
     if pgid <= 1:
         raise ValueError(f"refusing to signal process group {pgid}")
+    if pgid > MAX_PID:
+        return False  # no such group can exist (a damaged status file)
     if leader_start_time is not None:
         now = proc_start_time(pgid)
         if now is not None and now != leader_start_time:

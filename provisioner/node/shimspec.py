@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from provisioner.errors import InvalidArgument, NodeError, NotFound
+from provisioner.limits import MAX_BACKOFF_S, MAX_STOP_GRACE_S, clamp
 from provisioner.node.logs import LogLimits
 from provisioner.node.types import LeafCgroup, NamespaceTarget
 
@@ -74,8 +75,14 @@ class ShimSpec:
         for key, value in self.env.items():
             if not key or "=" in key or "\0" in key or "\0" in value:
                 raise InvalidArgument(f"{self.name}: bad environment variable {key!r}")
-        if self.stop_grace_s < 0 or self.backoff_base_s < 0 or self.backoff_cap_s < 0:
-            raise InvalidArgument(f"{self.name}: negative grace or back-off")
+        if not 0 <= self.stop_grace_s <= MAX_STOP_GRACE_S:
+            raise InvalidArgument(f"{self.name}: stop grace period {self.stop_grace_s!r} s is "
+                                  f"not within 0..{MAX_STOP_GRACE_S:g} s")
+        for what in ("backoff_base_s", "backoff_cap_s", "backoff_reset_s"):
+            value = getattr(self, what)
+            if not 0 <= value <= MAX_BACKOFF_S:
+                raise InvalidArgument(f"{self.name}: {what} {value!r} is not within "
+                                      f"0..{MAX_BACKOFF_S:g}")
         self.log_limits.check()
 
     def to_json(self) -> dict[str, Any]:
@@ -91,9 +98,15 @@ class ShimSpec:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ShimSpec:
+        """A spec as written by :meth:`to_json`, numbers out of range (written by an
+        older version) clamped to the limits, with a warning."""
         ns = data.get("namespace")
+        name = f"spec of {data.get('name')!r}"
         return cls(**{
             **data,
+            **_clamped(data, name, ("stop_grace_s", MAX_STOP_GRACE_S),
+                       ("backoff_base_s", MAX_BACKOFF_S), ("backoff_cap_s", MAX_BACKOFF_S),
+                       ("backoff_reset_s", MAX_BACKOFF_S)),
             "leaf": leaf_from_json(data["leaf"]),
             "namespace": None if ns is None else NamespaceTarget(
                 int(ns["holder_pid"]), int(ns["holder_start_time"]),
@@ -132,10 +145,26 @@ class ShimStatus:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ShimStatus:
-        return cls(**{**data, "leaf": leaf_from_json(data["leaf"])})
+        """A status file's object; a grace period out of range (a shim of an older
+        version) is clamped, with a warning, so a stop always ends."""
+        grace = _clamped(data, f"status of {data.get('name')!r}",
+                         ("stop_grace_s", MAX_STOP_GRACE_S))
+        return cls(**{**data, **grace, "leaf": leaf_from_json(data["leaf"])})
 
     def with_(self, **changes: Any) -> ShimStatus:
         return replace(self, **changes)
+
+
+def _clamped(data: dict[str, Any], where: str,
+             *fields: tuple[str, float]) -> dict[str, float]:
+    """The FIELDS of DATA (name, upper bound; lower bound 0) that are out of range,
+    clamped; nothing for those in range (the usual case: no copy, no float())."""
+    out: dict[str, float] = {}
+    for key, high in fields:
+        value = data.get(key)
+        if isinstance(value, int | float) and not 0 <= value <= high:
+            out[key] = clamp(float(value), 0.0, high, f"{where}: {key}")
+    return out
 
 
 def _leaf_json(leaf: LeafCgroup) -> dict[str, Any]:

@@ -282,23 +282,26 @@ def request_stop(status: ShimStatus, wait: bool = True,
                         return final
                     # The shim died without finishing (killed meanwhile): finish here.
                     return _stop_directly(final)
-                # The shim did not finish in time: take over.
+                # The shim did not finish within the grace period (and a margin): take
+                # over, and the grace is over - kill the whole leaf now.
                 pidfd_signal(pidfd, signal.SIGKILL)
                 wait_pidfd(pidfd, 1.0)
+                return _stop_directly(read_status(status.status_file), grace_s=0.0)
         finally:
             os.close(pidfd)
     return _stop_directly(read_status(status.status_file))
 
 
-def _stop_directly(status: ShimStatus) -> ShimStatus:
-    """Stop without a shim: SIGTERM, grace, kill_all; write the status ourselves."""
+def _stop_directly(status: ShimStatus, grace_s: float | None = None) -> ShimStatus:
+    """Stop without a shim: SIGTERM, grace (``grace_s``, else the status's), kill_all
+    (SIGKILL of the whole leaf: the last resort); write the status ourselves."""
     leaf = status.leaf
     if status.state in TERMINAL_STATES and leafops.is_empty(leaf):
         return status
     if status.child_pid is not None and status.child_start_time is not None:
         signal_group(status.child_pid, signal.SIGTERM, status.child_start_time)
     kill_pids(leafops.pids(leaf), signal.SIGTERM)
-    deadline = time.monotonic() + status.stop_grace_s
+    deadline = time.monotonic() + (status.stop_grace_s if grace_s is None else grace_s)
     pause = 0.0005  # the polite usually go within a millisecond: start short, back off
     while not leafops.is_empty(leaf) and time.monotonic() < deadline:
         time.sleep(pause)

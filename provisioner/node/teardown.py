@@ -31,4 +31,5 @@ def remove_everything(layer: NodeLayer, remove_root: bool = True) -> None:
         from provisioner.node.containers import remove_runc_cgroups
 
         remove_runc_cgroups(layer.cgroups.root_name)  # what runc made beside our root
+        layer.cgroups.sweep_staging()  # beside the root too: remove_root cannot see them
         layer.cgroups.remove_root()

@@ -12,6 +12,7 @@ import time
 from provisioner.errors import NodeError
 from provisioner.executors.base import EventType
 from provisioner.executors.scheduler import run_plan
+from provisioner.limits import MAX_PARALLELISM
 from provisioner.model import Kind, Ref
 from provisioner.plan.steps import Action, Change, Plan, Step
 
@@ -80,3 +81,19 @@ def test_an_empty_plan_still_ends_with_a_summary() -> None:
     events = list(run_plan(Plan(7, "s"), lambda s: None, generation=lambda: 7))
     assert [e.type for e in events] == [EventType.SUMMARY]
     assert events[0].summary is not None and events[0].summary.generation == 7
+
+
+def test_a_huge_parallelism_is_bounded() -> None:
+    """A request may ask for any uint32: the threads are capped at the limit."""
+    plan = Plan(1, "s", tuple(step(f"w{i}") for i in range(MAX_PARALLELISM + 40)))
+    threads: set[str] = set()
+    lock = threading.Lock()
+
+    def perform(s: Step) -> None:
+        with lock:
+            threads.add(threading.current_thread().name)
+        time.sleep(0.02)
+
+    events = list(run_plan(plan, perform, parallelism=2**32 - 1))
+    assert events[-1].summary is not None and events[-1].summary.created == len(plan.steps)
+    assert MAX_PARALLELISM // 2 < len(threads) <= MAX_PARALLELISM

@@ -274,7 +274,9 @@ static void read_pipe(int *fd, struct splitter *sp, char tag) {
 /* One poll round (TIMEOUT_S < 0: no timeout): pipe data, signals. */
 static void wait_events(double timeout_s) {
     struct pollfd fds[3] = {{sig_fd, POLLIN, 0}, {out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
-    int ms = timeout_s < 0 ? -1 : (int)ceil(timeout_s * 1000);
+    /* Capped at a minute (the loops call again): a double past INT_MAX ms is undefined
+     * as an int, and came out as -1 (wait for ever) on x86-64. */
+    int ms = timeout_s < 0 ? -1 : (int)ceil(fmin(timeout_s, 60.0) * 1000);
     if (poll(fds, 3, ms) <= 0)
         return;
     if (fds[0].revents) {

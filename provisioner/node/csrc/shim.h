@@ -8,6 +8,14 @@
 #include <sys/types.h>
 
 #define MAX_LIST 64 /* leaf directories, namespaces */
+/* The limits of provisioner/limits.py (MAX_STOP_GRACE_S, MAX_BACKOFF_S, log sizes): the
+ * launcher never sends more; a larger value (or nan / inf) is clamped, not trusted. */
+#define MAX_STOP_GRACE_S 3600.0
+#define MAX_STOP_GRACE_TEXT "3600.0"
+#define MAX_BACKOFF_S 3600.0
+#define MAX_LOG_FILE_BYTES (1LL << 30)
+#define MAX_LOG_FILES_KEPT 100LL
+#define MAX_LOG_LINE_BYTES (1LL << 20)
 
 /* What the launcher asks (provisioner/node/shimspec.py: native_spec_bytes). */
 struct spec {

@@ -161,6 +161,24 @@ int spec_parse(struct spec *s, char *buf, size_t len, char *err, size_t errlen) 
         snprintf(err, errlen, "spec: %s missing", missing);
         return -1;
     }
+    /* Never trust a number past its limit (NaN compares false: clamped too). */
+    if (!(s->stop_grace_s <= MAX_STOP_GRACE_S)) {
+        s->stop_grace_s = MAX_STOP_GRACE_S;
+        s->stop_grace_text = MAX_STOP_GRACE_TEXT;
+    }
+    if (!(s->backoff_base_s <= MAX_BACKOFF_S))
+        s->backoff_base_s = MAX_BACKOFF_S;
+    if (!(s->backoff_cap_s <= MAX_BACKOFF_S))
+        s->backoff_cap_s = MAX_BACKOFF_S;
+    if (!(s->backoff_reset_s <= MAX_BACKOFF_S))
+        s->backoff_reset_s = MAX_BACKOFF_S;
+    if (s->log_keep > MAX_LOG_FILES_KEPT)
+        s->log_keep = MAX_LOG_FILES_KEPT;
+    if (s->log_max_line_bytes > MAX_LOG_LINE_BYTES || s->log_max_bytes > MAX_LOG_FILE_BYTES) {
+        snprintf(err, errlen, "spec: log limits above %lld bytes per file or %lld per line",
+                 MAX_LOG_FILE_BYTES, MAX_LOG_LINE_BYTES);
+        return -1;
+    }
     if (s->log_max_line_bytes < 16 || s->log_max_bytes < 4 * s->log_max_line_bytes + 64) {
         snprintf(err, errlen, "spec: bad log limits");
         return -1;

@@ -1,0 +1,110 @@
+"""The syntax of a container's ``image``: what ``validate`` accepts, before any node.
+
+Two forms:
+
+* a local OCI image layout, ``oci:/absolute/path[:tag]`` (or the absolute path alone):
+  the only form a node can use today (:mod:`provisioner.node.oci_layout` resolves it);
+* a registry reference, ``[HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST]``, in the grammar of
+  the OCI distribution reference (lowercase path components separated by ``/``, a
+  first component with a ``.`` or ``:``, or ``localhost``, is the registry host). It is
+  accepted by the syntax check so that manifests written for registry pulls stay
+  valid, and refused at ``plan``: this node has no registry access yet.
+
+A malformed reference is refused at ``validate`` with its line; whether a layout exists
+and has the tag is the node's to say, at ``plan``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from provisioner.errors import InvalidArgument
+
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_TAG_RE = re.compile(_TAG)
+_HOST_PART = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+_HOST = rf"(?:{_HOST_PART}(?:\.{_HOST_PART})*|\[[0-9A-Fa-f:]+\])(?::[0-9]{{1,5}})?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_COMPONENT_RE = re.compile(_COMPONENT)
+_REGISTRY_RE = re.compile(
+    rf"(?:(?P<host>{_HOST})/)?(?P<name>{_COMPONENT}(?:/{_COMPONENT})*)"
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>sha256:[0-9a-f]{{64}}))?")
+#: The most a repository name may have (distribution's reference grammar).
+MAX_NAME_CHARS = 255
+
+FORMS = "oci:/path/of/a/layout[:tag], or [HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST]"
+
+
+@dataclass(frozen=True)
+class ImageReference:
+    """A syntactically valid reference: a layout (``layout`` set) or a registry one."""
+
+    text: str
+    layout: str = ""  # the absolute path of a local OCI layout (tag not split off)
+    host: str = ""
+    name: str = ""
+    tag: str = ""
+    digest: str = ""
+
+    @property
+    def is_layout(self) -> bool:
+        return bool(self.layout)
+
+
+def parse_image_reference(text: str) -> ImageReference:
+    """``text`` checked and split; InvalidArgument saying what is wrong otherwise."""
+    if not text:
+        raise InvalidArgument(f"empty image reference (expected {FORMS})")
+    if any(ord(c) < 32 or c == "\x7f" for c in text):
+        raise InvalidArgument(f"{text!r} holds a control character (NUL, newline, ...)")
+    if text.startswith("oci:") or text.startswith("/"):
+        return _layout(text)
+    match = _REGISTRY_RE.fullmatch(text)
+    if not match:
+        raise InvalidArgument(f"{text!r} is not an image reference ({_why(text)}; expected "
+                              f"{FORMS})")
+    host, name = match.group("host") or "", match.group("name")
+    if host and not ("." in host or ":" in host or host == "localhost" or host[0] == "["):
+        # Not a registry host (no '.', no port, not localhost): the name's first part,
+        # as in library/busybox.
+        if not _COMPONENT_RE.fullmatch(host):
+            raise InvalidArgument(f"{text!r} is not an image reference (repository names "
+                                  f"are lowercase; expected {FORMS})")
+        host, name = "", f"{host}/{name}"
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidArgument(f"{text!r}: the repository name is {len(name)} characters "
+                              f"long; at most {MAX_NAME_CHARS}")
+    if host and ":" in host and not host.startswith("["):
+        port = int(host.rpartition(":")[2])
+        if not 1 <= port <= 65535:
+            raise InvalidArgument(f"{text!r}: port {port} is not in 1-65535")
+    return ImageReference(text, host=host, name=name, tag=match.group("tag") or "",
+                          digest=match.group("digest") or "")
+
+
+def _layout(text: str) -> ImageReference:
+    body = text.removeprefix("oci:")
+    if not body.startswith("/"):
+        raise InvalidArgument(f"{text!r}: the path of an OCI layout must be absolute "
+                              "(oci:/path/of/the/layout[:tag])")
+    last = body.rsplit("/", 1)[-1]
+    if ":" in last:
+        tag = last.rpartition(":")[2]
+        if not _TAG_RE.fullmatch(tag):
+            raise InvalidArgument(f"{text!r}: {tag!r} is not a tag (1-128 of A-Z a-z 0-9 _ . "
+                                  "-, not starting with . or -)")
+    return ImageReference(text, layout=body)
+
+
+def _why(text: str) -> str:
+    """The likeliest reason a registry-style reference does not parse."""
+    if text != text.lower() and "@" not in text and ":" not in text:
+        return "repository names are lowercase"
+    if "@" in text and not re.search(r"@sha256:[0-9a-f]{64}$", text):
+        return "a digest is @sha256: and 64 lowercase hex digits"
+    if text.startswith(("./", "../", "~")) or text.startswith("."):
+        return "a layout path must be absolute"
+    if " " in text:
+        return "it holds a space"
+    return "bad syntax"
