@@ -8,8 +8,9 @@ asking at once turned into a queue for the GIL (GetState p99 was 540 ms). Now:
   ``ttl_s``. The key is the store's generation (every change the provisioner makes)
   and the modification time of the shim status folder ``<state_dir>/run`` (every shim
   writes its status there with a rename: a process starting, exiting, restarting or
-  stopping changes it). What neither shows - a cgroup changed or removed by hand, a
-  namespace holder or a shim killed by hand - shows within ``ttl_s``.
+  stopping changes it), plus whether each recorded driver's file is there (a stat
+  each). What none of these shows - a cgroup changed or removed by hand, a namespace
+  holder or a shim killed by hand - shows within ``ttl_s``.
 * One observation at a time: callers arriving while one runs wait for it and share its
   answer, instead of all observing at once.
 * An answer whose folder time is very recent is not reused: the kernel's file times
@@ -29,6 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from provisioner.model import DriverSpec, Kind
+from provisioner.model_json import loads
+from provisioner.node.drivers import DriverStore, driver_key
 from provisioner.node.layer import NodeLayer
 
 __all__ = ["RACY_NS", "ObservedCache"]
@@ -40,7 +44,7 @@ RACY_NS = 50_000_000
 
 @dataclass(frozen=True)
 class _Entry(Generic[T]):
-    key: tuple[int, int]
+    key: tuple[int, int, tuple[bool, ...]]
     at: float  # time.monotonic() when the observation started
     value: T
 
@@ -54,14 +58,22 @@ class ObservedCache(Generic[T]):
         self._entry: _Entry[T] | None = None
         self.observations = 0  # how many times make() ran (for tests)
 
-    def _key(self) -> tuple[int, int]:
+    def _key(self) -> tuple[int, int, tuple[bool, ...]]:
         try:
             mtime = os.stat(self.layer.runtime_dir).st_mtime_ns
         except FileNotFoundError:
             mtime = 0
-        return self.layer.store.generation(), mtime
+        store = self.layer.store
+        with store.snapshot():
+            generation = store.generation()
+            drivers = [loads(r.spec_json) for r in store.list_resources(Kind.DRIVER)]
+        files = DriverStore(self.layer.config.state_dir)
+        present = tuple(files.exists(driver_key(spec)) for spec in drivers
+                        if isinstance(spec, DriverSpec))
+        return generation, mtime, present
 
-    def _fresh(self, entry: _Entry[T] | None, key: tuple[int, int]) -> bool:
+    def _fresh(self, entry: _Entry[T] | None,
+               key: tuple[int, int, tuple[bool, ...]]) -> bool:
         return (entry is not None and entry.key == key
                 and time.monotonic() - entry.at < self.ttl_s)
 

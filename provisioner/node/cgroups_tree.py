@@ -235,7 +235,7 @@ class CgroupDriver(ABC):
         for name in subdirs(path):
             child = os.path.join(path, name)
             # Leaves start with '_', which a DNS label cannot; unmarked dirs are not ours.
-            if DNS_LABEL_RE.match(name) and is_marked(child):
+            if DNS_LABEL_RE.fullmatch(name) and is_marked(child):
                 cell = f"{prefix}/{name}" if prefix else name
                 found.add(cell)
                 self._collect(child, cell, found)

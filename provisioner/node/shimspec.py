@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from provisioner.errors import InvalidArgument, NodeError, NotFound
+from provisioner.node.exec_limits import check_exec_size
 from provisioner.node.logs import LogLimits
 from provisioner.node.types import LeafCgroup, NamespaceTarget
 
@@ -74,6 +75,7 @@ class ShimSpec:
         for key, value in self.env.items():
             if not key or "=" in key or "\0" in key or "\0" in value:
                 raise InvalidArgument(f"{self.name}: bad environment variable {key!r}")
+        check_exec_size(self.name, self.command, self.env)
         if self.stop_grace_s < 0 or self.backoff_base_s < 0 or self.backoff_cap_s < 0:
             raise InvalidArgument(f"{self.name}: negative grace or back-off")
         self.log_limits.check()
