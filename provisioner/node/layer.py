@@ -106,18 +106,25 @@ def process_record(name: str, cell: str, status: ShimStatus) -> ProcessRecord:
 class NodeLayer:
     """Cells (cgroups + namespaces) and supervised executables, with their records."""
 
-    def __init__(self, config: NodeConfig | None = None) -> None:
+    def __init__(self, config: NodeConfig | None = None, *, read_only: bool = False) -> None:
+        """``read_only``: for looking only (plan, status, check mode): nothing is created
+        (no state directory, database or cgroup root), a node never used looks empty,
+        and the store refuses writes."""
         self.config = config or NodeConfig()
+        self.read_only = read_only
         if os.geteuid() != 0:
             raise PermissionDenied("the node layer needs root: it creates cgroups and "
                                    "namespaces (run as root, or use --target for a daemon)")
         self.layout = detect_layout()
         self.cgroups = make_driver(self.layout, self.config.cgroup_root)
-        self.cgroups.ensure_root()
-        self.store = Store.open(self.config.state_dir)
         # Shim status files: run/<executable>.json (flat: one inode per executable, not
         # two). Shims make their tmp files here, even before they have their spec.
         self.runtime_dir = os.path.join(self.config.state_dir, RUNTIME_DIR)
+        if read_only:
+            self.store = Store.open_read_only(self.config.state_dir)
+            return
+        self.cgroups.ensure_root()
+        self.store = Store.open(self.config.state_dir)
         os.makedirs(self.runtime_dir, mode=0o750, exist_ok=True)
         sweep_tmp_files(self.runtime_dir)
 

@@ -36,6 +36,8 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,14 +100,14 @@ class Store:
     """The node's durable state. Create with :meth:`Store.open`; see the module doc."""
 
     def __init__(self, path: Path, max_events: int, busy_timeout_s: float,
-                 readers: int = DEFAULT_READERS) -> None:
+                 readers: int = DEFAULT_READERS, uri: str | None = None) -> None:
         self.path = path
         self.max_events = max_events
         self._busy_timeout_s = busy_timeout_s
         # Per thread: ``conn`` while the thread is in a transaction (the writer) or a
         # snapshot (a lent reader), ``tx`` and ``snapshot`` as their book-keeping.
         self._local = threading.local()
-        self.pool = ConnectionPool(path, busy_timeout_s, readers)
+        self.pool = ConnectionPool(path, busy_timeout_s, readers, uri)
         self._trim_floor = 0  # every event id below this is trimmed already
         self._write_lock = threading.Lock()  # one top-level transaction per process
 
@@ -131,6 +133,39 @@ class Store:
             store.close()
             raise
         return store
+
+    @classmethod
+    def open_read_only(cls, state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *,
+                       busy_timeout_s: float = 5.0) -> Store:
+        """The store for looking only (plan, status, check mode): nothing is created.
+
+        A state directory without a database is a node never used: the store is then an
+        empty one in memory (generation 0, no records), and writes to it are lost with
+        it. An existing database is opened read-only (``mode=ro``); one of an older
+        schema is opened normally instead, so that it is migrated (a used node).
+        """
+        path = Path(state_dir) / DB_FILE
+        if not path.exists():
+            memory = f"file:provisioner-empty-{uuid.uuid4().hex}?mode=memory&cache=shared"
+            store = cls(path, DEFAULT_MAX_EVENTS, busy_timeout_s, uri=memory)
+            try:
+                with store._errors(), store._write_lock:
+                    _schema.migrate(store.pool.writer(), path)  # the writer keeps it alive
+            except BaseException:
+                store.close()
+                raise
+            return store
+        read_only = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+        store = cls(path, DEFAULT_MAX_EVENTS, busy_timeout_s, uri=read_only)
+        try:
+            version = store.schema_version()
+        except BaseException:
+            store.close()
+            raise
+        if version == len(_schema.MIGRATIONS):
+            return store
+        store.close()
+        return cls.open(state_dir, busy_timeout_s=busy_timeout_s)
 
     def close(self) -> None:
         """Close every connection; the store cannot be used afterwards."""

@@ -38,10 +38,12 @@ class ConnectionPool:
     """One writer connection and at most ``readers`` reader connections to ``path``."""
 
     def __init__(self, path: Path, busy_timeout_s: float,
-                 readers: int = DEFAULT_READERS) -> None:
+                 readers: int = DEFAULT_READERS, uri: str | None = None) -> None:
+        """``uri``: an SQLite URI to open instead of ``path`` (read-only, in memory)."""
         if readers < 1:
             raise ValueError("a store needs at least one reader connection")
         self.path = path
+        self.uri = uri
         self.busy_timeout_s = busy_timeout_s
         self.max_readers = readers
         self._idle: list[sqlite3.Connection] = []
@@ -52,8 +54,9 @@ class ConnectionPool:
 
     def connect(self) -> sqlite3.Connection:
         """A new connection (sqlite3.Error if the file cannot be opened)."""
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(self.uri or self.path, timeout=self.busy_timeout_s,
+                               isolation_level=None, check_same_thread=False,
+                               uri=self.uri is not None)
         try:
             conn.execute("PRAGMA synchronous=NORMAL")
         except BaseException:
