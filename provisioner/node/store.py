@@ -82,6 +82,11 @@ _HOLDER_SELECT = ", ".join(HOLDER_COLS)
 _WITHIN = "({column} = ? OR ({column} > ? AND {column} < ?))"
 
 
+def _int64(value: int) -> int:
+    """VALUE within SQLite's INTEGER range."""
+    return max(-(2**63), min(2**63 - 1, int(value)))
+
+
 def _within_bounds(path: str) -> tuple[str, str, str]:
     return path, path + "/", path + "0"
 
@@ -459,10 +464,14 @@ class Store:
 
         Followers poll with the last id they saw as ``since_id``.
         """
+        # Bounds from a request may lie beyond SQLite's 64-bit integers (a time in the
+        # year 3000 in ns): clamped, they mean the same ("from the start", "no end").
         where: list[str] = ["id > ?"]
-        params: list[object] = [since_id]
+        params: list[object] = [_int64(since_id)]
+        limit = max(0, _int64(limit))
         for clause, value in (("kind = ?", kind), ("name = ?", name),
-                              ("ts_ns >= ?", since_ns), ("ts_ns < ?", until_ns)):
+                              ("ts_ns >= ?", None if since_ns is None else _int64(since_ns)),
+                              ("ts_ns < ?", None if until_ns is None else _int64(until_ns))):
             if value is not None:  # only present filters, so the indexes can be used
                 where.append(clause)
                 params.append(value)

@@ -110,3 +110,17 @@ def test_a_store_closed_while_a_reader_is_lent_closes_it_on_return(tmp_path: Pat
     assert store.pool.open_connections() == 0
     with pytest.raises(FailedPrecondition, match="closed"):
         store.generation()
+
+
+def test_event_bounds_beyond_64_bits_are_clamped(tmp_path: Path) -> None:
+    """Fuzzing found it: a time filter in the far future (ns) overflowed SQLite."""
+    store = Store.open(tmp_path)
+    try:
+        with store.transaction() as tx:
+            tx.put_resource(Kind.CELL, "a", "{}")
+            tx.record_event("Cell", "a", "allocated")
+        assert len(store.events(since_ns=-(2**70), until_ns=2**70)) == 1
+        assert store.events(since_ns=2**70) == []
+        assert store.events(since_id=2**64, limit=2**64) == []
+    finally:
+        store.close()
