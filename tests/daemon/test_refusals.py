@@ -24,6 +24,8 @@ from provisioner._proto.provisioner.v1 import node_pb2_grpc as ngrpc
 from provisioner._proto.runtime import runtime_pb2 as legacy_rpb
 from provisioner._proto.runtime import runtime_pb2_grpc as legacy_rgrpc
 from provisioner._proto.schedule import schedule_pb2_grpc as spb_grpc
+from provisioner._proto.v1alpha import api_pb2 as rkt
+from provisioner._proto.v1alpha import api_pb2_grpc as rkt_grpc
 from provisioner.errors import FailedPrecondition, InvalidArgument, UnsafeName
 from provisioner.model import ExecutableSpec
 from provisioner.names import check_artifact_name, check_cell_path, check_dns_label
@@ -165,3 +167,10 @@ def test_get_logs_of_a_path_names_the_real_problem(node: node_harness.Daemon) ->
 def test_a_trailing_newline_is_not_part_of_a_valid_name(check: object) -> None:
     with pytest.raises(UnsafeName):
         check("web\n")  # type: ignore[operator]
+
+
+def test_listen_events_with_times_beyond_64_bit_nanoseconds(node: node_harness.Daemon) -> None:
+    """Found by the fuzzer: a far-future since_time was INTERNAL (SQLite overflow)."""
+    stub = rkt_grpc.PublicAPIStub(node.channel)  # type: ignore[no-untyped-call]
+    request = rkt.ListenEventsRequest(filter=rkt.EventFilter(since_time=2**62, until_time=2))
+    assert [r.events for r in stub.ListenEvents(request, timeout=10)] == []
