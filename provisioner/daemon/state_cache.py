@@ -44,7 +44,8 @@ RACY_NS = 50_000_000
 
 @dataclass(frozen=True)
 class _Entry(Generic[T]):
-    key: tuple[int, int, tuple[bool, ...]]
+    key: tuple[int, int]
+    drivers: tuple[tuple[str, bool], ...]  # each recorded driver's file, and if it was there
     at: float  # time.monotonic() when the observation started
     value: T
 
@@ -58,24 +59,24 @@ class ObservedCache(Generic[T]):
         self._entry: _Entry[T] | None = None
         self.observations = 0  # how many times make() ran (for tests)
 
-    def _key(self) -> tuple[int, int, tuple[bool, ...]]:
+    def _key(self) -> tuple[int, int]:
+        """One query and one stat: what a hit costs besides the driver files."""
         try:
             mtime = os.stat(self.layer.runtime_dir).st_mtime_ns
         except FileNotFoundError:
             mtime = 0
-        store = self.layer.store
-        with store.snapshot():
-            generation = store.generation()
-            drivers = [loads(r.spec_json) for r in store.list_resources(Kind.DRIVER)]
-        files = DriverStore(self.layer.config.state_dir)
-        present = tuple(files.exists(driver_key(spec)) for spec in drivers
-                        if isinstance(spec, DriverSpec))
-        return generation, mtime, present
+        return self.layer.store.generation(), mtime
 
-    def _fresh(self, entry: _Entry[T] | None,
-               key: tuple[int, int, tuple[bool, ...]]) -> bool:
+    def _drivers(self) -> tuple[tuple[str, bool], ...]:
+        files = DriverStore(self.layer.config.state_dir)
+        specs = [loads(r.spec_json) for r in self.layer.store.list_resources(Kind.DRIVER)]
+        paths = [files.path(driver_key(s)) for s in specs if isinstance(s, DriverSpec)]
+        return tuple((path, os.path.isfile(path)) for path in paths)
+
+    def _fresh(self, entry: _Entry[T] | None, key: tuple[int, int]) -> bool:
         return (entry is not None and entry.key == key
-                and time.monotonic() - entry.at < self.ttl_s)
+                and time.monotonic() - entry.at < self.ttl_s
+                and all(os.path.isfile(path) == there for path, there in entry.drivers))
 
     def get(self) -> T:
         if self.ttl_s <= 0:
@@ -92,8 +93,9 @@ class ObservedCache(Generic[T]):
                 assert entry is not None
                 return entry.value
             started, wall = time.monotonic(), time.time_ns()
+            drivers = self._drivers()  # before: a driver deleted meanwhile is seen next
             value = self.make()
             self.observations += 1
             racy = wall - key[1] < RACY_NS
-            self._entry = None if racy else _Entry(key, started, value)
+            self._entry = None if racy else _Entry(key, drivers, started, value)
             return value
