@@ -51,9 +51,9 @@ def check_process_name(name: str) -> str:
     dots...), not with whichever part a split would give."""
     if isinstance(name, str) and PROCESS_NAME_RE.fullmatch(name):
         return name
-    raise UnsafeName(f"{name!r} is not the name of an executable (a DNS label: 1-63 of "
-                     "a-z, A-Z, 0-9 and '-', not starting or ending with '-') or of a pod's "
-                     f"container (<pod>.<container>){_why_not(name)}")
+    raise UnsafeName(f"{name!r} is not a DNS label (an executable's name: 1-63 of a-z, A-Z, "
+                     "0-9 and '-', not starting or ending with '-') nor <pod>.<container> (a "
+                     f"pod's container){_why_not(name)}")
 
 
 def _why_not(name: object) -> str:

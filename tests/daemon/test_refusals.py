@@ -154,7 +154,7 @@ def test_a_refused_push_stores_nothing_not_even_a_folder(node: node_harness.Daem
 def test_get_logs_of_a_path_names_the_real_problem(node: node_harness.Daemon) -> None:
     stub = ngrpc.NodeServiceStub(node.channel)  # type: ignore[no-untyped-call]
     cases = {"../run": "contains '/'", "a.b.c": "exactly one '.'", "": "empty",
-             "x" * 64: "at most 63", "web\n": "not the name of an executable"}
+             "x" * 64: "at most 63", "web\n": "is not a DNS label"}
     for name, why in cases.items():
         error = node_harness.rpc_error(lambda n=name: list(stub.GetLogs(  # type: ignore[misc]
             npb.GetLogsRequest(executable=n), timeout=10)))
