@@ -29,6 +29,7 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 
 from provisioner._proto.aurae.discovery.v0 import discovery_pb2 as disc
 from provisioner._proto.aurae.discovery.v0 import discovery_pb2_grpc as disc_grpc
@@ -38,9 +39,13 @@ from tests.daemon.test_server import running_daemon, short_dir
 
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "")
 FUZZ = PROFILE == "fuzz"
-#: The same name as the project-wide profile of ``./dev fuzz``; registered here too so
-#: that this module does not depend on where (or whether) that one is registered.
-settings.register_profile("fuzz", max_examples=400, deadline=None)
+#: The same name as the project-wide profile of ``./dev fuzz``; registered here only if
+#: nobody did (tests/conftest.py may), so that the two never collide. This module's
+#: tests set their number of examples themselves (below) under either.
+try:
+    settings.get_profile("fuzz")
+except InvalidArgument:
+    settings.register_profile("fuzz", max_examples=400, deadline=None)
 #: Examples per method (38 methods): ``FUZZ_EXAMPLES`` overrides.
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", 400 if FUZZ else 12))
 FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
