@@ -7,8 +7,14 @@ the same run. Both servers run as separate processes; the client is this process
 3. Log streaming to one follower (GetSubProcessStream): lines per second, and that no
    line is lost (target >= 50,000 lines/s).
 4. Registry push and pull of a 64 MiB driver, MB/s each way (target >= 100 each).
+5. Under load: 50 concurrent clients (one channel each) x 1000 calls, alternating
+   Discover and NodeService.GetState on a node holding 10 cells with one running
+   executable each: both p50 / p99, GetState's p99 against its target (<= 50 ms), and
+   the daemon's open file descriptors and threads after a warm-up round and after the
+   load (target: flat).
 
     python bench/daemon.py [--calls 2000] [--lifecycles 50] [--lines 300000] [--mib 64]
+                           [--clients 50] [--client-calls 1000] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 
 import grpc
@@ -35,10 +42,13 @@ from provisioner._proto.aurae.observe.v0 import observe_pb2 as obs
 from provisioner._proto.aurae.observe.v0 import observe_pb2_grpc as obs_grpc
 from provisioner._proto.aurae.runtime.v0 import runtime_pb2 as rt
 from provisioner._proto.aurae.runtime.v0 import runtime_pb2_grpc as rt_grpc
+from provisioner._proto.provisioner.v1 import node_pb2 as npb
+from provisioner._proto.provisioner.v1 import node_pb2_grpc as npb_grpc
 from provisioner.node.layer import NodeConfig, NodeLayer
 from provisioner.node.teardown import remove_everything
 
 MiB = 1024 * 1024
+BENCHES = ("latency", "lifecycle", "logs", "registry", "load")
 
 
 def echo_server(path: str) -> None:
@@ -172,12 +182,87 @@ def bench_registry(channel: grpc.Channel, mib: int) -> None:
           f"(target >= 100 each): {'met' if min(push, pull) >= 100 else 'NOT met'}")
 
 
+def _open_files(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def _client(sock: str, calls: int, start: threading.Barrier, echo: bool = False
+            ) -> tuple[list[float], list[float]]:
+    """One client with its own channel: ``calls`` calls, Discover and GetState in turn
+    (with ``echo``: the raw echo server's one method for both)."""
+    first_times: list[float] = []
+    second_times: list[float] = []
+    with grpc.insecure_channel(f"unix://{sock}") as channel:
+        if echo:
+            raw = channel.unary_unary("/bench.Echo/Echo")
+            first: Callable[[], object] = lambda: raw(b"x")  # noqa: E731
+            second = first
+        else:
+            discover = disc_grpc.DiscoveryServiceStub(channel).Discover
+            get_state = npb_grpc.NodeServiceStub(channel).GetState
+            first = lambda: discover(disc.DiscoverRequest())  # noqa: E731
+            second = lambda: get_state(npb.GetStateRequest())  # noqa: E731
+        first()  # connect before the clock starts
+        start.wait()
+        for i in range(calls):
+            began = time.perf_counter()
+            (second if i % 2 else first)()
+            (second_times if i % 2 else first_times).append(time.perf_counter() - began)
+    return first_times, second_times
+
+
+def _load(sock: str, clients: int, calls: int, echo: bool = False
+          ) -> tuple[list[tuple[list[float], list[float]]], float]:
+    start = threading.Barrier(clients)
+    with futures.ThreadPoolExecutor(max_workers=clients) as pool:
+        began = time.perf_counter()
+        results = list(pool.map(lambda _: _client(sock, calls, start, echo), range(clients)))
+        return results, time.perf_counter() - began
+
+
+def bench_under_load(channel: grpc.Channel, sock: str, echo_sock: str, daemon_pid: int,
+                     clients: int, calls: int) -> None:
+    cells = rt_grpc.CellServiceStub(channel)
+    for i in range(10):  # something to observe: a cell with a running executable each
+        cells.Allocate(rt.CellServiceAllocateRequest(cell=rt.Cell(name=f"load{i}")))
+        cells.Start(rt.CellServiceStartRequest(cell_name=f"load{i}", executable=rt.Executable(
+            name=f"load-e{i}", command="sleep 1000")))
+    _load(sock, clients, 20)  # warm-up: the daemon's threads and connections exist
+    files_before, threads_before = _open_files(daemon_pid), _threads(daemon_pid)
+    results, elapsed = _load(sock, clients, calls)
+    files_after, threads_after = _open_files(daemon_pid), _threads(daemon_pid)
+    for i in range(10):
+        cells.Stop(rt.CellServiceStopRequest(cell_name=f"load{i}", executable_name=f"load-e{i}"))
+        cells.Free(rt.CellServiceFreeRequest(cell_name=f"load{i}"))
+    d50, d99 = percentiles([t for d, _ in results for t in d])
+    s50, s99 = percentiles([t for _, s in results for t in s])
+    echoed, _ = _load(echo_sock, clients, calls, echo=True)
+    e50, e99 = percentiles([t for a, b in echoed for t in a + b])
+    print(f"{clients} clients x {calls} calls ({clients * calls / elapsed:,.0f} calls/s): "
+          f"Discover p50 {d50 * 1e3:.1f} ms, p99 {d99 * 1e3:.1f} ms; GetState p50 "
+          f"{s50 * 1e3:.1f} ms, p99 {s99 * 1e3:.1f} ms (target <= 50 ms, ratio "
+          f"{s99 / 0.050:.2f}): {'met' if s99 <= 0.050 else 'NOT met'}; raw echo under the "
+          f"same load p50 {e50 * 1e3:.1f} ms, p99 {e99 * 1e3:.1f} ms")
+    flat = files_after <= files_before + 2
+    print(f"daemon's open files {files_before} after a warm-up -> {files_after} after the "
+          f"load, threads {threads_before} -> {threads_after} (target: files flat): "
+          f"{'met' if flat else 'NOT met'}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--lifecycles", type=int, default=50)
     parser.add_argument("--lines", type=int, default=300_000)
     parser.add_argument("--mib", type=int, default=64)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--client-calls", type=int, default=1000)
+    parser.add_argument("--only", choices=BENCHES, action="append",
+                        help="run only this benchmark (repeatable; default: all)")
     parser.add_argument("--echo-server", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo_server:
@@ -200,10 +285,18 @@ def main() -> int:
             wait_for_socket(echo_sock, echo)
             with grpc.insecure_channel(f"unix://{sock}") as channel, \
                     grpc.insecure_channel(f"unix://{echo_sock}") as echo_channel:
-                bench_latency(channel, echo_channel, args.calls)
-                bench_lifecycle(channel, args.lifecycles)
-                bench_log_stream(channel, args.lines)
-                bench_registry(channel, args.mib)
+                only = set(args.only or BENCHES)
+                if "latency" in only:
+                    bench_latency(channel, echo_channel, args.calls)
+                if "lifecycle" in only:
+                    bench_lifecycle(channel, args.lifecycles)
+                if "logs" in only:
+                    bench_log_stream(channel, args.lines)
+                if "registry" in only:
+                    bench_registry(channel, args.mib)
+                if "load" in only:
+                    bench_under_load(channel, sock, echo_sock, daemon.pid, args.clients,
+                                     args.client_calls)
         finally:
             echo.terminate()
             daemon.terminate()

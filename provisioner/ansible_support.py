@@ -179,7 +179,8 @@ class Converger:
         return open_executor(o.target, o.state_dir, o.cgroup_root, o.lock_timeout,
                              tls_ca=o.tls_ca, tls_cert=o.tls_cert, tls_key=o.tls_key,
                              purpose=f"ansible {self.module_name} (manifest set "
-                             f"{manifest_set!r}, state={o.state})")
+                             f"{manifest_set!r}, state={o.state})",
+                             read_only=self.check_mode)
 
     def _converge(self, desired: DesiredState, destroy: bool) -> dict[str, Any]:
         with self._open(desired.manifest_set) as ex:

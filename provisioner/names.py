@@ -26,7 +26,7 @@ MAX_CELL_DEPTH = 8
 
 def check_dns_label(name: str, what: str = "name") -> str:
     """Return ``name`` if it is one DNS label, else raise :class:`UnsafeName`."""
-    if not isinstance(name, str) or not DNS_LABEL_RE.match(name):
+    if not isinstance(name, str) or not DNS_LABEL_RE.fullmatch(name):
         raise UnsafeName(
             f"{what} {name!r} is not a DNS label "
             "(1-63 of a-z, A-Z, 0-9 and '-', not starting or ending with '-')"
@@ -40,13 +40,36 @@ def container_process_name(pod: str, container: str) -> str:
     return f"{check_dns_label(pod, 'pod name')}.{check_dns_label(container, 'container name')}"
 
 
+#: A supervised process: an executable (a DNS label) or a pod's container.
+PROCESS_NAME_RE = re.compile(rf"^{DNS_LABEL}(?:\.{DNS_LABEL})?$")
+
+
 def check_process_name(name: str) -> str:
-    """A supervised process: an executable (a DNS label) or a container ``pod.container``."""
-    pod, dot, container = name.partition(".") if isinstance(name, str) else ("", "", "")
-    if dot:
-        container_process_name(pod, container)
+    """A supervised process: an executable (a DNS label) or a container ``pod.container``.
+
+    The error names what is wrong with the whole name (a path, a NUL byte, too many
+    dots...), not with whichever part a split would give."""
+    if isinstance(name, str) and PROCESS_NAME_RE.fullmatch(name):
         return name
-    return check_dns_label(name, "executable name")
+    raise UnsafeName(f"{name!r} is not a DNS label (an executable's name: 1-63 of a-z, A-Z, "
+                     "0-9 and '-', not starting or ending with '-') nor <pod>.<container> (a "
+                     f"pod's container){_why_not(name)}")
+
+
+def _why_not(name: object) -> str:
+    if not isinstance(name, str):
+        return f": it is a {type(name).__name__}, not a string"
+    if name == "":
+        return ": it is empty"
+    if "\0" in name:
+        return ": it contains a NUL byte"
+    if "/" in name:
+        return ": it contains '/' (names never become paths outside their folder)"
+    if name.count(".") > 1 or name.startswith(".") or name.endswith("."):
+        return ": a container name has exactly one '.', between two DNS labels"
+    if any(len(part) > 63 for part in name.split(".")):
+        return ": a DNS label is at most 63 characters"
+    return ""
 
 
 def process_kind(name: str) -> str:
@@ -72,7 +95,7 @@ def check_cell_path(name: str) -> str:
 
 def check_artifact_name(name: str, what: str = "name") -> str:
     """Return ``name`` if it is safe as one file-name component, else raise."""
-    if not isinstance(name, str) or not ARTIFACT_NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not ARTIFACT_NAME_RE.fullmatch(name) or ".." in name:
         raise UnsafeName(
             f"{what} {name!r} is not allowed (1-128 of A-Z a-z 0-9 . _ + -, starting and "
             "ending with a letter or digit, no '..')"

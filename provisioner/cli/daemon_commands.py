@@ -7,7 +7,12 @@ import os
 import re
 
 from provisioner.cli.base import EXIT_OK, Parser
-from provisioner.daemon.context import DEFAULT_SOCKET, DaemonConfig, MiB
+from provisioner.daemon.context import (
+    DEFAULT_SOCKET,
+    MAX_CONCURRENT_RPCS_LIMIT,
+    DaemonConfig,
+    MiB,
+)
 from provisioner.errors import UsageError
 from provisioner.node.store import DEFAULT_STATE_DIR
 
@@ -49,9 +54,10 @@ def add_daemon(sub: argparse._SubParsersAction[Parser]) -> None:
                         help="cgroup subtree of the cells (env PROVISIONER_CGROUP_ROOT)")
     parser.add_argument("--max-message-mb", type=int, default=8, metavar="N",
                         help="largest request or response message (default %(default)s)")
-    parser.add_argument("--max-concurrent-rpcs", type=int, default=256, metavar="N",
-                        help="calls in flight before new ones get RESOURCE_EXHAUSTED "
-                        "(default %(default)s)")
+    parser.add_argument("--max-concurrent-rpcs", type=int, default=128, metavar="N",
+                        help="calls in flight (one worker thread each) before new ones "
+                        "get RESOURCE_EXHAUSTED (default %(default)s, at most "
+                        f"{MAX_CONCURRENT_RPCS_LIMIT})")
     parser.set_defaults(run=run_daemon)
 
 
@@ -80,8 +86,9 @@ def daemon_config(args: argparse.Namespace) -> DaemonConfig:
         raise UsageError("--socket-group needs the unix socket (drop --no-socket)")
     if not 1 <= args.max_message_mb <= 1024:
         raise UsageError("--max-message-mb must be between 1 and 1024")
-    if args.max_concurrent_rpcs < 1:
-        raise UsageError("--max-concurrent-rpcs must be at least 1")
+    if not 1 <= args.max_concurrent_rpcs <= MAX_CONCURRENT_RPCS_LIMIT:
+        raise UsageError(f"--max-concurrent-rpcs must be between 1 and "
+                         f"{MAX_CONCURRENT_RPCS_LIMIT}")
     return DaemonConfig(
         state_dir=args.state_dir, cgroup_root=args.cgroup_root,
         socket=None if args.no_socket else args.socket, socket_group=args.socket_group,

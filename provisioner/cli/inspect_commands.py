@@ -73,7 +73,7 @@ def render_status(state: NodeState, rows: list[dict[str, Any]]) -> list[str]:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    with executor(args) as ex:
+    with executor(args, read_only=True) as ex:
         state = ex.observe()
     resources = [r for r in state.resources
                  if args.manifest_set is None or r.manifest_set == args.manifest_set]

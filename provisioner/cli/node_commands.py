@@ -77,11 +77,13 @@ def add_manifest_args(parser: argparse.ArgumentParser, required: bool = True) ->
     add_template_args(parser)
 
 
-def executor(args: argparse.Namespace) -> contextlib.AbstractContextManager[NodeExecutor]:
-    """:func:`open_executor` for a command's ``--target``, ``--state-dir``, ... options."""
+def executor(args: argparse.Namespace, read_only: bool = False
+             ) -> contextlib.AbstractContextManager[NodeExecutor]:
+    """:func:`open_executor` for a command's ``--target``, ``--state-dir``, ... options
+    (``read_only`` for commands that only look: they create nothing on a fresh node)."""
     return open_executor(args.target, args.state_dir, args.cgroup_root, args.lock_timeout,
                          tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                         insecure=args.insecure)
+                         insecure=args.insecure, read_only=read_only)
 
 
 def _remote(args: argparse.Namespace) -> RemoteExecutor | None:
@@ -134,7 +136,7 @@ def add_plan(sub: argparse._SubParsersAction[Parser]) -> None:
 
 def run_plan(args: argparse.Namespace) -> int:
     desired = desired_state(args)
-    with executor(args) as ex:
+    with executor(args, read_only=True) as ex:
         plan = make_plan(ex, desired, prune=args.prune)
         if args.out:
             save_plan(args.out, plan, ex.node_id)

@@ -36,6 +36,7 @@ from provisioner.model import CellLimits, CellSpec, ExecutableSpec, Kind, PodSpe
 from provisioner.model_json import loads
 from provisioner.names import check_cell_path, check_dns_label
 from provisioner.node.cgroups import same_limits
+from provisioner.node.exec_limits import check_exec_size
 from provisioner.node.layer import NodeLayer
 from provisioner.node.persistent import check_not_persistent
 from provisioner.node.pods import Pods
@@ -73,6 +74,7 @@ def executable_from_proto(executable: pb.Executable, cell: str) -> ExecutableSpe
         raise InvalidArgument(f"executable {name!r}: command is empty")
     if "\0" in executable.command:
         raise InvalidArgument(f"executable {name!r}: command contains a NUL byte")
+    check_exec_size(f"executable {name!r}", executable.command)
     return ExecutableSpec(name, executable.command, cell=cell,
                           description=executable.description)
 

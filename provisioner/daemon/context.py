@@ -12,6 +12,8 @@ from provisioner.node.logs import LogRing
 
 DEFAULT_SOCKET = "/run/provisioner/provisioner.sock"
 MiB = 1024 * 1024
+#: The most calls in flight (and so worker threads) a daemon may be configured for.
+MAX_CONCURRENT_RPCS_LIMIT = 1024
 
 
 @dataclass(frozen=True)
@@ -33,11 +35,16 @@ class DaemonConfig:
     #: Stop executables when the daemon exits (default: leave them for adoption).
     stop_on_exit: bool = False
     max_message_bytes: int = 8 * MiB
-    max_concurrent_rpcs: int = 256
+    #: Calls in flight (streams included); one worker thread each, made lazily. Threads
+    #: hold no files (the store's connections are a pool), so this bounds threads only.
+    max_concurrent_rpcs: int = 128
     workers: int = 32
     #: Discover reuses a self-check result this long (seconds): a health probe must be
     #: cheap enough to call in a loop; 0 checks on every call.
     health_ttl_s: float = 1.0
+    #: GetState reuses an observation this long (seconds) while the store's generation
+    #: and the shim status folder are unchanged (see ``state_cache.py``); 0: never.
+    state_ttl_s: float = 1.0
     #: Registry: largest driver accepted, in bytes.
     max_driver_bytes: int = 512 * MiB
 

@@ -39,6 +39,7 @@ from provisioner.model import PersistentExecutableSpec
 from provisioner.names import check_dns_label
 from provisioner.node import leaf as leafops
 from provisioner.node import persistent
+from provisioner.node.exec_limits import check_exec_size
 from provisioner.node.layer import NodeLayer
 from provisioner.node.shimspec import DEFAULT_PATH
 
@@ -189,6 +190,7 @@ class RuntimeService(rpb_grpc.RuntimeServicer):
              context: grpc.ServicerContext) -> rpb.ExecutableStatus:
         if not request.command.strip() or "\0" in request.command:
             raise InvalidArgument("command is empty or contains a NUL byte")
+        check_exec_size("Exec", request.command)
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         result = exec_command(self.ctx.layer, request.command, deadline, context.is_active)
@@ -251,6 +253,7 @@ class ScheduleExecutableService(spb_grpc.ScheduleExecutableServicer):
         if not command.strip() and found is not None:  # re-enable as registered
             command, comment = found[0].command, comment or found[0].comment
         manifest_set = found[1].manifest_set if found else ""
+        check_exec_size(f"persistent executable {name!r}", command)  # before any lock file
         with self.ctx.executor.locked(reconcile_first=False):
             persistent.enable(layer, PersistentExecutableSpec(name, command, comment),
                               manifest_set)

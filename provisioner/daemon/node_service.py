@@ -1,6 +1,8 @@
 """``provisioner.v1.NodeService``: GetState, Plan and Apply for declarative clients.
 
-- GetState: ``ctx.executor.observe()`` as a NodeState.
+- GetState: ``ctx.executor.observe()`` as a NodeState, shared by concurrent callers
+  and reused while nothing it shows has changed (``state_cache.py``; at most
+  ``DaemonConfig.state_ttl_s`` old for a change made behind the provisioner's back).
 - Plan: the request's resources are validated exactly like manifest files (the same
   JSON Schemas and cross-document checks, see ``provisioner/manifest/from_data.py``);
   any error is INVALID_ARGUMENT listing them all, except that a reference (a parent
@@ -40,6 +42,7 @@ from provisioner import serde
 from provisioner._proto.provisioner.v1 import node_pb2 as npb
 from provisioner._proto.provisioner.v1 import node_pb2_grpc as ngrpc
 from provisioner.daemon.context import DaemonContext
+from provisioner.daemon.state_cache import ObservedCache
 from provisioner.daemon.status import handles_errors
 from provisioner.errors import InvalidArgument, NotFound
 from provisioner.manifest.from_data import render_issues, validate_data
@@ -84,11 +87,16 @@ def plan_from_request(plan: npb.Plan) -> Plan:
 class NodeServicer(ngrpc.NodeServiceServicer):
     def __init__(self, ctx: DaemonContext) -> None:
         self.ctx = ctx
+        self.state = ObservedCache(ctx.layer, self._observe, ctx.config.state_ttl_s)
+
+    def _observe(self) -> npb.GetStateResponse:
+        return npb.GetStateResponse(state=serde.state_to_proto(self.ctx.executor.observe()))
 
     @handles_errors
     def GetState(self, request: npb.GetStateRequest,
                  context: grpc.ServicerContext) -> npb.GetStateResponse:
-        return npb.GetStateResponse(state=serde.state_to_proto(self.ctx.executor.observe()))
+        # A shared answer: gRPC only serializes it, nobody changes it.
+        return self.state.get()
 
     @handles_errors
     def Plan(self, request: npb.PlanRequest,

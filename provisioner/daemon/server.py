@@ -33,7 +33,7 @@ from grpc_reflection.v1alpha import reflection
 
 import provisioner._proto
 from provisioner.daemon.authz import AuthorizationInterceptor, Policy, load_policy
-from provisioner.daemon.context import DaemonConfig, DaemonContext
+from provisioner.daemon.context import MAX_CONCURRENT_RPCS_LIMIT, DaemonConfig, DaemonContext
 from provisioner.daemon.listen import UnixSocket, listen_tcp, listen_unix
 from provisioner.errors import FailedPrecondition, InvalidArgument, NodeError
 from provisioner.executors.local import LocalExecutor
@@ -131,8 +131,9 @@ def _build(ctx: DaemonContext, policy: Policy | None
     policy = policy or load_policy(config.policy_file)
     # One thread for every call admitted: with fewer, long streams (log follows, health
     # watches) would queue other calls silently instead of the limit answering
-    # RESOURCE_EXHAUSTED. Threads are made lazily, so an idle daemon stays small.
-    threads = max(config.workers, config.max_concurrent_rpcs)
+    # RESOURCE_EXHAUSTED. Threads are made lazily, so an idle daemon stays small, and
+    # hold no files of their own (the store shares a few connections among them).
+    threads = config.max_concurrent_rpcs
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc"),
         interceptors=[AuthorizationInterceptor(policy)],
@@ -305,9 +306,10 @@ def check_config(config: DaemonConfig) -> Policy:
                               "client CA (mutual TLS), or the explicit insecure_tcp")
     if config.insecure_tcp and any(tls):
         raise InvalidArgument("insecure TCP and TLS files exclude each other")
-    if config.max_message_bytes < 1024 or config.max_concurrent_rpcs < 1:
-        raise InvalidArgument("max_message_bytes must be >= 1024 and "
-                              "max_concurrent_rpcs >= 1")
+    if config.max_message_bytes < 1024 or not (
+            1 <= config.max_concurrent_rpcs <= MAX_CONCURRENT_RPCS_LIMIT):
+        raise InvalidArgument("max_message_bytes must be >= 1024 and max_concurrent_rpcs "
+                              f"between 1 and {MAX_CONCURRENT_RPCS_LIMIT}")
     return load_policy(config.policy_file)
 
 

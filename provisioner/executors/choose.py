@@ -33,13 +33,15 @@ def open_executor(target: str | None, state_dir: str = DEFAULT_STATE_DIR,
                   cgroup_root: str = DEFAULT_CGROUP_ROOT, lock_timeout: float = 10.0, *,
                   tls_ca: str | None = None, tls_cert: str | None = None,
                   tls_key: str | None = None, insecure: bool = False,
-                  purpose: str = "") -> Iterator[NodeExecutor]:
+                  purpose: str = "", read_only: bool = False) -> Iterator[NodeExecutor]:
     """The executor to act through, closed afterwards: the daemon at ``target``; else
     the daemon at the default socket when it answers (only with the default state
     directory and cgroup root, which are the daemon's); else this machine in-process.
 
     The one place that makes this choice, for the CLI and the Ansible module alike.
     ``purpose`` is what the writer lock tells other processes (default: the command line).
+    ``read_only`` (plan, status, check mode): acting on this machine creates nothing,
+    not even the state directory, and a node never used looks empty.
     """
     remote = find_daemon(target, state_dir, cgroup_root, tls_ca=tls_ca, tls_cert=tls_cert,
                          tls_key=tls_key, insecure=insecure)
@@ -50,7 +52,8 @@ def open_executor(target: str | None, state_dir: str = DEFAULT_STATE_DIR,
             remote.close()
         return
     config = NodeConfig(state_dir=state_dir, cgroup_root=cgroup_root)
-    local = LocalExecutor(NodeLayer(config), lock_timeout_s=lock_timeout, purpose=purpose)
+    local = LocalExecutor(NodeLayer(config, read_only=read_only), lock_timeout_s=lock_timeout,
+                          purpose=purpose)
     try:
         yield local
     finally:

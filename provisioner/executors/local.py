@@ -57,6 +57,8 @@ class LocalExecutor:
         for one node is never applied to another."""
         store = self.layer.store
         node_id = store.get_meta(NODE_ID_KEY)
+        if node_id is None and self.layer.read_only:
+            return ""  # a node never applied to has none yet; looking makes none
         if node_id is None:
             with store.transaction(observation=True):
                 if store.get_meta(NODE_ID_KEY) is None:
@@ -74,6 +76,9 @@ class LocalExecutor:
         Re-entrant for the thread that holds it; another thread of this process (a
         daemon serving two calls) waits up to the lock timeout, like another process.
         """
+        if self.layer.read_only:
+            raise FailedPrecondition("the node was opened for looking only (plan, status, "
+                                     "check mode): it cannot be changed through it")
         me = threading.get_ident()
         if self._owner == me:
             yield self

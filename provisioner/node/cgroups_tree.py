@@ -267,7 +267,7 @@ class CgroupDriver(ABC):
             child = os.path.join(path, name)
             # Leaves start with '_', staging names with '.', neither of which a DNS label
             # can; unmarked dirs are not ours.
-            if DNS_LABEL_RE.match(name):
+            if DNS_LABEL_RE.fullmatch(name):
                 if is_marked(child):
                     cell = f"{prefix}/{name}" if prefix else name
                     found.add(cell)

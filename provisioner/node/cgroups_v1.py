@@ -231,7 +231,7 @@ class CgroupV1Driver(CgroupDriver):
             return None
         if name.startswith("_"):
             return ""
-        if cell is None or not DNS_LABEL_RE.match(name):
+        if cell is None or not DNS_LABEL_RE.fullmatch(name):
             return None
         child_cell = f"{cell}/{name}" if cell else name
         asked = recorded_limits(self.cell_dirs(child_cell)[0])

@@ -9,11 +9,12 @@ Every part is checked with :func:`provisioner.names.check_artifact_name`, so non
 be ``..``, contain ``/`` or start with ``.``; ``_`` and the ``.tmp-*`` files of writes
 in progress can therefore never collide with a stored driver.
 
-Writes are atomic: bytes go to a temporary file in the target's folder, which is
-fsynced, checked (size limit while writing, SHA-256 at the end) and only then renamed
-over the target, and the folder fsynced. Any failure removes the temporary file, so a
-reader sees the old driver or the new one, never a part, and a failed upload stores
-nothing.
+Writes are atomic: bytes go to a temporary file in ``drivers/`` itself, which is
+fsynced, checked (size limit while writing, SHA-256 at the end) and only then moved
+into its folder (made then) over the target, and the folder fsynced. Any failure
+removes the temporary file and every folder the write made, so a reader sees the old
+driver or the new one, never a part, and a failed upload stores nothing, not even an
+empty folder.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ class DriverWriter:
         self.digest.update(data)
         self.handle.write(data)
 
+    made: list[str] = field(default_factory=list)  # folders this write created
+
     def commit(self, checksum: str) -> str:
         """Store the file if ``checksum`` is the SHA-256 of what was written."""
         actual = self.digest.hexdigest()
@@ -99,8 +102,11 @@ class DriverWriter:
         self.handle.flush()
         os.fsync(self.handle.fileno())
         self.handle.close()
+        folder = os.path.dirname(self.path)
+        self.made += _make_folders(folder)
         os.rename(self.temporary, self.path)
-        _fsync_dir(os.path.dirname(self.path))
+        _fsync_dir(folder)
+        self.made.clear()  # stored: the folders are the driver's now
         return actual
 
 
@@ -124,20 +130,23 @@ class DriverStore:
         """A write that is stored only by ``commit``; leaving without it (or with an
         exception) removes the temporary file."""
         target = self.path(key)
-        folder = os.path.dirname(target)
+        made: list[str] = []
         try:
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+            made += _make_folders(self.root)
+            fd, temporary = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
         except OSError as exc:
+            _remove_folders(made)
             raise NodeError(f"cannot write {key} under {self.root}: {exc}") from exc
         handle = os.fdopen(fd, "wb")
+        writer = DriverWriter(target, temporary, handle, self.max_bytes, made=made)
         try:
-            yield DriverWriter(target, temporary, handle, self.max_bytes)
+            yield writer
         finally:
             if not handle.closed:
                 handle.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
+            _remove_folders(writer.made)  # what a failed write made (nothing once stored)
 
     def holds(self, key: DriverKey, sha256: str) -> bool:
         """True if the store has KEY with exactly the bytes whose SHA-256 is SHA256."""
@@ -181,6 +190,32 @@ class DriverStore:
                 break
             folder = os.path.dirname(folder)
         return True
+
+
+def _make_folders(path: str) -> list[str]:
+    """Make ``path`` and the folders above it that are missing; those made, top first."""
+    missing: list[str] = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    made: list[str] = []
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+            made.append(folder)
+        except FileExistsError:  # another write made it meanwhile: not ours to remove
+            pass
+    return made
+
+
+def _remove_folders(made: list[str]) -> None:
+    """Remove the folders a failed write made, deepest first, where still empty."""
+    for folder in reversed(made):
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty: another write uses it now
+            break
+    made.clear()
 
 
 def _fsync_dir(path: str) -> None:

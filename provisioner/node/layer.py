@@ -32,6 +32,7 @@ from provisioner.names import cell_parent, check_cell_path, check_dns_label, che
 from provisioner.node import leaf as leafops
 from provisioner.node.cgroups import HOLDER_LEAF, detect_layout, executable_leaf, make_driver
 from provisioner.node.containers import remove_runc_cgroups
+from provisioner.node.exec_limits import check_exec_size
 from provisioner.node.logs import LogLimits
 from provisioner.node.namespaces import holder_alive, start_holder, stop_holder
 from provisioner.node.procs import kill_pids
@@ -109,18 +110,25 @@ def process_record(name: str, cell: str, status: ShimStatus) -> ProcessRecord:
 class NodeLayer:
     """Cells (cgroups + namespaces) and supervised executables, with their records."""
 
-    def __init__(self, config: NodeConfig | None = None) -> None:
+    def __init__(self, config: NodeConfig | None = None, *, read_only: bool = False) -> None:
+        """``read_only``: for looking only (plan, status, check mode): nothing is created
+        (no state directory, database or cgroup root), a node never used looks empty,
+        and the store refuses writes."""
         self.config = config or NodeConfig()
+        self.read_only = read_only
         if os.geteuid() != 0:
             raise PermissionDenied("the node layer needs root: it creates cgroups and "
                                    "namespaces (run as root, or use --target for a daemon)")
         self.layout = detect_layout()
         self.cgroups = make_driver(self.layout, self.config.cgroup_root)
-        self.cgroups.ensure_root()
-        self.store = Store.open(self.config.state_dir)
         # Shim status files: run/<executable>.json (flat: one inode per executable, not
         # two). Shims make their tmp files here, even before they have their spec.
         self.runtime_dir = os.path.join(self.config.state_dir, RUNTIME_DIR)
+        if read_only:
+            self.store = Store.open_read_only(self.config.state_dir)
+            return
+        self.cgroups.ensure_root()
+        self.store = Store.open(self.config.state_dir)
         os.makedirs(self.runtime_dir, mode=0o750, exist_ok=True)
         sweep_tmp_files(self.runtime_dir)
 
@@ -299,11 +307,17 @@ class NodeLayer:
         """Launch ``sh -c COMMAND`` under its supervisor in the cell; return its status.
 
         Refuses (AlreadyExists) an executable of that name that is running; one that
-        ended, or whose supervisor died, is cleaned up and started again.
+        ended, or whose supervisor died, is cleaned up and started again. A command the
+        kernel cannot exec (too long) is InvalidArgument before anything is made, and a
+        new executable whose start fails leaves nothing behind (no leaf, status file or
+        record).
         """
         name = check_dns_label(spec.name, "executable name")
+        check_exec_size(f"executable {name!r}", spec.command, dict(spec.env))
         if spec.cell and self.store.get_resource(Kind.CELL, spec.cell) is None:
             raise NotFound(f"cell {spec.cell!r} does not exist")
+        new = (self.store.get_process(name) is None
+               and self.store.get_resource(Kind.EXECUTABLE, name) is None)
 
         def record_pending(store: Store) -> None:
             store.put_resource(Kind.EXECUTABLE, name, dumps(spec), manifest_set)
@@ -311,8 +325,27 @@ class NodeLayer:
         def record_started(store: Store, status: ShimStatus) -> None:
             store.record_event("Executable", name, "started", f"pid {status.child_pid}")
 
-        return self.launch_process(name, spec.cell, lambda: self._prepare_launch(spec, name),
-                                   record_pending, record_started)
+        try:
+            return self.launch_process(name, spec.cell,
+                                       lambda: self._prepare_launch(spec, name),
+                                       record_pending, record_started)
+        except Exception:
+            if new:
+                self._forget_failed_start(name, spec.cell)
+            raise
+
+    def _forget_failed_start(self, name: str, cell: str) -> None:
+        """Undo what a failed first start of NAME made, unless its process runs after
+        all (a launch that timed out may still have started it)."""
+        status = self.read_shim_status(name)
+        if status is not None and shim_alive(status) and status.state not in TERMINAL_STATES:
+            return
+        with contextlib.suppress(Exception):
+            self.remove_leaf(cell, name)
+        with self.store.transaction() as store:
+            store.delete_process(name)
+            store.delete_resource(Kind.EXECUTABLE, name)
+        self.remove_status_files(name)
 
     def launch_process(self, name: str, cell: str, prepare: Callable[[], ShimSpec],
                        record_pending: Callable[[Store], None] | None = None,

@@ -37,6 +37,7 @@ from provisioner.errors import AlreadyExists, InvalidArgument, NotFound
 from provisioner.model import ExecutableSpec, Kind, PersistentExecutableSpec, RestartPolicy
 from provisioner.model_json import dumps, loads
 from provisioner.names import check_dns_label
+from provisioner.node.exec_limits import check_exec_size
 from provisioner.node.layer import NodeLayer
 from provisioner.node.shimspec import TERMINAL_STATES
 from provisioner.node.store import ResourceRecord
@@ -84,6 +85,7 @@ def _check_spec(spec: PersistentExecutableSpec) -> None:
         raise InvalidArgument(f"persistent executable {spec.name!r}: command is empty")
     if "\0" in spec.command:
         raise InvalidArgument(f"persistent executable {spec.name!r}: command contains NUL")
+    check_exec_size(f"persistent executable {spec.name!r}", spec.command)
 
 
 def _put(layer: NodeLayer, spec: PersistentExecutableSpec, manifest_set: str,

@@ -17,6 +17,7 @@ from typing import Any
 
 from provisioner.errors import InvalidArgument, NodeError, NotFound
 from provisioner.limits import MAX_BACKOFF_S, MAX_STOP_GRACE_S, clamp
+from provisioner.node.exec_limits import check_exec_size
 from provisioner.node.logs import LogLimits
 from provisioner.node.types import LeafCgroup, NamespaceTarget
 
@@ -75,6 +76,7 @@ class ShimSpec:
         for key, value in self.env.items():
             if not key or "=" in key or "\0" in key or "\0" in value:
                 raise InvalidArgument(f"{self.name}: bad environment variable {key!r}")
+        check_exec_size(self.name, self.command, self.env)
         if not 0 <= self.stop_grace_s <= MAX_STOP_GRACE_S:
             raise InvalidArgument(f"{self.name}: stop grace period {self.stop_grace_s!r} s is "
                                   f"not within 0..{MAX_STOP_GRACE_S:g} s")

@@ -13,15 +13,17 @@ nothing, in which case no bump happens). Transactions nest as savepoints.
 
 Concurrency: the database is in WAL mode, so readers (another thread, or another
 process) never wait for a writer and see the last committed state. One :class:`Store`
-may be shared by threads: each thread gets its own connection (a thread-local), so a
-thread's open transaction is invisible to, and never blocks, reads in other threads.
-Writers from different processes are serialized by SQLite's write lock (busy timeout
-``busy_timeout_s``, then :class:`LockBusy`), writers from threads of one process first
-by a lock of the Store: SQLite's busy handler waits by sleeping (1, 2, 5, 10 ms...),
-so threads contending in SQLite would each sleep where a hand-over is instant. The
-*writer lock* of ``provisioner.node.lock`` is separate and readers never need it.
-A thread's connection stays open until :meth:`Store.close`, so prefer long-lived
-threads (a pool) over one thread per request.
+may be shared by any number of threads over a bounded set of connections
+(``store_pool.py``): the thread in a transaction uses the one writer connection for
+all of it, so its open transaction is invisible to, and never blocks, reads in other
+threads, which borrow one of ``readers`` reader connections per statement (or per
+snapshot). Writers from different processes are serialized by SQLite's write lock
+(busy timeout ``busy_timeout_s``, then :class:`LockBusy`), writers from threads of one
+process first by a lock of the Store: SQLite's busy handler waits by sleeping (1, 2,
+5, 10 ms...), so threads contending in SQLite would each sleep where a hand-over is
+instant. The *writer lock* of ``provisioner.node.lock`` is separate and readers never
+need it. The open files of a store are thus bounded (two per connection), whatever
+the number of threads.
 
 Durability: ``synchronous=NORMAL`` in WAL mode; a commit survives a crash of the
 process, and a power loss may lose the last commits but never corrupts the file.
@@ -34,6 +36,8 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +46,7 @@ from typing import Any
 from provisioner.errors import FailedPrecondition, InvalidArgument, LockBusy, NodeError
 from provisioner.model import Kind
 from provisioner.node import store_schema as _schema
+from provisioner.node.store_pool import DEFAULT_READERS, ConnectionPool
 from provisioner.node.store_schema import (
     HOLDER_COLS,
     PROCESS_COLS,
@@ -77,6 +82,11 @@ _HOLDER_SELECT = ", ".join(HOLDER_COLS)
 _WITHIN = "({column} = ? OR ({column} > ? AND {column} < ?))"
 
 
+def _int64(value: int) -> int:
+    """VALUE within SQLite's INTEGER range."""
+    return max(-(2**63), min(2**63 - 1, int(value)))
+
+
 def _within_bounds(path: str) -> tuple[str, str, str]:
     return path, path + "/", path + "0"
 
@@ -94,30 +104,33 @@ class _Tx:
 class Store:
     """The node's durable state. Create with :meth:`Store.open`; see the module doc."""
 
-    def __init__(self, path: Path, max_events: int, busy_timeout_s: float) -> None:
+    def __init__(self, path: Path, max_events: int, busy_timeout_s: float,
+                 readers: int = DEFAULT_READERS, uri: str | None = None) -> None:
         self.path = path
         self.max_events = max_events
         self._busy_timeout_s = busy_timeout_s
+        # Per thread: ``conn`` while the thread is in a transaction (the writer) or a
+        # snapshot (a lent reader), ``tx`` and ``snapshot`` as their book-keeping.
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
-        self._conns_lock = threading.Lock()
-        self._closed = False
+        self.pool = ConnectionPool(path, busy_timeout_s, readers, uri)
         self._trim_floor = 0  # every event id below this is trimmed already
         self._write_lock = threading.Lock()  # one top-level transaction per process
 
     @classmethod
     def open(cls, state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *,
-             max_events: int = DEFAULT_MAX_EVENTS, busy_timeout_s: float = 5.0) -> Store:
-        """Open (creating if needed) the store and apply pending migrations."""
+             max_events: int = DEFAULT_MAX_EVENTS, busy_timeout_s: float = 5.0,
+             readers: int = DEFAULT_READERS) -> Store:
+        """Open (creating if needed) the store and apply pending migrations;
+        ``readers``: how many reader connections its threads share at most."""
         path = ensure_state_dir(state_dir) / DB_FILE
         try:
             os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         except OSError as e:
             raise NodeError(f"cannot open state database {path}: {e}") from e
-        store = cls(path, max_events, busy_timeout_s)
+        store = cls(path, max_events, busy_timeout_s, readers)
         try:
-            conn = store._conn()
-            with store._errors():
+            with store._errors(), store._write_lock:
+                conn = store.pool.writer()
                 if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     conn.execute("PRAGMA journal_mode=WAL")
                 _schema.migrate(conn, path)
@@ -126,13 +139,42 @@ class Store:
             raise
         return store
 
+    @classmethod
+    def open_read_only(cls, state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *,
+                       busy_timeout_s: float = 5.0) -> Store:
+        """The store for looking only (plan, status, check mode): nothing is created.
+
+        A state directory without a database is a node never used: the store is then an
+        empty one in memory (generation 0, no records), and writes to it are lost with
+        it. An existing database is opened read-only (``mode=ro``); one of an older
+        schema is opened normally instead, so that it is migrated (a used node).
+        """
+        path = Path(state_dir) / DB_FILE
+        if not path.exists():
+            memory = f"file:provisioner-empty-{uuid.uuid4().hex}?mode=memory&cache=shared"
+            store = cls(path, DEFAULT_MAX_EVENTS, busy_timeout_s, uri=memory)
+            try:
+                with store._errors(), store._write_lock:
+                    _schema.migrate(store.pool.writer(), path)  # the writer keeps it alive
+            except BaseException:
+                store.close()
+                raise
+            return store
+        read_only = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+        store = cls(path, DEFAULT_MAX_EVENTS, busy_timeout_s, uri=read_only)
+        try:
+            version = store.schema_version()
+        except BaseException:
+            store.close()
+            raise
+        if version == len(_schema.MIGRATIONS):
+            return store
+        store.close()
+        return cls.open(state_dir, busy_timeout_s=busy_timeout_s)
+
     def close(self) -> None:
-        """Close every thread's connection; the store cannot be used afterwards."""
-        with self._conns_lock:
-            self._closed = True
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            conn.close()
+        """Close every connection; the store cannot be used afterwards."""
+        self.pool.close()
 
     def __enter__(self) -> Store:
         return self
@@ -142,18 +184,9 @@ class Store:
 
     # -- connections and errors ----------------------------------------------------------
 
-    def _conn(self) -> sqlite3.Connection:
-        if self._closed:
-            raise FailedPrecondition(f"state database {self.path} is closed")
+    def _bound(self) -> sqlite3.Connection | None:
+        """The connection this thread's transaction or snapshot uses, if it is in one."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            with self._errors():
-                conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s,
-                                       isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA synchronous=NORMAL")
-            with self._conns_lock:
-                self._conns.append(conn)
-            self._local.conn = conn
         return conn
 
     @contextlib.contextmanager
@@ -179,17 +212,22 @@ class Store:
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         try:
-            return self._conn().execute(sql, params).fetchall()
+            conn = self._bound()
+            if conn is not None:
+                return conn.execute(sql, params).fetchall()
+            with self.pool.reader() as conn:
+                return conn.execute(sql, params).fetchall()
         except sqlite3.Error as e:
             raise self._translate(e) from e
 
     def _write(self, sql: str, params: Sequence[object] = ()) -> int:
         """Run a modifying statement in the open transaction; returns the row count."""
         tx: _Tx | None = getattr(self._local, "tx", None)
-        if tx is None:
+        conn = self._bound()
+        if tx is None or conn is None:
             raise FailedPrecondition("store writes must happen inside Store.transaction()")
         try:
-            count: int = self._conn().execute(sql, params).rowcount
+            count: int = conn.execute(sql, params).rowcount
         except sqlite3.Error as e:
             raise self._translate(e) from e
         if count:
@@ -206,11 +244,11 @@ class Store:
         found dead, its exit status): it is committed like any change but does not
         bump the generation, so a plan made before it is not made stale by it.
         """
-        conn = self._conn()
         if getattr(self._local, "snapshot", False):
             raise FailedPrecondition("cannot open a write transaction inside a snapshot")
         tx: _Tx | None = getattr(self._local, "tx", None)
-        if tx is not None:
+        conn = self._bound()
+        if tx is not None and conn is not None:
             yield from self._savepoint(conn, tx)
             return
         if not self._write_lock.acquire(timeout=self._busy_timeout_s):
@@ -218,10 +256,12 @@ class Store:
                            f"transaction, waited {self._busy_timeout_s}s)")
         try:
             with self._errors():
+                conn = self.pool.writer()
                 conn.execute("BEGIN IMMEDIATE")
         except BaseException:
             self._write_lock.release()
             raise
+        self._local.conn = conn
         tx = self._local.tx = _Tx(bump=not observation)
         try:
             yield self
@@ -235,7 +275,7 @@ class Store:
                 conn.execute("ROLLBACK")
             raise
         finally:
-            self._local.tx = None
+            self._local.tx = self._local.conn = None
             self._write_lock.release()
 
     def _savepoint(self, conn: sqlite3.Connection, tx: _Tx) -> Iterator[Store]:
@@ -280,25 +320,27 @@ class Store:
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[Store]:
         """Read several things from one consistent committed state (a read transaction)."""
-        conn = self._conn()
         if getattr(self._local, "tx", None) or getattr(self._local, "snapshot", False):
             yield self
             return
-        with self._errors():
+        with self._errors(), self.pool.reader() as conn:
             conn.execute("BEGIN DEFERRED")
-        self._local.snapshot = True
-        try:
-            yield self
-        finally:
-            self._local.snapshot = False
-            with self._errors():
+            self._local.snapshot, self._local.conn = True, conn
+            try:
+                yield self
+            finally:
+                self._local.snapshot, self._local.conn = False, None
                 conn.execute("COMMIT")
 
     # -- meta --------------------------------------------------------------------------
 
     def schema_version(self) -> int:
         with self._errors():
-            return _schema.schema_version(self._conn())
+            conn = self._bound()
+            if conn is not None:
+                return _schema.schema_version(conn)
+            with self.pool.reader() as conn:
+                return _schema.schema_version(conn)
 
     def generation(self) -> int:
         return int(self._query("SELECT value FROM meta WHERE key = ?", (GENERATION_KEY,))[0][0])
@@ -422,10 +464,14 @@ class Store:
 
         Followers poll with the last id they saw as ``since_id``.
         """
+        # Bounds from a request may lie beyond SQLite's 64-bit integers (a time in the
+        # year 3000 in ns): clamped, they mean the same ("from the start", "no end").
         where: list[str] = ["id > ?"]
-        params: list[object] = [since_id]
+        params: list[object] = [_int64(since_id)]
+        limit = max(0, _int64(limit))
         for clause, value in (("kind = ?", kind), ("name = ?", name),
-                              ("ts_ns >= ?", since_ns), ("ts_ns < ?", until_ns)):
+                              ("ts_ns >= ?", None if since_ns is None else _int64(since_ns)),
+                              ("ts_ns < ?", None if until_ns is None else _int64(until_ns))):
             if value is not None:  # only present filters, so the indexes can be used
                 where.append(clause)
                 params.append(value)
