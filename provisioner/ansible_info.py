@@ -99,7 +99,7 @@ def node_info(options: InfoOptions) -> dict[str, Any]:
     try:
         with open_executor(o.target, o.state_dir, o.cgroup_root, o.lock_timeout,
                            tls_ca=o.tls_ca, tls_cert=o.tls_cert, tls_key=o.tls_key,
-                           purpose="ansible provisioner.node.info") as ex:
+                           purpose="ansible provisioner.node.info", read_only=True) as ex:
             state = ex.observe()
             facts = node_facts(state, ex, options)
     except ProvisionerError as exc:

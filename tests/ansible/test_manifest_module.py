@@ -73,6 +73,17 @@ def test_src_relative_to_the_playbook_definition_path_and_info(play: Play) -> No
     assert play.status() == before
 
 
+def test_info_on_a_node_never_used_reports_it_empty_and_creates_nothing(play: Play) -> None:
+    run = play.tasks([{"name": "look", "provisioner.node.info": {}}])
+    assert (run.code, run.changed, run.failed) == (0, 0, 0), run.out
+    (info,) = run.results
+    assert info["node"]["resources"] == 0 and info["node"]["mode"] == "local"
+    assert all(group == [] for group in info["resources"].values())
+    assert not Path(play.state_dir).exists()
+    assert not [*Path("/sys/fs/cgroup").glob(f"*/{play.root}"),
+                *Path("/sys/fs/cgroup").glob(play.root)]
+
+
 def test_bad_options_are_refused_clearly_and_change_nothing(play: Play) -> None:
     ignore = {"ignore_errors": True}
     (play.tmp / "files").mkdir()

@@ -16,9 +16,9 @@ description:
     pods, drivers, persistent executables) with its manifest set and live status, and
     the node's facts (id, generation, cgroup version and driver, daemon or local, the
     writer lock's state).
-  - Reads only; never changes anything, and runs the same in check mode. (On a node the
-    provisioner has never used, opening its local state creates the empty state
-    directory and cgroup root, as C(provisioner status) does.)
+  - Reads only; never changes anything, and runs the same in check mode. On a node the
+    provisioner has never used it reports an empty node and creates nothing (no state
+    directory, database or cgroup root).
 version_added: "0.1.0"
 author:
   - Provisioner maintainers (@provisioner)
