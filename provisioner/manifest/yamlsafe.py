@@ -78,11 +78,15 @@ class Document:
 
 
 def decode(file: str, raw: bytes) -> str:
-    """Decode UTF-8 (a BOM is allowed), reporting the line and column of a bad byte."""
+    """Decode UTF-8 (a BOM is allowed), reporting the line and column of a bad byte.
+
+    A file over MAX_FILE_BYTES is refused at line 1 (pass at most one byte more than
+    the limit: the size is known to be too large then), a NUL character at its place
+    (YAML forbids it; a NUL usually means a binary or UTF-16 file)."""
     if len(raw) > MAX_FILE_BYTES:
-        raise LoadError(file, f"file is {len(raw)} bytes, over the limit of {MAX_FILE_BYTES}")
+        raise LoadError(file, f"file is over the limit of {MAX_FILE_BYTES:,} bytes", 1)
     try:
-        return raw.decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         before = raw[: exc.start]
         line = before.count(b"\n") + 1
@@ -90,6 +94,13 @@ def decode(file: str, raw: bytes) -> str:
         raise LoadError(
             file, f"invalid UTF-8 (byte 0x{raw[exc.start]:02x})", line, column
         ) from None
+    nul = text.find("\0")
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        column = nul - (text.rfind("\n", 0, nul) + 1) + 1
+        raise LoadError(file, "NUL character (a binary or UTF-16 file?); manifests are "
+                        "UTF-8 text", line, column)
+    return text
 
 
 def load_documents(file: str, text: str) -> list[Document]:
