@@ -26,9 +26,9 @@ from tests.hostile_templates import (
 @pytest.mark.parametrize("name", sorted(ALL))
 def test_hostile_template_is_refused_at_its_line(tmp_path: Path, name: str) -> None:
     hostile = write_hostile_set(tmp_path, {name: ALL[name]})
-    started = time.monotonic()
+    started = time.thread_time()  # CPU time: the machine may be busy
     result = load([str(hostile.folder)])
-    took = time.monotonic() - started
+    took = time.thread_time() - started
     assert [(i.line, i.message.startswith("template")) for i in result.issues] == [
         (PAYLOAD_LINE, True)], result.issues
     assert not hostile.touched()
@@ -86,11 +86,11 @@ def test_the_limits_are_not_too_tight(tmp_path: Path) -> None:
     path = tmp_path / "many.yaml"
     path.write_text("{% for i in range(10000) %}---\napiVersion: provisioner/v1\nkind: Cell\n"
                     "metadata:\n  name: c{{ i }}\n{% endfor %}")
-    started = time.monotonic()
+    started = time.thread_time()  # CPU time: the machine may be busy
     result = load([str(path)])
     assert result.ok, result.issues[:3]
     assert len(result.state.resources) == 10000
-    assert time.monotonic() - started < 15  # validation of 10,000 documents included
+    assert time.thread_time() - started < 10  # validation of 10,000 documents included
 
 
 def test_variable_values_never_appear_in_errors() -> None:
