@@ -108,7 +108,7 @@ def _load(
             continue
         if not docs:
             issues.append(
-                Issue(file, 0, 0, "", "file holds no YAML documents (it is empty or only comments)")
+                Issue(file, 1, 0, "", "file holds no YAML documents (it is empty or only comments)")
             )
         documents += len(docs)
         for doc in docs:

@@ -278,7 +278,8 @@ class ManifestSandbox(ImmutableSandboxedEnvironment):
     def __init__(self) -> None:
         # Manifests are YAML, not HTML: autoescaping would corrupt values.
         super().__init__(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                         autoescape=False, loader=None, finalize=_finalize)
+                         autoescape=False, loader=None, finalize=_finalize,
+                         optimized=False)  # no constant folding: nothing runs at compile
         self.globals = {"range": bounded_range, "dict": dict, "namespace": Namespace}
         self.filters = {name: _guard_filter(name, FILTERS[name])
                         for name in sorted(_SHAPING_FILTERS | _TEXT_FILTERS)}

@@ -149,10 +149,11 @@ def _string_leaves(value: Any, depth: int) -> Iterator[str]:
             yield from _string_leaves(item, depth + 1)
 
 
-def _template_line(tb: TracebackType | None, file: str) -> int | None:
+def _template_line(tb: TracebackType | None, file: str) -> int:
     """The last traceback line inside the template: Jinja rewrites template frames so
-    that they carry the template's file name and source line."""
-    line = None
+    that they carry the template's file name and source line. Line 1 when no frame
+    is the template's (an error before rendering started): every error has a line."""
+    line = 1
     while tb is not None:
         if tb.tb_frame.f_code.co_filename == file:
             line = tb.tb_lineno

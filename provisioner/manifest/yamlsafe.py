@@ -44,6 +44,9 @@ class _Loader(_BaseLoader):  # type: ignore[misc]
 
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
+#: What YAML refuses in a stream (PyYAML's reader has the same rule, without a line).
+_NOT_IN_YAML_RE = re.compile(r"[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD"
+                             r"\U00010000-\U0010FFFF]")
 MAX_EXPANDED_NODES = 2_000_000
 MAX_DEPTH = 100
 
@@ -81,8 +84,8 @@ def decode(file: str, raw: bytes) -> str:
     """Decode UTF-8 (a BOM is allowed), reporting the line and column of a bad byte.
 
     A file over MAX_FILE_BYTES is refused at line 1 (pass at most one byte more than
-    the limit: the size is known to be too large then), a NUL character at its place
-    (YAML forbids it; a NUL usually means a binary or UTF-16 file)."""
+    the limit: the size is known to be too large then), a NUL or another character YAML
+    forbids at its place (a NUL usually means a binary or UTF-16 file)."""
     if len(raw) > MAX_FILE_BYTES:
         raise LoadError(file, f"file is over the limit of {MAX_FILE_BYTES:,} bytes", 1)
     try:
@@ -94,12 +97,16 @@ def decode(file: str, raw: bytes) -> str:
         raise LoadError(
             file, f"invalid UTF-8 (byte 0x{raw[exc.start]:02x})", line, column
         ) from None
-    nul = text.find("\0")
-    if nul >= 0:
-        line = text.count("\n", 0, nul) + 1
-        column = nul - (text.rfind("\n", 0, nul) + 1) + 1
-        raise LoadError(file, "NUL character (a binary or UTF-16 file?); manifests are "
-                        "UTF-8 text", line, column)
+    bad = _NOT_IN_YAML_RE.search(text)
+    if bad is not None:
+        at = bad.start()
+        line = text.count("\n", 0, at) + 1
+        column = at - (text.rfind("\n", 0, at) + 1) + 1
+        message = ("NUL character (a binary or UTF-16 file?); manifests are UTF-8 text"
+                   if bad.group() == "\0" else
+                   f"character U+{ord(bad.group()):04X} is not allowed in YAML (a control "
+                   "character?)")
+        raise LoadError(file, message, line, column)
     return text
 
 
@@ -112,13 +119,13 @@ def load_documents(file: str, text: str) -> list[Document]:
             mark = exc.problem_mark or exc.context_mark
             problem = exc.problem or exc.context or "invalid YAML"
             if mark is None:
-                raise LoadError(file, f"invalid YAML: {problem}") from None
+                raise LoadError(file, f"invalid YAML: {problem}", 1) from None
             line, column = mark.line + 1, mark.column + 1
             raise LoadError(file, f"invalid YAML: {problem}", line, column) from None
         except yaml.YAMLError as exc:
-            raise LoadError(file, f"invalid YAML: {exc}") from None
-        except RecursionError:
-            raise LoadError(file, f"nesting is deeper than {MAX_DEPTH} levels") from None
+            raise LoadError(file, "invalid YAML: " + " ".join(str(exc).split()), 1) from None
+        except RecursionError:  # no mark to report: the file as a whole
+            raise LoadError(file, f"nesting is deeper than {MAX_DEPTH} levels", 1) from None
         docs: list[Document] = []
         has_aliases = "*" in text
         for index, node in enumerate(nodes):
