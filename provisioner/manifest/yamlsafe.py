@@ -44,9 +44,6 @@ class _Loader(_BaseLoader):  # type: ignore[misc]
 
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
-#: What YAML refuses in a stream (PyYAML's reader has the same rule, without a line).
-_NOT_IN_YAML_RE = re.compile(r"[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD"
-                             r"\U00010000-\U0010FFFF]")
 MAX_EXPANDED_NODES = 2_000_000
 MAX_DEPTH = 100
 
@@ -97,16 +94,11 @@ def decode(file: str, raw: bytes) -> str:
         raise LoadError(
             file, f"invalid UTF-8 (byte 0x{raw[exc.start]:02x})", line, column
         ) from None
-    bad = _NOT_IN_YAML_RE.search(text)
-    if bad is not None:
-        at = bad.start()
-        line = text.count("\n", 0, at) + 1
-        column = at - (text.rfind("\n", 0, at) + 1) + 1
-        message = ("NUL character (a binary or UTF-16 file?); manifests are UTF-8 text"
-                   if bad.group() == "\0" else
-                   f"character U+{ord(bad.group()):04X} is not allowed in YAML (a control "
-                   "character?)")
-        raise LoadError(file, message, line, column)
+    nul = text.find("\0")  # (other characters YAML forbids: see _reader_error)
+    if nul >= 0:
+        line, column = _line_column(text, nul)
+        raise LoadError(file, "NUL character (a binary or UTF-16 file?); manifests are "
+                        "UTF-8 text", line, column)
     return text
 
 
@@ -115,6 +107,8 @@ def load_documents(file: str, text: str) -> list[Document]:
     with no_gc():
         try:
             nodes = list(yaml.compose_all(text, Loader=_Loader))
+        except yaml.reader.ReaderError as exc:
+            raise _reader_error(file, text, exc) from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             problem = exc.problem or exc.context or "invalid YAML"
@@ -137,6 +131,23 @@ def load_documents(file: str, text: str) -> list[Document]:
             data = builder.build(node, 0)
             docs.append(Document(file, index, data, node, builder.snake_keys))
         return docs
+
+
+def _line_column(text: str, at: int) -> tuple[int, int]:
+    """1-based line and column of the character at index ``at``."""
+    return text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1
+
+
+def _reader_error(file: str, text: str, exc: yaml.reader.ReaderError) -> LoadError:
+    """A character YAML forbids (a control character, U+FFFE ...), at its place: the
+    reader gives an offset (in UTF-8 bytes with libyaml), not a line."""
+    at = exc.position
+    if not text.isascii():  # libyaml counts bytes of the UTF-8 text
+        at = len(text.encode("utf-8", "surrogatepass")[:at].decode("utf-8", "ignore"))
+    code = exc.character if isinstance(exc.character, int) else ord(exc.character or "?")
+    line, column = _line_column(text, min(at, len(text)))
+    return LoadError(file, f"character U+{code:04X} is not allowed in YAML (a control "
+                     "character?)", line, column)
 
 
 @contextlib.contextmanager

@@ -138,3 +138,32 @@ def test_endless_stdin_is_read_only_to_the_limit(monkeypatch: pytest.MonkeyPatch
     (issue,) = load(["-"]).issues
     assert issue.render() == "-:1: file is over the limit of 16,777,216 bytes"
     assert Endless.read_bytes <= MAX_FILE_BYTES + 2 * io.DEFAULT_BUFFER_SIZE
+
+
+@pytest.mark.parametrize(("text", "where", "message"), [
+    ("a: 1\nb: x\x01y\n", ":2:5:", "character U+0001 is not allowed in YAML"),
+    ("a: \u00e9\u00e9\nb: \ufffe\n", ":2:4:", "character U+FFFE is not allowed in YAML"),
+])
+def test_other_forbidden_characters_are_refused_at_their_place(
+        tmp_path: Path, text: str, where: str, message: str) -> None:
+    """Before: a multi-line 'invalid YAML ... position N' without a line (found by fuzzing)."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    (issue,) = load([str(path)]).issues
+    assert issue.render().startswith(f"{path}{where} {message}"), issue
+
+
+def test_a_kind_that_is_a_list_is_an_error_not_a_crash(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: "internal error: TypeError: unhashable type: 'list'" (found by fuzzing)."""
+    path = tmp_path / "k.yaml"
+    path.write_text("apiVersion: provisioner/v1\nkind: []\nmetadata: {name: a}\n")
+    assert main(["validate", str(path)]) == 2
+    assert f"{path}:2:7: kind: unknown kind []" in capsys.readouterr().err
+
+
+def test_control_characters_in_keys_are_printed_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "esc.yaml"
+    path.write_text('apiVersion: provisioner/v1\nkind: Cell\nmetadata: {name: a, "\\e[2J": 1}\n')
+    (issue,) = load([str(path)]).issues
+    assert "\x1b" not in issue.render() and "\\x1b[2J" in issue.render()
