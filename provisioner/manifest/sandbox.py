@@ -130,8 +130,10 @@ def _multiply(left: Any, right: Any) -> Any:
         check_int_bits(left.bit_length() + right.bit_length(), "'*'")
     else:
         sequence, times = (left, right) if isinstance(right, int) else (right, left)
-        if isinstance(times, int) and isinstance(sequence, (str, list, tuple)):
+        if isinstance(times, int) and isinstance(sequence, str):
             budget().charge(len(sequence) * max(times, 0), "'*'")
+        elif isinstance(times, int) and isinstance(sequence, (list, tuple)):
+            budget().charge_items(len(sequence) * max(times, 0), "'*'")
     return left * right
 
 
@@ -142,8 +144,10 @@ def _power(left: Any, right: Any) -> Any:
 
 
 def _add(left: Any, right: Any) -> Any:
-    if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
+    if isinstance(left, str) and isinstance(right, str):
         budget().charge(len(left) + len(right), "'+'")
+    elif isinstance(left, (list, tuple)) and isinstance(right, (list, tuple)):
+        budget().charge_items(len(left) + len(right), "'+'")
     return left + right
 
 
@@ -212,8 +216,7 @@ def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
                 check_printable(value, f"the '{name}' filter")
         args = (*args[:skip], *_filter_args(name, given, kwargs))
         result = func(*args, **kwargs)
-        if isinstance(result, (str, list)):
-            current.charge(len(result), f"the '{name}' filter")
+        current.charge_value(result, f"the '{name}' filter")
         return result
 
     return guarded
@@ -342,6 +345,5 @@ class ManifestSandbox(ImmutableSandboxedEnvironment):
         if isinstance(owner, str) and isinstance(__obj, BuiltinMethodType):
             args = _str_method_args(owner, __obj.__name__, args, kwargs)
         result = super().call(__context, __obj, *args, **kwargs)
-        if isinstance(result, (str, list)):
-            current.charge(len(result), "a call")
+        current.charge_value(result, "a call")
         return result

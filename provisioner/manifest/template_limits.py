@@ -33,9 +33,15 @@ MAX_RENDER_SECONDS = 2.0
 _CLOCK_EVERY = 32
 #: Most characters a rendered file may have: the limit of a manifest file.
 MAX_OUTPUT_CHARS = MAX_FILE_BYTES
-#: Most characters (or list items) one value built by a template may have.
+#: Most characters one string built by a template may have (and most characters the
+#: text of a list or dict may have when it is printed).
 MAX_VALUE_SIZE = MAX_FILE_BYTES
-#: Most characters (or items) all values built during one render may add up to.
+#: Most items one list or tuple built by a template may have.
+MAX_ITEMS = 1_000_000
+#: What one list item counts for in MAX_BUILT_TOTAL (a reference: 8 bytes).
+ITEM_COST = 8
+#: Most characters all values built during one render may add up to (list items
+#: counted as ITEM_COST characters).
 MAX_BUILT_TOTAL = 4 * MAX_FILE_BYTES
 #: Largest integer an operator may produce, in bits (about 1,200 decimal digits).
 MAX_INT_BITS = 4096
@@ -65,17 +71,36 @@ class RenderBudget:
             )
 
     def charge(self, size: int, what: str) -> None:
-        """Account for a value of ``size`` about to be built by ``what``."""
+        """Account for a string of ``size`` characters about to be built by ``what``."""
         if size > MAX_VALUE_SIZE:
             raise TemplateLimitExceeded(
-                f"{what} would build a value of {size:,} characters or items, over the "
-                f"limit of {MAX_VALUE_SIZE:,}"
+                f"{what} would build a value of {size:,} characters, over the limit of "
+                f"{MAX_VALUE_SIZE:,}"
             )
+        self._add(size)
+
+    def charge_items(self, count: int, what: str) -> None:
+        """Account for a list or tuple of ``count`` items about to be built by ``what``."""
+        if count > MAX_ITEMS:
+            raise TemplateLimitExceeded(
+                f"{what} would build a list of {count:,} items, over the limit of "
+                f"{MAX_ITEMS:,}"
+            )
+        self._add(count * ITEM_COST)
+
+    def charge_value(self, value: Any, what: str) -> None:
+        """Account for a string or list just built (by code that could not tell before)."""
+        if isinstance(value, str):
+            self.charge(len(value), what)
+        elif isinstance(value, (list, tuple)):
+            self.charge_items(len(value), what)
+
+    def _add(self, size: int) -> None:
         self.built += size
         if self.built > MAX_BUILT_TOTAL:
             raise TemplateLimitExceeded(
-                f"the template builds more than {MAX_BUILT_TOTAL:,} characters or items "
-                "of values in all (the limit per file)"
+                f"the template builds more than {MAX_BUILT_TOTAL:,} characters of values in "
+                "all (the limit per file)"
             )
         self.check_time()
 
