@@ -21,31 +21,46 @@ _MANIFEST = ("apiVersion: provisioner/v1\nkind: Cell\nmetadata:\n  name: {name}\
 #: ``'touch /path/of/marker'`` (a quoted Jinja string).
 _TOUCH = "{touch}"
 
+#: The class whose ``__init__`` globals hold ``popen`` (os._wrap_close), found by name.
+_WRAP_CLOSE = ("{% for c in START.__subclasses__() %}{% if c.__name__ == '_wrap_close' %}"
+               "{{ c.__init__.__globals__['popen'](" + _TOUCH + ").read() }}{% endif %}"
+               "{% endfor %}")
+
+
+def _from(start: str) -> str:
+    return _WRAP_CLOSE.replace("START", start)
+
+
+#: Each of these runs ``touch`` in a plain ``jinja2.Environment`` (the renderer before
+#: the sandbox); tests/manifests/test_template_sandbox.py checks that they still would.
 ESCAPES: dict[str, str] = {
     # attribute chains from a string, through every spelling of attribute access
-    "str-mro-chain": "{{ ''.__class__.__mro__[1].__subclasses__()[0].__init__.__globals__"
-                     "['os'].popen(" + _TOUCH + ").read() }}",
-    "str-getitem-chain": "{{ ''['__class__']['__mro__'][1]['__subclasses__']() }}",
-    "str-attr-filter": "{{ (''|attr('__class__')).__mro__[1].__subclasses__() }}",
+    "str-mro-chain": _from("''.__class__.__mro__[1]"),
+    "str-getitem-chain": _from("''['__class__']['__mro__'][1]"),
+    "str-attr-filter": _from("(''|attr('__class__')).__base__"),
     "str-format-field": "{{ '{0.__class__.__mro__[1].__subclasses__}'.format('') }}",
-    "str-builtins": "{{ ''.__class__.__init__.__globals__['__builtins__']['__import__']('os')"
-                    ".popen(" + _TOUCH + ") }}",
     # every global of a plain Jinja environment
     "global-lipsum": "{{ lipsum.__globals__['os'].popen(" + _TOUCH + ").read() }}",
     "global-cycler": "{{ cycler.__init__.__globals__.os.popen(" + _TOUCH + ").read() }}",
     "global-joiner": "{{ joiner.__init__.__globals__.os.popen(" + _TOUCH + ").read() }}",
     "global-namespace": "{{ namespace.__init__.__globals__.os.popen(" + _TOUCH + ").read() }}",
-    "global-range": "{{ range.__globals__['os'].popen(" + _TOUCH + ").read() }}",
-    "global-dict": "{{ dict.mro()[1].__subclasses__() }}",
-    "template-self": "{{ self._TemplateReference__context.environment }}",
-    "loop-object": "{% for i in [1] %}{{ loop.__class__.__init__.__globals__ }}{% endfor %}",
-    "macro-object": "{% macro m() %}{% endmacro %}{{ m._func.__globals__['os'].popen("
-                    + _TOUCH + ") }}",
-    "namespace-object": "{% set ns = namespace() %}{{ ns.__init__.__globals__['os'] }}",
-    "int-to-bytes": "{{ (1).to_bytes(10**8, 'big') }}",
+    "global-range": _from("range.__mro__[1]"),
+    "global-dict": _from("dict.mro()[1]"),
+    # objects a template makes itself
+    "template-self": "{{ self._TemplateReference__context.environment.globals.update }}",
+    "loop-object": "{% for i in [1] %}{{ loop.__class__.__init__.__globals__['__builtins__']"
+                   "['__import__']('os').popen(" + _TOUCH + ").read() }}{% endfor %}",
+    "macro-object": "{% macro m() %}{% endmacro %}{{ m._func.__globals__['__builtins__']"
+                    "['__import__']('os').popen(" + _TOUCH + ").read() }}",
+    "namespace-object": "{% set ns = namespace() %}{{ ns.__class__.__init__.__globals__['os']"
+                        ".popen(" + _TOUCH + ").read() }}",
+    "int-to-bytes": "{{ (1).to_bytes(10**8, 'big')|length }}",
     "str-encode": "{{ 'a'.encode() }}",
     "str-translate": "{{ 'a'.translate({97: 'b'}) }}",
 }
+#: The ESCAPES that run a command in a plain environment (the others read or build
+#: what they must not, without a command).
+RUN_COMMANDS = frozenset(name for name, payload in ESCAPES.items() if _TOUCH in payload)
 FILE_TAGS: dict[str, str] = {
     "include": "{% include '/etc/passwd' %}",
     "import": "{% import '/etc/passwd' as p %}",

@@ -6,8 +6,10 @@ from __future__ import annotations
 import io
 import sys
 import time
+import uuid
 from pathlib import Path
 
+import jinja2
 import pytest
 
 from provisioner.cli import main
@@ -17,8 +19,11 @@ from provisioner.manifest.template_limits import MAX_RENDER_SECONDS
 from provisioner.manifest.yamlsafe import MAX_FILE_BYTES
 from tests.hostile_templates import (
     ALL,
+    ESCAPES,
     PAYLOAD_LINE,
+    RUN_COMMANDS,
     TIMES,
+    manifest,
     write_hostile_set,
 )
 
@@ -35,6 +40,19 @@ def test_hostile_template_is_refused_at_its_line(tmp_path: Path, name: str) -> N
     assert took < (MAX_RENDER_SECONDS + 1.5 if name in TIMES else 1.5), took
     if name in TIMES:
         assert "rendering took longer than 2 s" in result.issues[0].message
+
+
+@pytest.mark.parametrize("name", sorted(RUN_COMMANDS))
+def test_the_escapes_are_real_a_plain_environment_runs_them(name: str) -> None:
+    """The control: in the renderer used before the sandbox (a plain Environment) each
+    of these payloads runs ``touch``, so the tests above would catch a weak sandbox."""
+    marker = Path("/tmp") / f"provisioner-control-{uuid.uuid4().hex}"
+    try:
+        plain = jinja2.Environment(undefined=jinja2.StrictUndefined)
+        plain.from_string(manifest("a", ESCAPES[name], marker)).render()
+        assert marker.exists()
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize(("template", "message"), [
