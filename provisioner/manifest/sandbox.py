@@ -35,6 +35,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace, _PassArg, pass_context
 
+from provisioner.errors import LoadError
 from provisioner.manifest.template_limits import (
     MAX_RANGE,
     TemplateLimitExceeded,
@@ -100,8 +101,6 @@ def bounded_range(*args: int) -> range:
 
 def refuse_file_access(template: nodes.Template, file: str) -> None:
     """Manifest templates are self-contained: a tag that reads another file is refused."""
-    from provisioner.errors import LoadError
-
     for node in template.find_all(tuple(FILE_TAGS)):
         tag = FILE_TAGS[type(node)]
         raise LoadError(
