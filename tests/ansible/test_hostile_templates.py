@@ -109,6 +109,6 @@ def test_resource_module_keeps_template_text_as_text(play: Play) -> None:
     assert (code, ok, changed, failed, ignored) == (0, len(payloads) + 1, len(payloads),
                                                     0, 1), out
     assert "metadata.labels.x:" in out and "Traceback" not in out
-    assert "command: \"{{ ''.__class__.__mro__[1]" in out  # the text, unrendered
+    assert "command: \"{% for c in ''.__class__.__mro__[1].__subclasses__()" in out  # as text
     assert not marker.exists()
     assert not Path(play.state_dir).exists() or play.status() == {}
