@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import jinja2
-import jinja2.meta
+import jinja2.nodes
 
 from provisioner.errors import LoadError
 from provisioner.manifest.from_data import validate_data
@@ -30,8 +30,11 @@ from provisioner.manifest.yamlsafe import decode
 
 DEFINITION_LABEL = "definition"
 
-#: Parses templates only to list the variables they use; rendering is
+#: Parses templates only to list the names they use; rendering is
 #: :func:`provisioner.manifest.template.render`'s, with its own (sandboxed) environment.
+#: Parsing evaluates nothing; jinja2.meta.find_undeclared_variables is not used because
+#: it runs the code generator, whose optimizer folds constants (``'x' * 10**9``) outside
+#: the sandbox and its limits.
 _PARSER = jinja2.Environment(autoescape=False)
 
 
@@ -60,9 +63,13 @@ def template_names(texts: Iterable[tuple[str, str]]) -> set[str]:
         if not needs_rendering(text):
             continue
         try:
-            names |= jinja2.meta.find_undeclared_variables(_PARSER.parse(text))
+            tree = _PARSER.parse(text)
         except jinja2.TemplateSyntaxError:
             continue
+        # Every name read anywhere (loop and set targets too: a superset is harmless,
+        # only names the play defines are passed).
+        names |= {node.name for node in tree.find_all(jinja2.nodes.Name)
+                  if node.ctx == "load"}
     return names
 
 

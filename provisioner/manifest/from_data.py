@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -46,7 +47,8 @@ def documents_from_data(items: Sequence[Any], label: str = DEFAULT_LABEL,
     for index, item in enumerate(items):
         name = f"{label}[{positions[index] if positions is not None else index}]"
         try:
-            text = json.dumps(item, indent=1, ensure_ascii=False, allow_nan=False)
+            text = _yaml_printable(json.dumps(item, indent=1, ensure_ascii=False,
+                                              allow_nan=False))
             found = load_documents(name, text)
         except (TypeError, ValueError) as exc:
             issues.append(Issue(name, 0, 0, "", f"not plain data: {exc}"))
@@ -62,6 +64,20 @@ def documents_from_data(items: Sequence[Any], label: str = DEFAULT_LABEL,
             continue
         docs.append(found[0])
     return docs, issues
+
+
+#: Characters YAML does not allow in a document (PyYAML's reader refuses them) that a
+#: request's strings may hold (control characters, U+FFFE/F); json.dumps escapes those
+#: below 0x20 itself. Lone surrogates stay: YAML cannot carry them (an issue says so).
+_NOT_IN_YAML_RE = re.compile(r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x84\x86-\x9F\uFFFE\uFFFF]")
+
+
+def _yaml_printable(text: str) -> str:
+    """JSON text with those characters written as ``\\uXXXX`` escapes (they occur only
+    inside JSON strings, where YAML reads the escape back as the character)."""
+    if _NOT_IN_YAML_RE.search(text) is None:
+        return text
+    return _NOT_IN_YAML_RE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def validate_data(items: Sequence[Mapping[str, Any]], manifest_set: str = "default",

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from provisioner.errors import LoadError
+
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return repr(match.group())[1:-1]
 
 
 @dataclass(frozen=True, order=True)
@@ -19,10 +26,13 @@ class Issue:
     message: str
 
     def render(self) -> str:
+        """``FILE:LINE:COL: PATH: MESSAGE`` on one line; control characters (which a
+        manifest's keys may hold) are shown escaped, never sent to the terminal."""
         where = self.file
         if self.line:
             where += f":{self.line}:{self.column}" if self.column else f":{self.line}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        return text if text.isprintable() else _CONTROL_RE.sub(_escape, text)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -15,7 +15,7 @@ from provisioner.manifest.crosscheck import Declared, cross_check
 from provisioner.manifest.issues import Issue
 from provisioner.manifest.schema_check import check_document
 from provisioner.manifest.template import render
-from provisioner.manifest.yamlsafe import decode, load_documents, no_gc
+from provisioner.manifest.yamlsafe import MAX_FILE_BYTES, decode, load_documents, no_gc
 from provisioner.model import DesiredState
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -72,12 +72,14 @@ def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[Issue]]:
 
 
 def _read(file: str) -> bytes:
+    """The file's bytes, at most one more than the size limit (``decode`` refuses a
+    file that long), so a huge file or endless stdin is never read whole."""
     if file == "-":
         import sys
 
-        return sys.stdin.buffer.read()
+        return sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
     with open(file, "rb") as handle:
-        return handle.read()
+        return handle.read(MAX_FILE_BYTES + 1)
 
 
 def load(
@@ -127,7 +129,7 @@ def _validate_texts(texts: list[tuple[str, str]], manifest_set: str) -> LoadResu
             continue
         if not docs:
             issues.append(
-                Issue(file, 0, 0, "", "file holds no YAML documents (it is empty or only comments)")
+                Issue(file, 1, 0, "", "file holds no YAML documents (it is empty or only comments)")
             )
         documents += len(docs)
         for doc in docs:

@@ -130,7 +130,7 @@ def check_document(doc: Document) -> list[Issue]:
             )
         ]
     kind = data.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # a list or mapping is unhashable
         node = locate(doc.node, ("kind",))
         if "kind" not in data:
             message = f"missing 'kind' (one of {', '.join(KINDS)})"

@@ -78,11 +78,15 @@ class Document:
 
 
 def decode(file: str, raw: bytes) -> str:
-    """Decode UTF-8 (a BOM is allowed), reporting the line and column of a bad byte."""
+    """Decode UTF-8 (a BOM is allowed), reporting the line and column of a bad byte.
+
+    A file over MAX_FILE_BYTES is refused at line 1 (pass at most one byte more than
+    the limit: the size is known to be too large then), a NUL or another character YAML
+    forbids at its place (a NUL usually means a binary or UTF-16 file)."""
     if len(raw) > MAX_FILE_BYTES:
-        raise LoadError(file, f"file is {len(raw)} bytes, over the limit of {MAX_FILE_BYTES}")
+        raise LoadError(file, f"file is over the limit of {MAX_FILE_BYTES:,} bytes", 1)
     try:
-        return raw.decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         before = raw[: exc.start]
         line = before.count(b"\n") + 1
@@ -90,6 +94,12 @@ def decode(file: str, raw: bytes) -> str:
         raise LoadError(
             file, f"invalid UTF-8 (byte 0x{raw[exc.start]:02x})", line, column
         ) from None
+    nul = text.find("\0")  # (other characters YAML forbids: see _reader_error)
+    if nul >= 0:
+        line, column = _line_column(text, nul)
+        raise LoadError(file, "NUL character (a binary or UTF-16 file?); manifests are "
+                        "UTF-8 text", line, column)
+    return text
 
 
 def load_documents(file: str, text: str) -> list[Document]:
@@ -97,17 +107,19 @@ def load_documents(file: str, text: str) -> list[Document]:
     with no_gc():
         try:
             nodes = list(yaml.compose_all(text, Loader=_Loader))
+        except yaml.reader.ReaderError as exc:
+            raise _reader_error(file, text, exc) from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             problem = exc.problem or exc.context or "invalid YAML"
             if mark is None:
-                raise LoadError(file, f"invalid YAML: {problem}") from None
+                raise LoadError(file, f"invalid YAML: {problem}", 1) from None
             line, column = mark.line + 1, mark.column + 1
             raise LoadError(file, f"invalid YAML: {problem}", line, column) from None
         except yaml.YAMLError as exc:
-            raise LoadError(file, f"invalid YAML: {exc}") from None
-        except RecursionError:
-            raise LoadError(file, f"nesting is deeper than {MAX_DEPTH} levels") from None
+            raise LoadError(file, "invalid YAML: " + " ".join(str(exc).split()), 1) from None
+        except RecursionError:  # no mark to report: the file as a whole
+            raise LoadError(file, f"nesting is deeper than {MAX_DEPTH} levels", 1) from None
         docs: list[Document] = []
         has_aliases = "*" in text
         for index, node in enumerate(nodes):
@@ -119,6 +131,23 @@ def load_documents(file: str, text: str) -> list[Document]:
             data = builder.build(node, 0)
             docs.append(Document(file, index, data, node, builder.snake_keys))
         return docs
+
+
+def _line_column(text: str, at: int) -> tuple[int, int]:
+    """1-based line and column of the character at index ``at``."""
+    return text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1
+
+
+def _reader_error(file: str, text: str, exc: yaml.reader.ReaderError) -> LoadError:
+    """A character YAML forbids (a control character, U+FFFE ...), at its place: the
+    reader gives an offset (in UTF-8 bytes with libyaml), not a line."""
+    at = exc.position
+    if not text.isascii():  # libyaml counts bytes of the UTF-8 text
+        at = len(text.encode("utf-8", "surrogatepass")[:at].decode("utf-8", "ignore"))
+    code = exc.character if isinstance(exc.character, int) else ord(exc.character or "?")
+    line, column = _line_column(text, min(at, len(text)))
+    return LoadError(file, f"character U+{code:04X} is not allowed in YAML (a control "
+                     "character?)", line, column)
 
 
 @contextlib.contextmanager

@@ -13,8 +13,6 @@ from typing import Any
 import pytest
 
 from provisioner.daemon import certs
-from provisioner.errors import LoadError
-from provisioner.manifest.template import render
 from tests.ansible.harness import Play, play
 from tests.daemon.test_server import running_daemon, short_dir
 
@@ -118,17 +116,6 @@ def test_bad_options_are_refused_clearly_and_change_nothing(play: Play) -> None:
     assert play.status() == {} and play.cell_dirs() == []
 
 
-def sandboxed() -> bool:
-    """Whether the provisioner's renderer refuses what a sandbox refuses."""
-    try:
-        render("probe", "{{ self.__init__.__globals__ }}", {})
-    except LoadError:
-        return True
-    return False
-
-
-@pytest.mark.skipif(not sandboxed(), reason="needs the sandboxed renderer of "
-                    "provisioner.manifest.template (ImmutableSandboxedEnvironment)")
 def test_a_hostile_template_in_src_is_refused_with_its_line(play: Play) -> None:
     marker = play.tmp / "pwned"
     hostile = play.tmp / "hostile.yaml"

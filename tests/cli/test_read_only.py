@@ -17,7 +17,7 @@ from provisioner.errors import FailedPrecondition
 from provisioner.executors.choose import open_executor
 from provisioner.executors.local import LocalExecutor
 from provisioner.node.layer import NodeConfig, NodeLayer
-from tests.ansible.test_module import Play
+from tests.ansible.harness import Play
 from tests.conftest import make_config, tear_down
 
 pytestmark = pytest.mark.kernel
@@ -100,7 +100,7 @@ def test_ansible_check_mode_on_a_fresh_node_creates_nothing(tmp_path: Path) -> N
     node = FreshNode(tmp_path / "fresh")
     play.node = {"state_dir": node.state_dir, "cgroup_root": node.root}
     try:
-        checked = play.run("apply.yml", "--check", "--diff")
+        checked = play.converge("--check", "--diff")
         assert (checked.code, checked.changed, checked.failed) == (0, 1, 0), checked.out
         assert node.touched() == []
     finally:
