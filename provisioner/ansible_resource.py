@@ -1,9 +1,9 @@
-"""What the ``provisioner_resource`` Ansible module does: one task, one resource.
+"""What the ``provisioner.node.resource`` Ansible module does: one task, one resource.
 
 Each resource is its own manifest set, named after it (:func:`resource_set_name`:
 ``cell.web.cache``, ``executable.api``), so ``state: absent`` (destroying that set)
 removes exactly this resource, and a resource that another set declares (a
-``provisioner_manifest`` task, say) is refused by the plan compiler rather than taken
+``provisioner.node.manifest`` task, say) is refused by the plan compiler rather than taken
 over. The task's ``kind`` / ``name`` / ``labels`` / ``spec`` become one manifest
 document, validated like a daemon request (:func:`provisioner.manifest.from_data.
 validate_data`): the same JSON Schemas and the same cross-document checks, except that
@@ -63,7 +63,7 @@ def issue_text(issue: Issue) -> str:
 
 @dataclass(frozen=True)
 class ResourceOptions(NodeOptions):
-    """The parameters of ``provisioner_resource`` (see its DOCUMENTATION)."""
+    """The parameters of ``provisioner.node.resource`` (see its DOCUMENTATION)."""
 
     kind: str = ""
     name: str = ""
@@ -102,7 +102,7 @@ _MISSING_ON_NODE = ("does not exist on the node", "the node does not have")
 class ResourceManager(Converger):
     """Declares (``present``) or removes (``absent``) one resource, in its own set."""
 
-    module_name = "provisioner_resource"
+    module_name = "provisioner.node.resource"
 
     def __init__(self, options: ResourceOptions, check_mode: bool = False,
                  want_diff: bool = False) -> None:
@@ -159,11 +159,12 @@ class ResourceManager(Converger):
                 destroy: bool, outcome: ApplyOutcome | None) -> dict[str, Any]:
         result = super()._result(plan, desired, observed, destroy, outcome)
         del result["would_prune"]  # a one-resource set never has anything to prune
-        if self.check_warnings:
-            result["warnings"] = list(self.check_warnings)
+        warnings: list[str] = list(self.check_warnings)
         have = observed.by_ref().get(self.options.ref) if observed is not None else None
         if destroy and have is not None and have.manifest_set != plan.manifest_set:
             owner = repr(have.manifest_set) if have.manifest_set else "none (adoptable)"
-            result["warnings"] = [f"{self.options.ref} exists but its manifest set is "
-                                  f"{owner}, not {plan.manifest_set!r}: left alone"]
+            warnings.append(f"{self.options.ref} exists but its manifest set is "
+                            f"{owner}, not {plan.manifest_set!r}: left alone")
+        if warnings:
+            result["warnings"] = warnings
         return result

@@ -1,50 +1,61 @@
-"""What the ``provisioner_manifest`` Ansible module does, as plain, typed, testable code
-(and the part ``provisioner_resource``, in ``provisioner.ansible_resource``, shares).
+"""What the ``provisioner.node`` Ansible modules do, as plain, typed, testable code.
 
-The module file (``modules/provisioner_manifest.py``) only declares its options and
-documentation and turns the outcome into ``exit_json`` / ``fail_json``; everything else
-is here, in the package that must be installed on the target anyway:
+The collection's modules (``ansible_collections/provisioner/node/plugins/modules``) only
+declare their options and documentation and turn the outcome into ``exit_json`` /
+``fail_json``; everything else is here, in the package installed on the managed node:
 
 - :class:`NodeOptions` — the options of every module (which node, how to reach it);
-  :class:`ManifestOptions` — the module's parameters, typed;
+  :class:`ManifestOptions` — ``provisioner.node.manifest``'s parameters, typed;
 - :class:`Converger` — what every module does once it knows the desired state of one
   manifest set: open the node, observe, plan, apply, report, honouring check mode (no
-  lock taken, nothing applied) and diff mode; ``provisioner.ansible_resource`` (the
-  ``provisioner_resource`` module) builds on it too;
+  lock taken, nothing applied) and diff mode; ``provisioner.ansible_resource`` builds on
+  it too;
 - :class:`ManifestManager` — ``present()`` (validate, plan, apply) and ``absent()``
-  (destroy the manifest set);
-- :func:`diff_text` / :func:`resource_text` — the ``diff`` before/after texts;
-- :class:`ApplyOutcome` — the apply events folded into ``actions`` and failures.
+  (destroy the manifest set), with manifests from files on the node (``path``), from the
+  controller (``src``, rendered there: see :mod:`provisioner.ansible_content`) or inline
+  (``definition``).
 
-Every error a user can cause comes out as :class:`ModuleFailure` (message plus the
-return values known so far), which the module passes to ``fail_json`` once.
+Results are data (:mod:`provisioner.ansible_results`), the diff texts are
+:mod:`provisioner.ansible_diff`'s. Every error a user can cause comes out as
+:class:`ModuleFailure` (message plus the return values known so far), which the module
+passes to ``fail_json`` once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
+from provisioner.ansible_content import load_definition
+from provisioner.ansible_diff import diff_text
+from provisioner.ansible_results import (
+    ApplyOutcome,
+    plan_records,
+    planned_actions,
+    planned_summary,
+    prune_warning,
+)
 from provisioner.errors import ProvisionerError
-from provisioner.executors.base import ApplyEvent, EventType, Summary
+from provisioner.executors.base import Summary
 from provisioner.executors.choose import DEFAULT_CGROUP_ROOT, open_executor
 from provisioner.executors.local import DEFAULT_LOCK_TIMEOUT_S, LocalExecutor
 from provisioner.manifest import load
-from provisioner.manifest.loader import default_set_name
-from provisioner.model import DesiredState, Ref, ResourceSpec
-from provisioner.model_json import spec_to_dict
+from provisioner.manifest.loader import LoadResult, default_set_name, load_texts
+from provisioner.model import DesiredState
 from provisioner.node.store import DEFAULT_STATE_DIR
 from provisioner.plan.compiler import compile_plan
-from provisioner.plan.render import change_counts, render_plan
-from provisioner.plan.steps import Change, Plan
-from provisioner.state import NodeState, ObservedResource, ProcessPhase
+from provisioner.plan.render import render_plan
+from provisioner.plan.steps import Plan
+from provisioner.state import NodeState
 
 if TYPE_CHECKING:
     from provisioner.executors.choose import NodeExecutor
+
+__all__ = ["ApplyOutcome", "Converger", "ManifestManager", "ManifestOptions",
+           "ModuleFailure", "NodeOptions"]
 
 
 class ModuleFailure(Exception):
@@ -74,8 +85,8 @@ class NodeOptions:
     def from_params(cls, params: Mapping[str, Any]) -> Self:
         """From ``AnsibleModule.params`` (unknown keys, such as Ansible's own, ignored)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        given = {k: v for k, v in params.items() if k in names and v is not None}
-        return cls(**cls._normalised(given))
+        given = cls._normalised({k: v for k, v in params.items() if v is not None})
+        return cls(**{k: v for k, v in given.items() if k in names})
 
     @classmethod
     def _normalised(cls, given: dict[str, Any]) -> dict[str, Any]:
@@ -84,9 +95,13 @@ class NodeOptions:
 
 @dataclass(frozen=True)
 class ManifestOptions(NodeOptions):
-    """The parameters of ``provisioner_manifest``."""
+    """The parameters of ``provisioner.node.manifest``. Exactly one source of manifests:
+    ``path`` (files on the managed node), ``texts`` (``src`` rendered on the controller:
+    ``(controller file, text)`` pairs) or ``definition`` (inline)."""
 
     path: tuple[str, ...] = ()
+    texts: tuple[tuple[str, str], ...] = ()
+    definition: Any = None
     manifest_set: str | None = None
     prune: bool = False
     vars: Mapping[str, Any] = field(default_factory=dict)
@@ -94,161 +109,28 @@ class ManifestOptions(NodeOptions):
 
     @classmethod
     def _normalised(cls, given: dict[str, Any]) -> dict[str, Any]:
-        return {**given, "path": tuple(str(p) for p in given.get("path", ()))}
+        # What the collection's action plugin sends in place of src.
+        files = given.pop("_rendered_files", None) or ()
+        texts = given.pop("_rendered_texts", None) or ()
+        if len(files) != len(texts):
+            raise ModuleFailure("the action plugin sent a different number of rendered "
+                                "files and texts", changed=False)
+        return {**given, "path": tuple(str(p) for p in given.get("path", ())),
+                "texts": tuple(zip(files, texts, strict=True))}
+
+    @property
+    def has_source(self) -> bool:
+        return bool(self.path or self.texts or self.definition is not None)
 
     def set_name(self) -> str:
         if self.manifest_set:
             return self.manifest_set
-        if not self.path:
-            raise ModuleFailure("state=absent needs path or manifest_set")
-        return default_set_name(list(self.path))
-
-
-@dataclass
-class ApplyOutcome:
-    """Apply events folded into what the module reports. Filled as events arrive, so
-    that what was done is known even when the apply is cut short by an error."""
-
-    actions: list[str] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    succeeded: int = 0
-    summary: Summary | None = None
-
-    def add(self, event: ApplyEvent) -> None:
-        step = event.step
-        if event.type is EventType.SUMMARY:
-            self.summary = event.summary
-        elif step is None or event.type is EventType.STEP_STARTED:
-            return
-        elif event.type is EventType.STEP_SUCCEEDED:
-            self.succeeded += 1
-            self.actions.append(step.describe())
-        elif event.type is EventType.STEP_FAILED:
-            self.failures.append(f"step #{event.index} ({step.describe()}) failed: "
-                                 f"{event.message}")
-            self.actions.append(f"{step.describe()} -- FAILED: {event.message}")
-        else:
-            self.actions.append(f"{step.describe()} -- skipped: {event.message}")
-
-    def collect(self, events: Iterable[ApplyEvent]) -> ApplyOutcome:
-        for event in events:
-            self.add(event)
-        return self
-
-
-def planned_summary(plan: Plan) -> Summary:
-    """What the summary of applying ``plan`` would be if every step succeeded."""
-    counts = change_counts(plan)
-    return Summary(created=counts[Change.CREATE], updated=counts[Change.UPDATE],
-                   replaced=counts[Change.REPLACE], deleted=counts[Change.DELETE],
-                   unchanged=len(plan.unchanged), generation=plan.generation)
-
-
-# -- diff texts ----------------------------------------------------------------------
-
-#: Cell limits as the kernel (and the manifests' cpu / cpuset blocks) name them.
-_LIMIT_LABELS = {"cpu_weight": "cpu.weight", "cpu_max_us": "cpu.max",
-                 "cpuset_cpus": "cpuset.cpus", "cpuset_mems": "cpuset.mems"}
-#: Model fields spelt differently in manifests.
-_FIELD_LABELS = {"stop_grace_s": "stopGracePeriod", "source_path": "source"}
-#: Mappings whose values may be secrets: only their keys are shown.
-_SECRET_MAPS = frozenset({"env"})
-HIDDEN = "<hidden>"
-HIDDEN_CHANGED = "<hidden, changed>"
-
-
-def _label(name: str) -> str:
-    if name in _FIELD_LABELS:
-        return _FIELD_LABELS[name]
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return json.dumps(value) if isinstance(value, list | dict) else str(value)
-
-
-def spec_fields(spec: ResourceSpec,
-                previous: ResourceSpec | None = None) -> list[tuple[str, str]]:
-    """``(label, value)`` for every field of ``spec`` that differs from its default, in
-    the model's field order: limits and mappings flattened (``cpu.weight``,
-    ``labels.tier``). Values of secret mappings (``env``) are hidden; one whose value
-    differs from ``previous`` reads ``<hidden, changed>``, so that a diff shows it."""
-    old = dict(getattr(previous, "env", ()))
-    defaults = {f.name: f.default for f in dataclasses.fields(spec)
-                if f.default is not dataclasses.MISSING}
-    out: list[tuple[str, str]] = []
-    data = spec_to_dict(spec)
-    for name, value in data.items():
-        if name in ("kind", "name") or getattr(spec, name) == defaults.get(name, object()):
-            continue
-        if name == "limits":
-            out.extend((_LIMIT_LABELS.get(k, k), _value(v)) for k, v in value.items()
-                       if v is not None)
-        elif name in _SECRET_MAPS:
-            out.extend((f"{name}.{k}", HIDDEN_CHANGED if k in old and old[k] != v else HIDDEN)
-                       for k, v in value)
-        elif name == "labels":
-            out.extend((f"labels.{k}", _value(v)) for k, v in value)
-        elif name == "stop_grace_s":
-            out.append((_label(name), f"{value:g}s"))
-        else:
-            out.append((_label(name), _value(value)))
-    return out
-
-
-def resource_text(ref: Ref, spec: ResourceSpec | None,
-                  observed: ObservedResource | None = None,
-                  previous: ResourceSpec | None = None) -> list[str]:
-    """One resource as diff lines: ``Cell/web:`` then ``  cpu.weight: 200``... or
-    ``Cell/web: absent``. With ``observed`` (the before side) its drift is noted: the
-    reason a resource whose spec did not change is in the plan. ``previous``: see
-    :func:`spec_fields`."""
-    if spec is None:
-        return [f"{ref}: absent"]
-    lines = [f"{ref}:"] + [f"  {label}: {value}"
-                           for label, value in spec_fields(spec, previous)]
-    if observed is not None:
-        if not observed.present:
-            lines.append("  drift: missing on the node")
-        process = observed.process
-        if process is not None and process.phase not in (ProcessPhase.RUNNING,
-                                                         ProcessPhase.BACKOFF):
-            word = process.describe_exit() if process.phase is ProcessPhase.EXITED \
-                else process.phase.value
-            lines.append(f"  drift: process {word}")
-        lines.extend(f"  drift: {note}" for note in observed.drift)
-    return lines
-
-
-def diff_text(plan: Plan, desired: DesiredState, observed: NodeState | None,
-              destroy: bool = False) -> dict[str, str]:
-    """Ansible's ``diff``: the resources the plan changes, as the node has them (before)
-    and as declared (after). Env values are never shown (the plan names changed keys)."""
-    wanted = {} if destroy else desired.by_ref()
-    have = observed.by_ref() if observed is not None else {}
-    before: list[str] = []
-    after: list[str] = []
-    seen: set[Ref] = set()
-    for step in plan.steps:
-        if step.ref in seen:
-            continue
-        seen.add(step.ref)
-        current = have.get(step.ref)
-        before += resource_text(step.ref, current.spec if current else None, current)
-        after += resource_text(step.ref, wanted.get(step.ref),
-                               previous=current.spec if current else None)
-    return {"before": "".join(f"{line}\n" for line in before),
-            "after": "".join(f"{line}\n" for line in after)}
-
-
-# -- the managers --------------------------------------------------------------------
+        if self.path:
+            return default_set_name(list(self.path))
+        if self.texts:  # the action plugin names the set after src; this is a fallback
+            return default_set_name([self.texts[0][0]])
+        raise ModuleFailure("manifest_set is required with definition, and with "
+                            "state=absent when no manifests are given", changed=False)
 
 
 class Converger:
@@ -337,29 +219,35 @@ class Converger:
                 destroy: bool, outcome: ApplyOutcome | None) -> dict[str, Any]:
         if outcome is None:  # check mode: what would be done
             changed = plan.has_changes
-            actions = [step.describe() for step in plan.steps]
+            actions, actions_text = planned_actions(plan)
             summary = planned_summary(plan)
         else:
             changed = plan.has_changes and outcome.succeeded > 0
-            actions = outcome.actions
+            actions, actions_text = outcome.actions, outcome.actions_text
             summary = outcome.summary or Summary(generation=plan.generation)
         result: dict[str, Any] = {
             "changed": changed,
             "manifest_set": plan.manifest_set,
-            "plan": render_plan(plan),
+            "plan": plan_records(plan),
+            "plan_text": render_plan(plan),
             "actions": actions,
+            "actions_text": actions_text,
             "summary": dataclasses.asdict(summary),
             "would_prune": [str(noop.ref) for noop in plan.would_prune],
         }
+        warning = None if destroy else prune_warning(plan)
+        if warning:
+            result["warnings"] = [warning]
         if self.want_diff:
             result["diff"] = diff_text(plan, desired, observed, destroy)
         return result
 
 
 class ManifestManager(Converger):
-    """``provisioner_manifest``: one manifest set read from files."""
+    """``provisioner.node.manifest``: one manifest set from files on the node, texts
+    rendered on the controller or an inline definition."""
 
-    module_name = "provisioner_manifest"
+    module_name = "provisioner.node.manifest"
 
     def __init__(self, options: ManifestOptions, check_mode: bool = False,
                  want_diff: bool = False) -> None:
@@ -372,17 +260,39 @@ class ManifestManager(Converger):
         return self._converge(self._desired(), destroy=False)
 
     def absent(self) -> dict[str, Any]:
-        desired = self._desired() if self.options.path else DesiredState(
+        desired = self._desired() if self.options.has_source else DesiredState(
             (), self.options.set_name())
         return self._converge(desired, destroy=True)
 
     def _desired(self) -> DesiredState:
         """The validated manifests, or ModuleFailure listing every error."""
-        if not self.options.path:
-            raise ModuleFailure("path is required (manifest files or directories)")
-        result = load(list(self.options.path), dict(self.options.vars))
+        o = self.options
+        if not o.has_source:
+            raise ModuleFailure("one of src (on the controller), path (on the managed "
+                                "node) or definition is required", changed=False)
+        name = o.set_name()
+        if o.texts:
+            result = load_texts(o.texts, name)
+        elif o.definition is not None:
+            try:
+                result = load_definition(o.definition, name)
+            except ValueError as exc:
+                raise ModuleFailure(str(exc), changed=False) from None
+        else:
+            result = self._load_paths(name)
         if not result.ok:
             errors = [issue.render() for issue in result.issues]
             raise ModuleFailure(f"invalid manifests ({len(errors)} error(s)), nothing was "
                                 "changed:\n" + "\n".join(errors), errors=errors, changed=False)
-        return DesiredState(result.state.resources, self.options.set_name())
+        return DesiredState(result.state.resources, name)
+
+    def _load_paths(self, name: str) -> LoadResult:
+        """Manifests from files on the managed node; missing ones are named as such."""
+        result = load(list(self.options.path), dict(self.options.vars), name)
+        for index, issue in enumerate(result.issues):
+            if issue.message in ("no such file or directory",
+                                 "directory holds no *.yaml or *.yml files"):
+                result.issues[index] = dataclasses.replace(
+                    issue, message=f"{issue.message} on the managed node (path names files "
+                    "there; use src for files on the controller)")
+        return result

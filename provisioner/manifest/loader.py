@@ -92,17 +92,38 @@ def _load(
     paths: Iterable[str], variables: Mapping[str, Any] | None, manifest_set: str
 ) -> LoadResult:
     files, issues = expand_paths(paths)
-    declared: list[Declared] = []
-    documents = 0
+    texts: list[tuple[str, str]] = []
     for file in files:
         try:
-            text = render(file, decode(file, _read(file)), variables or {})
+            texts.append((file, render(file, decode(file, _read(file)), variables or {})))
+        except LoadError as exc:
+            issues.append(Issue.from_load_error(exc))
+        except OSError as exc:
+            issues.append(Issue(file, 0, 0, "", f"cannot read: {exc.strerror}"))
+    result = _validate_texts(texts, manifest_set)
+    result.issues = sorted(set(issues + result.issues), key=_order)
+    result.files = files
+    return result
+
+
+def load_texts(texts: Iterable[tuple[str, str]], manifest_set: str = "default") -> LoadResult:
+    """Parse, validate and cross-check manifest texts already read and rendered (by an
+    Ansible controller, say): ``(file, text)`` pairs, ``file`` naming each in issues."""
+    with no_gc():
+        result = _validate_texts(list(texts), manifest_set)
+    result.issues = sorted(set(result.issues), key=_order)
+    return result
+
+
+def _validate_texts(texts: list[tuple[str, str]], manifest_set: str) -> LoadResult:
+    issues: list[Issue] = []
+    declared: list[Declared] = []
+    documents = 0
+    for file, text in texts:
+        try:
             docs = load_documents(file, text)
         except LoadError as exc:
             issues.append(Issue.from_load_error(exc))
-            continue
-        except OSError as exc:
-            issues.append(Issue(file, 0, 0, "", f"cannot read: {exc.strerror}"))
             continue
         if not docs:
             issues.append(
@@ -118,7 +139,7 @@ def _load(
             declared.append(Declared(spec, doc))
     issues.extend(cross_check(declared))
     state = DesiredState(tuple(item.spec for item in declared), manifest_set)
-    return LoadResult(state, sorted(set(issues), key=_order), files, documents)
+    return LoadResult(state, issues, [file for file, _ in texts], documents)
 
 
 def _order(issue: Issue) -> tuple[str, int, int, str, str]:
