@@ -195,8 +195,8 @@ def remove(fleet: Fleet) -> None:
         hosts.remove_cgroups(cgroups)
         if Path(f"/run/netns/{host.netns}").exists():
             hosts.run("ip", "netns", "del", host.netns)
-        if Path(f"/sys/class/net/{host.veth}").exists():
-            hosts.run("ip", "link", "del", host.veth)
+        # (deleting the namespace deletes the veth pair too, a moment later)
+        hosts.run("ip", "link", "del", host.veth, check=False)
     if Path(f"/sys/class/net/{fleet.bridge}").exists():
         hosts.run("ip", "link", "del", fleet.bridge)
     shutil.rmtree(fleet.run_dir, ignore_errors=True)
@@ -228,7 +228,7 @@ def main() -> int:
         else:
             host = fleet.host(args.host)
             if args.command == "stop-sshd":
-                hosts.stop_sshd(fleet.host_dir(host))
+                hosts.stop_sshd(fleet.host_dir(host), host.net_inode)
             else:
                 hosts.start_sshd(fleet.host_dir(host), host.holder_pid, host.address)
     return 0

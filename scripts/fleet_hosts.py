@@ -119,13 +119,19 @@ def start_sshd(host_dir: Path, holder_pid: int, address: str) -> None:
     wait_for_port(address, 22, 10.0)
 
 
-def stop_sshd(host_dir: Path) -> None:
-    pid_file = host_dir / "sshd.pid"
-    if not pid_file.exists():
-        return
-    pid = int(pid_file.read_text().strip())
-    kill_and_wait([pid])
-    pid_file.unlink(missing_ok=True)
+def stop_sshd(host_dir: Path, net_inode: int | None) -> None:
+    """Stop the host's sshd and every session it serves (Ansible's persistent
+    connections included: the host is then really unreachable)."""
+    pids = [pid for pid in pids_in_namespaces(net_inode, None) if _comm(pid) == "sshd"]
+    kill_and_wait(pids)
+    (host_dir / "sshd.pid").unlink(missing_ok=True)
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def wait_for_port(address: str, port: int, timeout: float) -> None:
