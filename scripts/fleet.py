@@ -24,6 +24,7 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -187,19 +188,36 @@ def close_ssh_connections(fleet: Fleet) -> None:
 
 
 def remove(fleet: Fleet) -> None:
+    """Remove everything of the fleet; a host that resists does not stop the others
+    from being removed (the first error is raised at the end, the run dir then kept)."""
     close_ssh_connections(fleet)
+    errors: list[Exception] = []
     for host in fleet.hosts:
-        cgroups = hosts.cgroup_dirs(host.cgroup_root)
-        pids = hosts.pids_in_namespaces(host.net_inode, host.mnt_inode)
-        hosts.kill_and_wait(pids + hosts.pids_in_cgroups(cgroups))
-        hosts.remove_cgroups(cgroups)
-        if Path(f"/run/netns/{host.netns}").exists():
-            hosts.run("ip", "netns", "del", host.netns)
-        # (deleting the namespace deletes the veth pair too, a moment later)
-        hosts.run("ip", "link", "del", host.veth, check=False)
+        try:
+            _remove_host(host)
+        except (RuntimeError, OSError) as error:
+            errors.append(error)
     if Path(f"/sys/class/net/{fleet.bridge}").exists():
         hosts.run("ip", "link", "del", fleet.bridge)
+    if errors:
+        raise errors[0]
     shutil.rmtree(fleet.run_dir, ignore_errors=True)
+
+
+def _remove_host(host: Host) -> None:
+    cgroups = hosts.cgroup_dirs(host.cgroup_root)
+    pids = hosts.pids_in_namespaces(host.net_inode, host.mnt_inode)
+    hosts.kill_and_wait(pids + hosts.pids_in_cgroups(cgroups))
+    hosts.remove_cgroups(cgroups)
+    if Path(f"/run/netns/{host.netns}").exists():
+        hosts.run("ip", "netns", "del", host.netns)
+    # deleting the namespace deletes the veth pair too, a moment later
+    deadline = time.monotonic() + 5
+    while Path(f"/sys/class/net/{host.veth}").exists():
+        if time.monotonic() > deadline:
+            hosts.run("ip", "link", "del", host.veth, check=False)
+            break
+        time.sleep(0.05)
 
 
 def main() -> int:

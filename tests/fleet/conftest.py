@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from scripts import fleet as fleet_script
+from scripts import fleet_hosts
 from tests.fleet import harness
 
 
@@ -47,5 +48,8 @@ def fleet(collections: Path, request: pytest.FixtureRequest) -> Iterator[fleet_s
         fleet_script.remove(made)
         assert not Path(made.run_dir).exists()
         assert not Path(f"/sys/class/net/{made.bridge}").exists()
-        for host in made.hosts:
+        for host in made.hosts:  # nothing left: namespaces, links, cgroups, processes
             assert not Path(f"/run/netns/{host.netns}").exists()
+            assert not Path(f"/sys/class/net/{host.veth}").exists()
+            assert not fleet_hosts.cgroup_dirs(host.cgroup_root)
+            assert not fleet_hosts.pids_in_namespaces(host.net_inode, host.mnt_inode)
