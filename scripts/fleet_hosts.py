@@ -34,6 +34,7 @@ PRIVATE_PATHS = (
     "/etc/provisioner",
     "/etc/systemd/system",
     "/var/log/provisioner",
+    "/etc/cron.d",  # pull mode without systemd
 )
 SSHD = "/usr/sbin/sshd"
 CGROUP_FS = Path("/sys/fs/cgroup")

@@ -49,7 +49,7 @@ def ssh(fleet: fleet_script.Fleet, host: str, *argv: str) -> subprocess.Complete
         ["ssh", "-i", str(Path(fleet.run_dir, "id_ed25519")), "-o", "BatchMode=yes",
          "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
          "-o", "LogLevel=ERROR", f"root@{address}", "--", *argv],
-        capture_output=True, text=True, check=False, timeout=120)
+        capture_output=True, text=True, check=False, timeout=600)
 
 
 def remote_status(fleet: fleet_script.Fleet, host: str,
