@@ -7,12 +7,14 @@
 it looks at the files git tracks there, so sanity runs on a copy of the collection in a
 temporary folder (a fresh git repository of its own), with the virtualenv's Python.
 It installs its test requirements from PyPI into its own virtualenvs (cached under
-``~/.ansible/test``).
+``~/.ansible/test``); the pip bootstrap script it would download from a host that is
+not reachable here is provided by ``scripts/get_pip_offline.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -52,7 +54,24 @@ def copy_for_ansible_test(into: Path) -> Path:
     return target
 
 
+def provide_pip_bootstrap() -> None:
+    """ansible-test's cached pip bootstrap script, made from get_pip_offline.py when it
+    is not there (the download host is not reachable from here)."""
+    import ansible_test  # type: ignore[import-untyped]  # its pip version is a literal there
+
+    source = Path(ansible_test.__file__).parent / "_internal" / "python_requirements.py"
+    match = re.search(r"\bpip='([0-9.]+)'", source.read_text())
+    if match is None:
+        raise SystemExit(f"cannot find the pip version ansible-test bootstraps in {source}")
+    version = match.group(1)
+    cache = Path.home() / ".ansible" / "test" / "cache" / f"get_pip_{version.replace('.', '_')}.py"
+    if not cache.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / "scripts" / "get_pip_offline.py", cache)
+
+
 def sanity(options: list[str]) -> int:
+    provide_pip_bootstrap()
     with tempfile.TemporaryDirectory(prefix="provisioner-sanity-") as tmp:
         target = copy_for_ansible_test(Path(tmp))
         command = [str(BIN / "ansible-test"), "sanity", "--python", PYTHON_VERSION,

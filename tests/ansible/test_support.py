@@ -1,14 +1,16 @@
-"""Unit tests, no kernel: each module's DOCUMENTATION / EXAMPLES / RETURN against its
-argument_spec (what ansible-test's validate-modules checks, so they can never drift
-apart; provisioner_manifest and provisioner_resource), and the pure parts of
-``provisioner.ansible_support``: options, diff texts, the folding of apply events into
-``actions`` and failures, validation failures. Plans come from the real compiler, events
-from the real scheduler with a recording step."""
+"""Unit tests, no kernel: each module's documentation (as ``ansible-doc`` reads it, doc
+fragments merged) against its argument_spec, its examples and return values (what
+ansible-test's validate-modules checks, quicker: the full sanity run is ``./dev
+sanity``), and the pure parts of ``provisioner.ansible_support`` and its neighbours:
+options, diff texts, the folding of apply events into ``actions`` (objects and text)
+and failures, validation failures. Plans come from the real compiler, events from the
+real scheduler with a recording step."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -18,19 +20,15 @@ from typing import Any
 import pytest
 import yaml
 
+from provisioner.ansible_diff import HIDDEN, HIDDEN_CHANGED, diff_text, resource_text, spec_fields
+from provisioner.ansible_info import InfoOptions
 from provisioner.ansible_resource import ResourceOptions
+from provisioner.ansible_results import ApplyOutcome, planned_summary
 from provisioner.ansible_support import (
-    HIDDEN,
-    HIDDEN_CHANGED,
-    ApplyOutcome,
     ManifestManager,
     ManifestOptions,
     ModuleFailure,
     NodeOptions,
-    diff_text,
-    planned_summary,
-    resource_text,
-    spec_fields,
 )
 from provisioner.cli.node_commands import DEFAULT_CGROUP_ROOT
 from provisioner.errors import NodeError
@@ -65,8 +63,13 @@ def test_options_from_module_params() -> None:
     assert options.vars == {} and options.state_dir == "/tmp/s"
     assert options.set_name() == "node"  # derived like the CLI: the folder's name
     assert ManifestOptions(path=("x",), manifest_set="web").set_name() == "web"
-    with pytest.raises(ModuleFailure, match="needs path or manifest_set"):
+    with pytest.raises(ModuleFailure, match="manifest_set is required with definition"):
         ManifestOptions(state="absent").set_name()
+    sent = ManifestOptions.from_params({"_rendered_files": ["/c/a.yaml"],
+                                        "_rendered_texts": ["kind: Cell"]})
+    assert sent.texts == (("/c/a.yaml", "kind: Cell"),) and sent.set_name() == "a"
+    with pytest.raises(ModuleFailure, match="different number"):
+        ManifestOptions.from_params({"_rendered_files": ["a", "b"], "_rendered_texts": ["x"]})
 
 
 def test_spec_fields_show_what_differs_from_defaults_and_hide_env_values() -> None:
@@ -128,10 +131,16 @@ def test_apply_outcome_names_failures_and_skips_and_counts_successes() -> None:
     outcome = ApplyOutcome().collect(run_plan(plan, perform))
     assert outcome.succeeded == 1
     assert outcome.failures == ["step #0 (allocate Cell/web: created) failed: cgroup refused"]
-    assert "allocate Cell/web: created -- FAILED: cgroup refused" in outcome.actions
-    assert "start Executable/loner: created" in outcome.actions
+    assert "allocate Cell/web: created -- FAILED: cgroup refused" in outcome.actions_text
+    assert "start Executable/loner: created" in outcome.actions_text
     assert any(a.startswith("start Executable/api: created -- skipped: not run: step #0")
-               for a in outcome.actions)
+               for a in outcome.actions_text)
+    by_name = {action["name"]: action for action in outcome.actions}
+    assert by_name["web"] == {"step": 0, "kind": "Cell", "name": "web", "action": "allocate",
+                              "change": "create", "reason": "created", "requires": [],
+                              "result": "failed", "message": "cgroup refused"}
+    assert by_name["api"]["result"] == "skipped" and by_name["api"]["requires"] == [0]
+    assert by_name["loner"]["result"] == "succeeded" and "message" not in by_name["loner"]
     assert outcome.summary is not None
     assert (outcome.summary.created, outcome.summary.failed, outcome.summary.skipped) == (1, 1, 1)
 
@@ -162,35 +171,83 @@ def test_invalid_manifests_fail_with_every_error_before_touching_a_node(tmp_path
         assert failed.value.fields["changed"] is False and len(errors) == 2
         assert f"{bad}:4:22: spec.cpu.weight: 0 is less than the minimum of 1" in errors
         assert all(error in failed.value.msg for error in errors)
-    with pytest.raises(ModuleFailure, match="no such file or directory"):
+    with pytest.raises(ModuleFailure, match="no such file or directory on the managed node"):
         ManifestManager(ManifestOptions(path=(str(tmp_path / "missing"),))).run()
+
+
+def test_texts_from_the_controller_keep_their_file_and_line() -> None:
+    text = ("apiVersion: provisioner/v1\nkind: Cell\nmetadata: {name: web}\n"
+            "spec: {cpu: {weight: 0}}\n")
+    options = ManifestOptions(texts=(("/controller/site/web.yaml", text),),
+                              state_dir="/proc/no-such-state")
+    with pytest.raises(ModuleFailure) as failed:
+        ManifestManager(options, check_mode=True).run()
+    assert failed.value.fields["errors"] == [
+        "/controller/site/web.yaml:4:22: spec.cpu.weight: 0 is less than the minimum of 1"]
+
+
+@pytest.mark.parametrize(("definition", "expected"), [
+    ("kind: Cell\n", "definition:1:1: missing required field 'apiVersion'"),
+    ([{"apiVersion": "provisioner/v1", "kind": "Cell", "metadata": {"name": "Bad_Name"},
+       "spec": {}}], "definition[0]:"),
+    (["not a document"], "definition[0] is not a document"),
+    ([], "non-empty list of documents"),
+])
+def test_a_bad_definition_is_refused_before_the_node(definition: Any, expected: str) -> None:
+    options = ManifestOptions(definition=definition, manifest_set="web",
+                              state_dir="/proc/no-such-state")
+    with pytest.raises(ModuleFailure) as failed:
+        ManifestManager(options, check_mode=True).run()
+    assert expected in failed.value.msg, failed.value.msg
+    assert failed.value.fields["changed"] is False
 
 
 # -- the modules' documentation ---------------------------------------------------
 
+COLLECTION = REPO / "ansible_collections" / "provisioner" / "node"
 #: Each module, the options dataclass its parameters become, and its return values.
 MODULES: dict[str, tuple[type[NodeOptions], set[str]]] = {
-    "provisioner_manifest": (ManifestOptions, {"manifest_set", "plan", "actions", "summary",
-                                               "would_prune", "diff", "errors"}),
-    "provisioner_resource": (ResourceOptions, {"manifest_set", "plan", "actions", "summary",
-                                               "diff", "errors"}),
+    "manifest": (ManifestOptions, {"manifest_set", "plan", "plan_text", "actions",
+                                   "actions_text", "summary", "would_prune", "diff",
+                                   "errors"}),
+    "resource": (ResourceOptions, {"manifest_set", "plan", "plan_text", "actions",
+                                   "actions_text", "summary", "diff", "errors"}),
+    "info": (InfoOptions, {"node", "resources"}),
 }
+#: Options the action plugin sends, not for users (documented as internal).
+INTERNAL = {"_rendered_files", "_rendered_texts"}
 #: What validate-modules compares between an option's documentation and its spec.
-COMPARED = ("type", "elements", "default", "choices", "required", "aliases", "no_log")
-FALSY_BY_DEFAULT = {"required": False, "no_log": False}
+COMPARED = ("type", "elements", "default", "choices", "required", "aliases")
+FALSY_BY_DEFAULT = {"required": False}
 
 
 def load_module(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, REPO / "modules" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"ansible_collections.provisioner.node.plugins.modules.{name}",
+        COLLECTION / "plugins" / "modules" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
+def ansible_doc() -> dict[str, Any]:
+    """Every module's documentation as ansible-doc reads it, doc fragments merged."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    done = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "ansible-doc"), "--json",
+         *(f"provisioner.node.{name}" for name in MODULES)],
+        cwd=REPO, env={**env, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_COLLECTIONS_PATH": str(REPO)},
+        capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = json.loads(done.stdout)
+    return {name.rsplit(".", 1)[1]: value for name, value in data.items()}
+
+
 LOADED = {name: load_module(name) for name in MODULES}
-DOCS: dict[str, dict[str, Any]] = {name: yaml.safe_load(module.DOCUMENTATION)
-                                   for name, module in LOADED.items()}
+DOCS_AND_RETURNS = ansible_doc()
+DOCS: dict[str, dict[str, Any]] = {name: value["doc"] for name, value in
+                                   DOCS_AND_RETURNS.items()}
 SPECS: dict[str, dict[str, dict[str, Any]]] = {name: module.ARGUMENT_SPEC
                                                for name, module in LOADED.items()}
 OPTIONS = [(module, option) for module in MODULES for option in sorted(SPECS[module])]
@@ -214,18 +271,23 @@ def test_documented_attributes_match_the_spec(module: str, name: str) -> None:
         assert attribute(documented, key) == attribute(declared, key), (name, key)
         if key == "default" and "default" in declared:
             assert type(documented[key]) is type(declared[key]), (name, "default type")
-    unknown = set(declared) - {*COMPARED, "fallback"}
+    unknown = set(declared) - {*COMPARED, "fallback", "no_log"}
     assert not unknown, f"{name}: spec keys this test does not compare: {unknown}"
 
 
-def test_the_modules_share_their_connection_options_exactly() -> None:
-    shared = {f.name for f in dataclasses.fields(NodeOptions)}
-    manifest, resource = SPECS["provisioner_manifest"], SPECS["provisioner_resource"]
-    for name in shared - {"state"}:
-        assert manifest[name] == resource[name], name
-        assert (DOCS["provisioner_manifest"]["options"][name]
-                == DOCS["provisioner_resource"]["options"][name]), name
-    assert resource["kind"]["choices"] == [kind.value for kind in Kind]
+def test_the_modules_share_their_node_options_through_one_fragment() -> None:
+    shared = {f.name for f in dataclasses.fields(NodeOptions)} - {"state"}
+    for module in MODULES:
+        assert shared <= set(SPECS[module]), module
+        for name in shared:
+            assert SPECS[module][name] == SPECS["manifest"][name], (module, name)
+            assert DOCS[module]["options"][name] == DOCS["manifest"]["options"][name]
+        attributes = DOCS[module]["attributes"]
+        assert attributes["action_group"]["membership"] == ["provisioner.node.node"]
+        assert attributes["check_mode"]["support"] == "full"
+    assert SPECS["resource"]["kind"]["choices"] == [kind.value for kind in Kind]
+    runtime = yaml.safe_load((COLLECTION / "meta" / "runtime.yml").read_text())
+    assert sorted(runtime["action_groups"]["node"]) == sorted(MODULES)
 
 
 def dataclass_defaults(cls: type[Any]) -> dict[str, Any]:
@@ -238,14 +300,18 @@ def dataclass_defaults(cls: type[Any]) -> dict[str, Any]:
     return out
 
 
+#: Options the module handles itself (or the action plugin), not the options dataclass.
+NOT_IN_OPTIONS = {"manifest": {"src", *INTERNAL}, "resource": set(), "info": set()}
+
+
 @pytest.mark.parametrize("module", MODULES)
 def test_spec_defaults_are_the_cli_defaults_and_options_are_typed(module: str) -> None:
     spec, options = SPECS[module], MODULES[module][0]
     assert spec["state_dir"]["default"] == DEFAULT_STATE_DIR
     assert spec["cgroup_root"]["default"] == DEFAULT_CGROUP_ROOT
     assert spec["lock_timeout"]["default"] == DEFAULT_LOCK_TIMEOUT_S
-    assert {f.name for f in dataclasses.fields(options)} == set(spec)
     fields = dataclass_defaults(options)
+    assert set(spec) - NOT_IN_OPTIONS[module] <= set(fields)
     for name, declared in spec.items():
         if "default" in declared:
             assert fields[name] == declared["default"], name
@@ -256,9 +322,11 @@ def test_examples_use_only_known_options(module: str) -> None:
     tasks = yaml.safe_load(LOADED[module].EXAMPLES)
     assert tasks
     spec = SPECS[module]
-    for task in tasks:
-        args = task[module]
-        assert set(args) <= set(spec), task["name"]
+    uses = [task for task in tasks if f"provisioner.node.{module}" in task]
+    assert uses
+    for task in uses:
+        args = task[f"provisioner.node.{module}"] or {}
+        assert set(args) <= set(spec) - INTERNAL, task["name"]
         assert {name for name, o in spec.items() if o.get("required")} <= set(args)
         for name, value in args.items():
             choices = spec[name].get("choices")
@@ -267,24 +335,9 @@ def test_examples_use_only_known_options(module: str) -> None:
 
 @pytest.mark.parametrize("module", MODULES)
 def test_return_values_are_documented_with_types(module: str) -> None:
-    returned = yaml.safe_load(LOADED[module].RETURN)
+    returned = DOCS_AND_RETURNS[module]["return"]
     assert set(returned) == MODULES[module][1]
     for name, doc in returned.items():
-        assert {"description", "returned", "type", "sample"} <= set(doc), name
+        assert {"description", "returned", "type"} <= set(doc), name
         if doc["type"] == "list":
             assert doc.get("elements"), name
-
-
-@pytest.mark.parametrize(("module", "expected"), [
-    ("provisioner_manifest", ('"lock_timeout"', '"would_prune"')),
-    ("provisioner_resource", ('"lock_timeout"', '"PersistentExecutable"', '"manifest_set"')),
-])
-def test_ansible_doc_reads_the_documentation(module: str, expected: tuple[str, ...]) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    done = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "ansible-doc"), "-M", str(REPO / "modules"),
-         "--json", module],
-        cwd=REPO, env={**env, "ANSIBLE_NOCOLOR": "1"}, capture_output=True, text=True,
-        timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
-    assert all(text in done.stdout for text in expected), done.stdout[:2000]

@@ -89,8 +89,8 @@ class ActionModule(ActionBase):
             raise _SourceError(f"invalid manifests ({len(errors)} error(s)) in src "
                                f"{source} on the controller, nothing was changed:\n"
                                + "\n".join(errors), errors=errors)
-        args["_rendered_files"] = [file for file, _ in rendered]
-        args["_rendered_texts"] = [text for _, text in rendered]
+        args["_rendered_files"] = [pair[0] for pair in rendered]
+        args["_rendered_texts"] = [pair[1] for pair in rendered]
         return args
 
     def _find_source(self, src):

@@ -11,7 +11,7 @@ import traceback
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 try:
-    import provisioner  # noqa: F401  (only whether it is there)
+    import provisioner  # noqa: F401  # pylint: disable=unused-import
 except ImportError:
     PROVISIONER_IMPORT_ERROR = traceback.format_exc()
 else:

@@ -16,7 +16,9 @@ description:
     pods, drivers, persistent executables) with its manifest set and live status, and
     the node's facts (id, generation, cgroup version and driver, daemon or local, the
     writer lock's state).
-  - Reads only; never changes anything, and runs the same in check mode.
+  - Reads only; never changes anything, and runs the same in check mode. (On a node the
+    provisioner has never used, opening its local state creates the empty state
+    directory and cgroup root, as C(provisioner status) does.)
 version_added: "0.1.0"
 author:
   - Provisioner maintainers (@provisioner)
@@ -84,7 +86,7 @@ node:
     cgroup_hybrid:
       description: Whether the host mixes v1 controllers with a v2 mount (local only).
       type: bool
-      returned: with O(mode=local)
+      returned: when local
     mode:
       description: V(daemon) when a node daemon answered, V(local) when the machine was
         read directly.

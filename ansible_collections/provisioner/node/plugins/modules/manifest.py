@@ -81,6 +81,18 @@ options:
     description: How many steps run at once at most; V(0) means the default (8).
     type: int
     default: 0
+  _rendered_files:
+    description:
+      - Internal, set by the action plugin from O(src); do not set it yourself.
+      - The controller's file names of O(_rendered_texts), which errors name.
+    type: list
+    elements: str
+  _rendered_texts:
+    description:
+      - Internal, set by the action plugin from O(src); do not set it yourself.
+      - The manifests as rendered on the controller (not logged).
+    type: list
+    elements: str
 extends_documentation_fragment:
   - provisioner.node.node
   - provisioner.node.node.action_group
