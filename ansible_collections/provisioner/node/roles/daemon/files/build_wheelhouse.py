@@ -1,7 +1,7 @@
-#!/usr/bin/env python3
 """Build (or find in the cache) the wheelhouse the daemon role installs on a node.
 
-Runs on the controller (the role delegates it to localhost, once per play):
+Runs on the controller with its Python (the role delegates it to localhost, once per
+play):
 
     build_wheelhouse.py --source CHECKOUT --cache DIR [--with-ansible] [--collection DIR]
 
