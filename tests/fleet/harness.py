@@ -121,6 +121,27 @@ def write_manifests(directory: Path, executables: int, cells: int = 1,
     return directory
 
 
+def ssh(fleet: fleet_script.Fleet, host: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    address = fleet.host(host).address
+    return subprocess.run(
+        ["ssh", "-i", str(Path(fleet.run_dir, "id_ed25519")), "-o", "BatchMode=yes",
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+         "-o", "LogLevel=ERROR", f"root@{address}", "--", *argv],
+        capture_output=True, text=True, check=False, timeout=600)
+
+
+def remote_status(fleet: fleet_script.Fleet, host: str,
+                  *tls: str) -> subprocess.CompletedProcess[str]:
+    """``provisioner status --json`` from the controller, over TCP with mutual TLS."""
+    pki = Path(fleet.run_dir, "inventory", "pki")
+    default_tls = ("--tls-ca", str(pki / "ca.crt"), "--tls-cert", str(pki / "ansible.crt"),
+                   "--tls-key", str(pki / "ansible.key"))
+    return subprocess.run(
+        [str(BIN / "provisioner"), "status", "--json", "--target",
+         f"{fleet.host(host).address}:7443", *(tls or default_tls)],
+        capture_output=True, text=True, check=False, timeout=60)
+
+
 def _run(argv: list[str], cwd: Path) -> None:
     done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
     if done.returncode != 0:

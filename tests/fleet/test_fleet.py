@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from scripts import fleet_hosts
 from tests.fleet import harness
 
 pytestmark = [pytest.mark.slow, pytest.mark.kernel]
-BIN = harness.BIN
 
 
 @pytest.fixture(scope="module")
@@ -43,29 +41,8 @@ def converge(fleet: fleet_script.Fleet, collections: Path, workdir: Path, source
                                 "-e", f"provisioner_manifests={source}", *args, cwd=workdir)
 
 
-def ssh(fleet: fleet_script.Fleet, host: str, *argv: str) -> subprocess.CompletedProcess[str]:
-    address = fleet.host(host).address
-    return subprocess.run(
-        ["ssh", "-i", str(Path(fleet.run_dir, "id_ed25519")), "-o", "BatchMode=yes",
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-         "-o", "LogLevel=ERROR", f"root@{address}", "--", *argv],
-        capture_output=True, text=True, check=False, timeout=600)
-
-
-def remote_status(fleet: fleet_script.Fleet, host: str,
-                  *tls: str) -> subprocess.CompletedProcess[str]:
-    """``provisioner status --json`` from the controller, over TCP with mutual TLS."""
-    pki = Path(fleet.run_dir, "inventory", "pki")
-    default_tls = ("--tls-ca", str(pki / "ca.crt"), "--tls-cert", str(pki / "ansible.crt"),
-                   "--tls-key", str(pki / "ansible.key"))
-    return subprocess.run(
-        [str(BIN / "provisioner"), "status", "--json", "--target",
-         f"{fleet.host(host).address}:7443", *(tls or default_tls)],
-        capture_output=True, text=True, check=False, timeout=60)
-
-
 def resource_names(fleet: fleet_script.Fleet, host: str) -> set[str]:
-    done = remote_status(fleet, host)
+    done = harness.remote_status(fleet, host)
     assert done.returncode == 0, done.stderr
     return {r["name"] for r in json.loads(done.stdout)["resources"]}
 
@@ -94,7 +71,7 @@ def test_bootstrap_starts_a_secured_daemon_on_every_host(
         assert resource_names(fleet, host) == set()  # mTLS from the controller works
     pki = Path(fleet.run_dir, "inventory", "pki")
     # a client without a certificate is refused during the handshake
-    refused = remote_status(fleet, "h1", "--tls-ca", str(pki / "ca.crt"))
+    refused = harness.remote_status(fleet, "h1", "--tls-ca", str(pki / "ca.crt"))
     assert refused.returncode != 0
 
 
@@ -103,7 +80,7 @@ def test_the_unit_file_verifies_with_systemd_analyze(
     if not shutil.which("systemd-analyze"):
         pytest.skip("systemd-analyze is missing")
     unit = "/opt/provisioner/provisioner-daemon.service"
-    done = ssh(fleet, "h1", "systemd-analyze", "verify", unit)
+    done = harness.ssh(fleet, "h1", "systemd-analyze", "verify", unit)
     assert done.returncode == 0, done.stdout + done.stderr
     text = harness.host_path(fleet, "h1", unit).read_text()
     assert "KillMode=process" in text and "Restart=on-failure" in text

@@ -17,7 +17,6 @@ import pytest
 
 from scripts import fleet as fleet_script
 from tests.fleet import harness
-from tests.fleet.test_fleet import remote_status, ssh
 
 pytestmark = [pytest.mark.slow, pytest.mark.kernel]
 FLEET_SIZE = 1
@@ -45,7 +44,7 @@ def pulled_changes(output: str) -> int:
 
 
 def names(fleet: fleet_script.Fleet) -> set[str]:
-    done = remote_status(fleet, "h1")
+    done = harness.remote_status(fleet, "h1")
     assert done.returncode == 0, done.stderr
     return {r["name"] for r in json.loads(done.stdout)["resources"]}
 
@@ -68,29 +67,29 @@ def test_a_commit_changes_the_node_on_the_next_pull(
     pull_command = "/opt/provisioner/bin/provisioner-pull"
     assert harness.host_path(fleet, "h1", pull_command).exists()
 
-    first = ssh(fleet, "h1", pull_command)
+    first = harness.ssh(fleet, "h1", pull_command)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert pulled_changes(first.stdout) == 1
     assert {"c0", "e0"} <= names(fleet) and "e1" not in names(fleet)
 
     harness.write_manifests(repo / "gitops", executables=2)
     git(repo, "commit", "-q", "-am", "a second executable")
-    second = ssh(fleet, "h1", pull_command)
+    second = harness.ssh(fleet, "h1", pull_command)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert pulled_changes(second.stdout) == 1
     assert "e1" in names(fleet)
 
-    nothing = ssh(fleet, "h1", pull_command)
+    nothing = harness.ssh(fleet, "h1", pull_command)
     assert pulled_changes(nothing.stdout) == 0
 
     # drift: someone removes the set on the node; a --check pull reports it, changes nothing
-    removed = ssh(fleet, "h1", "/opt/provisioner/bin/provisioner", "destroy",
+    removed = harness.ssh(fleet, "h1", "/opt/provisioner/bin/provisioner", "destroy",
                   "--manifest-set", "gitops")
     assert removed.returncode == 0, removed.stderr
-    drift = ssh(fleet, "h1", pull_command, "--check", "--diff")
+    drift = harness.ssh(fleet, "h1", pull_command, "--check", "--diff")
     assert drift.returncode == 0, drift.stdout[-3000:]
     assert pulled_changes(drift.stdout) == 1
     assert "e0" not in names(fleet)
-    healed = ssh(fleet, "h1", pull_command)
+    healed = harness.ssh(fleet, "h1", pull_command)
     assert pulled_changes(healed.stdout) == 1
     assert {"e0", "e1"} <= names(fleet)
