@@ -81,13 +81,18 @@ def test_open_files_stay_flat_under_fifty_clients(
         return sum(1 for fd in os.listdir(fds)
                    if "state.db" in os.path.basename(_target(f"{fds}/{fd}")))
 
-    clients(sock, 40)  # warm-up: worker threads and reader connections exist now
-    warm = len(os.listdir(fds))
+    def other_files() -> int:
+        return len(os.listdir(fds)) - database_files()
+
+    clients(sock, 40)  # warm-up: worker threads exist now
+    warm = other_files()
     threads = len(os.listdir(f"/proc/{proc.pid}/task"))
     assert threads > 10  # many calls really ran at once
     clients(sock, 40)
     after = len(os.listdir(fds))
-    assert after <= warm + 1, (warm, after, threads)
+    # The pool opens its readers lazily (a loaded machine may open the last one only in
+    # the second round), so they are bounded below; everything else stays flat.
+    assert other_files() <= warm + 1, (warm, other_files(), threads)
     # Each thread used to hold its own connection (two files each); now the writer and
     # at most DEFAULT_READERS readers (two files each) and one shared-memory index.
     assert database_files() <= 2 * (1 + DEFAULT_READERS) + 1
