@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -17,9 +16,9 @@ import pytest
 
 from provisioner import serde
 from provisioner._proto.provisioner.v1 import node_pb2 as npb
-from provisioner._proto.provisioner.v1 import node_pb2_grpc as ngrpc
 from provisioner.model import CellSpec, ExecutableSpec
-from tests.daemon.node_harness import Daemon, code_of, details_of, rpc_error, running_daemon
+from tests.daemon.node_harness import Daemon, code_of, details_of, rpc_error
+from tests.daemon.test_node_service import daemon, stub
 from tests.hostile_templates import (
     ALL,
     assert_every_file_refused_at_its_line,
@@ -27,18 +26,9 @@ from tests.hostile_templates import (
     write_hostile_set,
 )
 
+__all__ = ["daemon"]
 pytestmark = pytest.mark.kernel
 PROVISIONER = Path(__file__).parents[2] / ".venv" / "bin" / "provisioner"
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    with running_daemon(tmp_path) as running:
-        yield running
-
-
-def stub(daemon: Daemon) -> ngrpc.NodeServiceStub:
-    return ngrpc.NodeServiceStub(daemon.channel)  # type: ignore[no-untyped-call]
 
 
 def node_is_empty(daemon: Daemon) -> bool:
