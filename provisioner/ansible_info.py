@@ -19,7 +19,7 @@ from provisioner.errors import ProvisionerError
 from provisioner.executors.choose import open_executor
 from provisioner.executors.local import LocalExecutor
 from provisioner.model import Kind
-from provisioner.node.lock import read_holder
+from provisioner.node import read_holder
 from provisioner.state import NodeState, ObservedResource, ProcessPhase
 
 #: The keys of ``resources``, one per kind.

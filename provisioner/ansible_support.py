@@ -45,8 +45,7 @@ from provisioner.executors.local import DEFAULT_LOCK_TIMEOUT_S, LocalExecutor
 from provisioner.manifest import load
 from provisioner.manifest.loader import LoadResult, default_set_name, load_texts
 from provisioner.model import DesiredState
-from provisioner.node.preflight import check_plan
-from provisioner.node.store import DEFAULT_STATE_DIR
+from provisioner.node import DEFAULT_STATE_DIR, check_plan
 from provisioner.plan.compiler import compile_plan
 from provisioner.plan.render import render_plan
 from provisioner.plan.steps import Plan

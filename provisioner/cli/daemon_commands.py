@@ -14,7 +14,7 @@ from provisioner.daemon.context import (
     MiB,
 )
 from provisioner.errors import UsageError
-from provisioner.node.store import DEFAULT_STATE_DIR
+from provisioner.node import DEFAULT_STATE_DIR
 
 DEFAULT_CERT_DIR = "/etc/provisioner/pki"
 _HOST_PORT = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+|\*):(\d{1,5})$")

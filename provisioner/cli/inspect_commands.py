@@ -16,8 +16,7 @@ from provisioner.cli.node_commands import add_node_args, executor
 from provisioner.errors import NotFound, UsageError
 from provisioner.executors.remote import RemoteExecutor
 from provisioner.names import check_process_name, process_kind
-from provisioner.node.layer import log_path, status_path
-from provisioner.node.logs import LogLine, LogReader
+from provisioner.node import LogLine, LogReader, log_path, status_path
 from provisioner.state import NodeState, ObservedResource
 
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")

@@ -32,8 +32,7 @@ from provisioner.limits import MAX_PARALLELISM
 from provisioner.manifest import load
 from provisioner.manifest.loader import default_set_name
 from provisioner.model import DesiredState
-from provisioner.node.preflight import check_plan
-from provisioner.node.store import DEFAULT_STATE_DIR
+from provisioner.node import DEFAULT_STATE_DIR, check_plan
 from provisioner.plan.compiler import compile_plan
 from provisioner.plan.planfile import is_plan_file, load_plan, plan_to_dict, save_plan
 from provisioner.plan.render import render_plan

@@ -7,8 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from provisioner.executors.local import LocalExecutor
-from provisioner.node.layer import NodeLayer
-from provisioner.node.logs import LogRing
+from provisioner.node import LogRing, NodeLayer
 
 DEFAULT_SOCKET = "/run/provisioner/provisioner.sock"
 MiB = 1024 * 1024

@@ -31,7 +31,7 @@ from provisioner._proto.aurae.discovery.v0 import discovery_pb2_grpc as pb_grpc
 from provisioner.daemon.context import DaemonContext
 from provisioner.daemon.status import handles_errors
 from provisioner.errors import ProvisionerError
-from provisioner.node.layer import NodeLayer
+from provisioner.node import NodeLayer
 
 __all__ = ["DiscoveryService", "self_check"]
 

@@ -37,11 +37,8 @@ from provisioner.daemon.status import handles_errors
 from provisioner.errors import InvalidArgument
 from provisioner.model import PersistentExecutableSpec
 from provisioner.names import check_dns_label
+from provisioner.node import DEFAULT_PATH, NodeLayer, check_exec_size, persistent
 from provisioner.node import leaf as leafops
-from provisioner.node import persistent
-from provisioner.node.exec_limits import check_exec_size
-from provisioner.node.layer import NodeLayer
-from provisioner.node.shimspec import DEFAULT_PATH
 
 __all__ = ["EXEC_LEAF_PREFIX", "MAX_OUTPUT_BYTES", "ExecResult", "RuntimeService",
            "ScheduleExecutableService", "ScheduleService", "cleanup_exec_leaves",

@@ -12,7 +12,7 @@
   both), within ``manifest_set`` (default ``default``), with ``prune`` and
   ``destroy``. A pod the plan allocates whose image this node cannot use (a registry
   reference, a missing layout or tag) is FAILED_PRECONDITION naming the pod, the
-  container and the problem (``provisioner/node/preflight.py``). Nothing changes on
+  container and the problem (``provisioner/node/oci/preflight.py``). Nothing changes on
   the node.
 - Apply: each step's resource is schema-checked the same way (steps are not a whole
   manifest set, so no cross-document check), then ``ctx.executor.apply`` runs the plan
@@ -48,8 +48,7 @@ from provisioner.errors import InvalidArgument, NotFound
 from provisioner.manifest.from_data import render_issues, validate_data
 from provisioner.model import DesiredState, Ref, ResourceSpec
 from provisioner.names import check_process_name, process_kind
-from provisioner.node.logs import STDERR, STDOUT, LogLine, LogReader
-from provisioner.node.preflight import check_plan
+from provisioner.node import STDERR, STDOUT, LogLine, LogReader, check_plan
 from provisioner.plan.compiler import compile_plan
 from provisioner.plan.steps import Plan
 

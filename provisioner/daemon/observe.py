@@ -3,7 +3,7 @@
 Streams of an executable's output (``GetSubProcessStream``) are fed by :class:`LogHub`:
 one *tailer* thread per executable that someone follows reads its log files (the
 last ``ring_lines`` lines as backlog, then new lines as the shim writes them, across
-rotations) into a :class:`~provisioner.node.logs.LogRing`, never faster than its
+rotations) into a :class:`~provisioner.node.process.logs.LogRing`, never faster than its
 slowest live follower reads (the files are the buffer, so nobody loses a line to a
 burst). Every follower of that
 executable reads the ring with its own cursor and blocks on the ring's condition
@@ -48,8 +48,7 @@ from provisioner.daemon.context import DaemonContext
 from provisioner.daemon.discovery import self_check
 from provisioner.daemon.status import handles_errors
 from provisioner.errors import InvalidArgument, NotFound
-from provisioner.node.layer import NodeLayer
-from provisioner.node.logs import STDERR, STDOUT, LogLine, LogReader, LogRing
+from provisioner.node import STDERR, STDOUT, LogLine, LogReader, LogRing, NodeLayer
 
 __all__ = ["DEFAULT_RING_LINES", "LegacyObserveService", "LogHub", "ObserveService",
            "find_executable_by_pid", "follow_ring"]

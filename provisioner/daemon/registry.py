@@ -10,7 +10,7 @@ message) is INVALID_ARGUMENT; a stream that ends without its trailer, or a check
 that does not match, is DATA_LOSS; a driver over ``max_driver_bytes`` is
 RESOURCE_EXHAUSTED; names that are not file-safe are INVALID_ARGUMENT; pulling a
 driver that is not stored is NOT_FOUND. In every failed push nothing is stored (the
-store writes atomically, see ``provisioner/node/drivers.py``), and a stored driver of
+store writes atomically, see ``provisioner/node/state/drivers.py``), and a stored driver of
 the same name, version and runtime version stays as it was.
 
 Pushes through this API are artifacts, not declarative resources: they are not
@@ -29,7 +29,7 @@ from provisioner._proto.atomix.runtime.v1 import registry_pb2_grpc as rgrpc
 from provisioner.daemon.context import DaemonContext
 from provisioner.daemon.status import handles_errors
 from provisioner.errors import DataLoss, InvalidArgument
-from provisioner.node.drivers import CHUNK_BYTES, DriverKey, DriverStore, DriverTooLarge
+from provisioner.node import CHUNK_BYTES, DriverKey, DriverStore, DriverTooLarge
 
 
 def key_from_header(header: rpb.PluginHeader) -> DriverKey:

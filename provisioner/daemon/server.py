@@ -37,8 +37,7 @@ from provisioner.daemon.context import MAX_CONCURRENT_RPCS_LIMIT, DaemonConfig, 
 from provisioner.daemon.listen import UnixSocket, listen_tcp, listen_unix
 from provisioner.errors import FailedPrecondition, InvalidArgument, NodeError
 from provisioner.executors.local import LocalExecutor
-from provisioner.node.layer import NodeConfig, NodeLayer
-from provisioner.node.logs import STDOUT, LogLine, LogRing
+from provisioner.node import STDOUT, LogLine, LogRing, NodeConfig, NodeLayer
 
 log = logging.getLogger("provisioner.daemon")
 

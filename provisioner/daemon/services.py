@@ -34,7 +34,7 @@ from provisioner.daemon.observe import (
     LogHub,
     ObserveService,
 )
-from provisioner.node.persistent import restart_enabled
+from provisioner.node import restart_enabled
 
 __all__ = ["OPTIONAL_MODULES", "on_start", "register_all"]
 

@@ -32,8 +32,7 @@ from typing import Generic, TypeVar
 
 from provisioner.model import DriverSpec, Kind
 from provisioner.model_json import loads
-from provisioner.node.drivers import DriverStore, driver_key
-from provisioner.node.layer import NodeLayer
+from provisioner.node import DriverStore, NodeLayer, driver_key
 
 __all__ = ["RACY_NS", "ObservedCache"]
 

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 
 from provisioner.daemon.context import DEFAULT_SOCKET
 from provisioner.executors.local import LocalExecutor
-from provisioner.node.layer import NodeConfig, NodeLayer
-from provisioner.node.store import DEFAULT_STATE_DIR
+from provisioner.node import DEFAULT_STATE_DIR, NodeConfig, NodeLayer
 
 if TYPE_CHECKING:
     from provisioner.executors.remote import RemoteExecutor

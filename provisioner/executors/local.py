@@ -26,12 +26,16 @@ from provisioner.model import (
     PersistentExecutableSpec,
     PodSpec,
 )
-from provisioner.node import persistent
-from provisioner.node.drivers import DriverStore, driver_key
-from provisioner.node.layer import NodeLayer
-from provisioner.node.lock import WriterLock
-from provisioner.node.observe import observe, reconcile
-from provisioner.node.pods import Pods
+from provisioner.node import (
+    DriverStore,
+    NodeLayer,
+    Pods,
+    WriterLock,
+    driver_key,
+    observe,
+    persistent,
+    reconcile,
+)
 from provisioner.plan.steps import Action, Change, Plan, Step
 from provisioner.state import NodeState
 
@@ -126,7 +130,7 @@ class LocalExecutor:
             elif step.action is Action.UPDATE and isinstance(spec, CellSpec):
                 layer.update_cell(spec, manifest_set)
             elif step.action is Action.FREE:
-                layer.free_cell(step.ref.name)
+                Pods(layer).free_cell(step.ref.name)
             else:
                 raise FailedPrecondition(f"cannot {step.action.value} a cell")
             return

@@ -51,7 +51,7 @@ from provisioner.errors import (
 )
 from provisioner.executors.base import ApplyEvent, EventType
 from provisioner.model import DesiredState, DriverSpec
-from provisioner.node.logs import LogLine
+from provisioner.node import LogLine
 from provisioner.plan.steps import Action, Plan
 from provisioner.state import NodeState
 

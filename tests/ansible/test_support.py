@@ -43,7 +43,7 @@ from provisioner.model import (
     Ref,
     RestartPolicy,
 )
-from provisioner.node.store import DEFAULT_STATE_DIR
+from provisioner.node.state.store import DEFAULT_STATE_DIR
 from provisioner.plan.compiler import compile_plan
 from provisioner.plan.steps import Step
 from provisioner.state import NodeState, ObservedResource, ProcessPhase, ProcessStatus

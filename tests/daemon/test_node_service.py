@@ -25,8 +25,8 @@ from provisioner.model import (
     ExecutableSpec,
     ResourceSpec,
 )
-from provisioner.node.drivers import DriverKey, DriverStore, sha256_file
-from provisioner.node.procs import is_same_process
+from provisioner.node.process.procs import is_same_process
+from provisioner.node.state.drivers import DriverKey, DriverStore, sha256_file
 from tests.daemon.node_harness import Daemon, code_of, details_of, rpc_error, running_daemon
 
 pytestmark = pytest.mark.kernel

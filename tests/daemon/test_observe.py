@@ -21,7 +21,7 @@ from provisioner._proto.meta import meta_pb2
 from provisioner._proto.observe import observe_pb2 as legacy_pb
 from provisioner._proto.observe import observe_pb2_grpc as legacy_grpc
 from provisioner.model import ExecutableSpec
-from provisioner.node.logs import STDOUT, LogLimits, LogLine, LogReader
+from provisioner.node.process.logs import STDOUT, LogLimits, LogLine, LogReader
 from tests.daemon.aurae_harness import Daemon, code_of, running_daemon, wait_for
 from tests.node.log_reference import LogWriter
 

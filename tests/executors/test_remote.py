@@ -28,8 +28,8 @@ from provisioner.errors import InvalidArgument, NotFound, StalePlan, Unavailable
 from provisioner.executors.base import EventType
 from provisioner.executors.remote import RemoteExecutor, error_from_rpc
 from provisioner.model import CellLimits, CellSpec, DesiredState
-from provisioner.node.layer import NodeLayer
-from provisioner.node.store import DEFAULT_STATE_DIR
+from provisioner.node.runtime.layer import NodeLayer
+from provisioner.node.state.store import DEFAULT_STATE_DIR
 from tests.conftest import make_config, tear_down
 from tests.daemon.node_harness import Daemon, rpc_error, running_daemon
 
