@@ -56,6 +56,7 @@ class ApplyOutcome:
     summary: Summary | None = None
 
     def add(self, event: ApplyEvent) -> None:
+        """Take one apply event: a finished step becomes an action, the summary is kept."""
         step = event.step
         if event.type is EventType.SUMMARY:
             self.summary = event.summary
@@ -77,6 +78,7 @@ class ApplyOutcome:
             self.actions_text.append(f"{step.describe()} -- skipped: {event.message}")
 
     def collect(self, events: Iterable[ApplyEvent]) -> ApplyOutcome:
+        """Take every event of an apply, in order, and return this outcome."""
         for event in events:
             self.add(event)
         return self

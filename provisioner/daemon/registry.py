@@ -39,12 +39,17 @@ def key_from_header(header: rpb.PluginHeader) -> DriverKey:
 
 
 class RegistryServicer(rgrpc.RegistryServicer):
+    """``atomix.runtime.v1.Registry``: the node's store of driver files."""
+
     def __init__(self, ctx: DaemonContext) -> None:
         self.store = DriverStore(ctx.layer.config.state_dir, ctx.config.max_driver_bytes)
 
     @handles_errors
     def PushDriver(self, request_iterator: Iterator[rpb.PushDriverRequest],
                    context: grpc.ServicerContext) -> rpb.PushDriverResponse:
+        """Store a streamed driver file: the header first, then chunks; the file is kept
+        only if complete and its digest matches (DATA_LOSS otherwise, nothing stored).
+        """
         try:
             self._push(iter(request_iterator))
         except DriverTooLarge as exc:
@@ -80,6 +85,7 @@ class RegistryServicer(rgrpc.RegistryServicer):
     @handles_errors
     def PullDriver(self, request: rpb.PullDriverRequest,
                    context: grpc.ServicerContext) -> Iterator[rpb.PullDriverResponse]:
+        """Stream a stored driver back: its header, then its chunks."""
         key = key_from_header(request.header)
         with self.store.open(key) as handle:  # NotFound before the first message
             digest = hashlib.sha256()
@@ -96,4 +102,5 @@ def _what(which: str | None, message: object) -> str:
 
 
 def register(server: grpc.Server, ctx: DaemonContext) -> None:
+    """Add the registry servicer to a server."""
     rgrpc.add_RegistryServicer_to_server(RegistryServicer(ctx), server)  # type: ignore[no-untyped-call]

@@ -112,6 +112,7 @@ class DaemonLogHandler(logging.Handler):
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Append the formatted record to the daemon's own log ring."""
         try:
             self.ring.append(LogLine(int(record.created * 1e9), STDOUT, self.format(record)))
         except Exception:
@@ -226,6 +227,10 @@ class Daemon:
                           SERVICES_MODULE)
 
     def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+        """Stop taking calls and give calls in flight ``grace_s`` seconds; then stop
+        every executable (``--stop-on-exit``) or leave them for the next start to adopt,
+        and release the socket and the node layer. A second call does nothing.
+        """
         if self._stopped:
             return
         self._stopped = True

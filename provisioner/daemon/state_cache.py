@@ -78,6 +78,7 @@ class ObservedCache(Generic[T]):
                 and all(os.path.isfile(path) == there for path, there in entry.drivers))
 
     def get(self) -> T:
+        """The cached value while it is fresh (and the node unchanged), else a new one."""
         if self.ttl_s <= 0:
             self.observations += 1
             return self.make()

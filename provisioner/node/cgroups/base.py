@@ -145,6 +145,7 @@ def check_leaf_name(leaf_name: str) -> str:
 # --- files -------------------------------------------------------------------------
 
 def read_text(path: str) -> str:
+    """The stripped ASCII content of a (small) cgroup file; NodeError if unreadable."""
     # Raw os.open/os.read: a cgroup file is tiny, and a Python file object costs three
     # times the syscalls' own time on paths taken at every start and stop.
     try:
@@ -403,6 +404,9 @@ _LIMIT_FIELDS = tuple(sorted(f.name for f in fields(CellLimits)))
 
 
 def record_limits(path: str, limits: CellLimits) -> None:
+    """Remember the limits a cell was made with in an extended attribute of its
+    cgroup directory (read back by observe to report drift).
+    """
     # The fields by hand, not dataclasses.asdict (which deep-copies): same JSON.
     value = {name: getattr(limits, name) for name in _LIMIT_FIELDS}
     try:

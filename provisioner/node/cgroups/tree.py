@@ -150,6 +150,7 @@ class CgroupDriver(ABC):
     # --- cells -------------------------------------------------------------------
 
     def exists(self, cell: str) -> bool:
+        """True if any directory of the cell exists in any hierarchy used."""
         cell = check_cell(cell, allow_root=True)
         return any(os.path.isdir(d) for d in self.cell_dirs(cell))
 

@@ -94,6 +94,9 @@ class CgroupV1Driver(CgroupDriver):
     # --- hooks -------------------------------------------------------------------
 
     def ensure_root(self) -> None:
+        """Make the root in every hierarchy, with ``cgroup.clone_children`` set in the
+        cpuset one so that cells inherit their parent's cpus and mems.
+        """
         super().ensure_root()
         # Directories made below the root get their cpuset from their parent at mkdir.
         write_text(os.path.join(self._cpuset_root, "cgroup.clone_children"), "1")

@@ -36,6 +36,10 @@ def _c() -> ctypes.CDLL:
 
 
 def mount_overlay(lower: str, upper: str, work: str, target: str) -> None:
+    """Mount an overlay file system at ``target`` (read-only ``lower`` layers, a
+    writable ``upper`` with its ``work`` directory); NodeError naming the container if the
+    kernel refuses.
+    """
     data = f"lowerdir={lower},upperdir={upper},workdir={work}"
     if _c().mount(b"overlay", os.fsencode(target), b"overlay", 0, os.fsencode(data)) == 0:
         return

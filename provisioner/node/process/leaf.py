@@ -116,6 +116,7 @@ def _thaw_subtree_v1(d: str, depth: int = 0) -> None:
 
 
 def is_empty(leaf: LeafCgroup) -> bool:
+    """True when no process is left in the leaf (or its sub-cgroups)."""
     return not pids(leaf)
 
 

@@ -49,6 +49,9 @@ class DriverKey:
     runtime_version: str = ""
 
     def check(self) -> DriverKey:
+        """Refuse a name, version or runtime version that could escape the registry
+        folder; return the key.
+        """
         check_artifact_name(self.name, "driver name")
         check_artifact_name(self.version, "driver version")
         if self.runtime_version:
@@ -61,10 +64,12 @@ class DriverKey:
 
 
 def driver_key(spec: DriverSpec) -> DriverKey:
+    """The registry key of a driver spec."""
     return DriverKey(spec.name, spec.version, spec.runtime_version)
 
 
 def sha256_file(path: str) -> str:
+    """The hex SHA-256 of a file, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
@@ -84,6 +89,7 @@ class DriverWriter:
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
 
     def write(self, data: bytes) -> None:
+        """Append a chunk; DriverTooLarge (nothing stored) beyond the size limit."""
         self.size += len(data)
         if self.max_bytes is not None and self.size > self.max_bytes:
             raise DriverTooLarge(f"driver is larger than the limit of {self.max_bytes} "
@@ -118,11 +124,13 @@ class DriverStore:
         self.max_bytes = max_bytes
 
     def path(self, key: DriverKey) -> str:
+        """Where a driver's file is (or would be) stored: ``ROOT/name/version/runtime``."""
         key.check()
         return os.path.join(self.root, key.name, key.version,
                             key.runtime_version or EMPTY_RUNTIME)
 
     def exists(self, key: DriverKey) -> bool:
+        """True if the registry holds this driver."""
         return os.path.isfile(self.path(key))
 
     @contextlib.contextmanager
@@ -170,6 +178,7 @@ class DriverStore:
             raise NodeError(f"{key}: cannot store {source}: {exc}") from exc
 
     def open(self, key: DriverKey) -> IO[bytes]:
+        """Open a stored driver for reading; NotFound if the registry does not hold it."""
         try:
             return open(self.path(key), "rb")
         except FileNotFoundError:

@@ -147,6 +147,7 @@ class WriterLock:
 
     @property
     def held(self) -> bool:
+        """True while this object holds the lock."""
         return self._fd is not None
 
     def acquire(self, timeout_s: float | None = None, purpose: str | None = None) -> WriterLock:

@@ -46,6 +46,10 @@ ProcessState = ProcessPhase
 
 @dataclass(frozen=True)
 class ResourceRecord:
+    """A row of ``resources``: a resource as it was applied (its spec as JSON), with
+    the manifest set that owns it.
+    """
+
     kind: Kind
     name: str
     spec_json: str
@@ -74,6 +78,10 @@ class ProcessRecord:
 
 @dataclass(frozen=True)
 class HolderRecord:
+    """A row of ``holders``: the namespace holder process of an isolated cell and the
+    namespaces it keeps.
+    """
+
     cell: str
     pid: int
     start_time: int
@@ -82,6 +90,10 @@ class HolderRecord:
 
 @dataclass(frozen=True)
 class Event:
+    """A row of ``events``: something that happened to a resource (allocated, started,
+    stopped, freed...), in order of its id.
+    """
+
     id: int
     ts_ns: int
     kind: str
@@ -123,6 +135,7 @@ MIGRATIONS: list[Migration] = [_migration_1]
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
+    """The schema version of a store's database (SQLite ``user_version``)."""
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
@@ -169,26 +182,31 @@ HOLDER_COLS = tuple(f.name for f in fields(HolderRecord))
 
 
 def process_from_row(row: Sequence[Any]) -> ProcessRecord:
+    """A ``processes`` row as a :class:`ProcessRecord`."""
     values = dict(zip(PROCESS_COLS, row, strict=True))
     values["state"] = ProcessState(values["state"])
     return ProcessRecord(**values)
 
 
 def holder_to_row(h: HolderRecord) -> tuple[object, ...]:
+    """A :class:`HolderRecord` as a ``holders`` row."""
     return (h.cell, h.pid, h.start_time, json.dumps(list(h.namespaces)))
 
 
 def process_to_row(p: ProcessRecord) -> tuple[object, ...]:
+    """A :class:`ProcessRecord` as a ``processes`` row."""
     # Not dataclasses.astuple: that deep-copies every field, on the path of each start.
     row = [getattr(p, name) for name in PROCESS_COLS]
     return (*row[:6], p.state.value, *row[7:])
 
 
 def holder_from_row(row: Sequence[Any]) -> HolderRecord:
+    """A ``holders`` row as a :class:`HolderRecord`."""
     return HolderRecord(row[0], row[1], row[2], tuple(json.loads(row[3])))
 
 
 def resource_from_row(row: Sequence[Any]) -> ResourceRecord:
+    """A ``resources`` row as a :class:`ResourceRecord`."""
     return ResourceRecord(Kind(row[0]), *row[1:])
 
 

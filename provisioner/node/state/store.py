@@ -335,6 +335,7 @@ class Store:
     # -- meta --------------------------------------------------------------------------
 
     def schema_version(self) -> int:
+        """The version of the database's schema (its applied migrations)."""
         with self._errors():
             conn = self._bound()
             if conn is not None:
@@ -343,9 +344,11 @@ class Store:
                 return _schema.schema_version(conn)
 
     def generation(self) -> int:
+        """The node's generation: it grows with every committed change of what is recorded."""
         return int(self._query("SELECT value FROM meta WHERE key = ?", (GENERATION_KEY,))[0][0])
 
     def get_meta(self, key: str) -> str | None:
+        """A value of the ``meta`` table, or None."""
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else None
 
@@ -373,11 +376,13 @@ class Store:
             (kind.value, name, spec_json, manifest_set, now, now)) > 0
 
     def get_resource(self, kind: Kind, name: str) -> ResourceRecord | None:
+        """The applied record of a resource, or None."""
         rows = self._query(f"SELECT {_RESOURCE_SELECT} FROM resources WHERE kind = ?"
                            " AND name = ?", (kind.value, name))
         return resource_from_row(rows[0]) if rows else None
 
     def delete_resource(self, kind: Kind, name: str) -> bool:
+        """Forget a resource; True if it was recorded."""
         return self._write("DELETE FROM resources WHERE kind = ? AND name = ?",
                            (kind.value, name)) > 0
 
@@ -408,13 +413,16 @@ class Store:
         return self._write(_schema.upsert_sql(table, tuple(cols)), row) > 0
 
     def put_process(self, record: ProcessRecord) -> bool:
+        """Record (or replace) a supervised process; True if anything changed."""
         return self._put_row("processes", PROCESS_COLS, process_to_row(record))
 
     def get_process(self, name: str) -> ProcessRecord | None:
+        """The record of a supervised process, or None."""
         rows = self._query(f"SELECT {_PROCESS_SELECT} FROM processes WHERE name = ?", (name,))
         return process_from_row(rows[0]) if rows else None
 
     def delete_process(self, name: str) -> bool:
+        """Forget a supervised process; True if it was recorded."""
         return self._write("DELETE FROM processes WHERE name = ?", (name,)) > 0
 
     def list_processes(self, cell: str | None = None, *,
@@ -435,16 +443,20 @@ class Store:
         return [process_from_row(r) for r in rows]
 
     def put_holder(self, record: HolderRecord) -> bool:
+        """Record (or replace) the namespace holder of a cell; True if anything changed."""
         return self._put_row("holders", HOLDER_COLS, holder_to_row(record))
 
     def get_holder(self, cell: str) -> HolderRecord | None:
+        """The namespace holder of a cell, or None."""
         rows = self._query(f"SELECT {_HOLDER_SELECT} FROM holders WHERE cell = ?", (cell,))
         return holder_from_row(rows[0]) if rows else None
 
     def delete_holder(self, cell: str) -> bool:
+        """Forget the namespace holder of a cell; True if it was recorded."""
         return self._write("DELETE FROM holders WHERE cell = ?", (cell,)) > 0
 
     def list_holders(self) -> list[HolderRecord]:
+        """Every recorded namespace holder, by cell."""
         rows = self._query(f"SELECT {_HOLDER_SELECT} FROM holders ORDER BY cell")
         return [holder_from_row(r) for r in rows]
 
