@@ -31,6 +31,26 @@ class RestartPolicy(enum.StrEnum):
     ALWAYS = "always"
 
 
+class PodNetwork(enum.StrEnum):
+    """Which network namespace a pod's containers share (see docs/pods.md, Network).
+
+    ``loopback``: the pod's own namespace with only loopback up; ``bridge``: the pod's
+    own namespace with an address on the node's pod bridge (CNI), reachable from the
+    node and other bridge pods, and its ``hostPort`` mappings; ``host``: the node's.
+    """
+
+    LOOPBACK = "loopback"
+    BRIDGE = "bridge"
+    HOST = "host"
+
+
+class Protocol(enum.StrEnum):
+    """The transport of a container port (Kubernetes spells them in capitals)."""
+
+    TCP = "TCP"
+    UDP = "UDP"
+
+
 Pairs = tuple[tuple[str, str], ...]
 
 DEFAULT_STOP_GRACE_S = 10.0
@@ -108,6 +128,17 @@ class ExecutableSpec:
 
 
 @dataclass(frozen=True)
+class ContainerPort:
+    """A port a container listens on (Kubernetes' ``ports`` entry). ``host_port`` 0:
+    not published on the node; otherwise the node forwards ``host_port`` (on
+    127.0.0.1 and its own addresses) to ``container_port`` of the pod's address."""
+
+    container_port: int
+    host_port: int = 0
+    protocol: Protocol = Protocol.TCP
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     """One OCI container of a pod: an image reference and what to run in it."""
 
@@ -117,12 +148,20 @@ class ContainerSpec:
     command: tuple[str, ...] = ()
     env: Pairs = ()
     working_dir: str = ""
+    ports: tuple[ContainerPort, ...] = ()
 
 
 @dataclass(frozen=True)
 class PodSpec:
     """A named group of OCI containers run with runc, in a cell, sharing a network
-    namespace (their own, or the host's with ``host_network``).
+    namespace (see :class:`PodNetwork`).
+
+    ``network`` None (not given) resolves on construction: ``host`` with
+    ``host_network``, else ``bridge`` when a container publishes a ``host_port``, else
+    ``loopback`` (what pods had before bridges existed, so older manifests and records
+    mean what they meant). ``network: host`` sets ``host_network``; the one
+    contradiction left (``host_network`` with ``network`` loopback or bridge) is
+    refused by validation and by the node layer.
     """
 
     name: str
@@ -134,8 +173,24 @@ class PodSpec:
     depends_on: tuple[Ref, ...] = ()
     source: Source = field(default=Source(), compare=False)
     host_network: bool = False  # the host's network namespace, not the pod's own
+    network: PodNetwork | None = None  # resolved in __post_init__, never None after
 
     kind = Kind.POD
+
+    def __post_init__(self) -> None:
+        network = self.network
+        if network is None:
+            network = (PodNetwork.HOST if self.host_network else
+                       PodNetwork.BRIDGE if self.host_ports() else PodNetwork.LOOPBACK)
+            object.__setattr__(self, "network", network)
+        if network is PodNetwork.HOST and not self.host_network:
+            object.__setattr__(self, "host_network", True)
+
+    def host_ports(self) -> list[tuple[int, Protocol, str]]:
+        """``(host port, protocol, container name)`` of every published port."""
+        return [(port.host_port, port.protocol, container.name)
+                for container in self.containers for port in container.ports
+                if port.host_port]
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,15 @@ from provisioner.limits import MAX_STOP_GRACE_S, clamp
 from provisioner.model import (
     CellLimits,
     CellSpec,
+    ContainerPort,
     ContainerSpec,
     DriverSpec,
     ExecutableSpec,
     Kind,
     PersistentExecutableSpec,
+    PodNetwork,
     PodSpec,
+    Protocol,
     Ref,
     ResourceSpec,
     RestartPolicy,
@@ -53,7 +56,7 @@ def _plain(value: Any) -> Any:
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
-    if isinstance(value, RestartPolicy):
+    if isinstance(value, RestartPolicy | PodNetwork | Protocol):
         return value.value
     return value
 
@@ -82,9 +85,12 @@ def spec_from_dict(data: dict[str, Any]) -> ResourceSpec:
         if kind is Kind.POD:
             fields["containers"] = tuple(
                 ContainerSpec(**{**c, "command": tuple(c.get("command", ())),
-                                 "env": _pairs(c.get("env", ()))})
+                                 "env": _pairs(c.get("env", ())),
+                                 "ports": tuple(_port(p) for p in c.get("ports", ()))})
                 for c in fields.get("containers", ())
             )
+            network = fields.get("network")
+            fields["network"] = PodNetwork(network) if network is not None else None
         spec: ResourceSpec = _CLASSES[kind](**fields)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidArgument(f"not a stored resource spec: {exc}") from None
@@ -93,6 +99,12 @@ def spec_from_dict(data: dict[str, Any]) -> ResourceSpec:
 
 def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple((str(k), str(v)) for k, v in value)
+
+
+def _port(data: dict[str, Any]) -> ContainerPort:
+    return ContainerPort(container_port=int(data["container_port"]),
+                         host_port=int(data.get("host_port", 0)),
+                         protocol=Protocol(data.get("protocol", "TCP")))
 
 
 def _ref(text: str) -> Ref:

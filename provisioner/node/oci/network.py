@@ -5,7 +5,11 @@ runtime config joins one *named* network namespace (``ip netns``), made when the
 allocated and deleted when it is freed. A named namespace is a bind mount of the
 namespace at ``/run/netns/<name>``, so it needs no process to hold it (unlike a cell's
 namespace holder: a pod's containers come and go, the pod's network stays), survives a
-daemon restart, and is listed by ``ip netns``. Only loopback is in it, up.
+daemon restart, and is listed by ``ip netns``. Loopback is up in it; a ``bridge`` pod
+also gets an address on the node's pod bridge from the CNI plugins
+(:mod:`provisioner.node.oci.cni_pods`, which also records every pod namespace it
+makes, and so sweeps the ones an interrupted run left), and every pod its /etc/hosts
+and /etc/resolv.conf (:mod:`provisioner.node.oci.cni_etc`).
 
 Names are ``prov-<cgroup root>-<pod>``: the cgroup root keeps two provisioner
 instances on one host (tests, say) apart, and both parts are DNS labels, so the name is
@@ -18,7 +22,8 @@ import contextlib
 import os
 import shutil
 
-from provisioner.errors import NodeError, Unavailable
+from provisioner.errors import InvalidArgument, NodeError, Unavailable
+from provisioner.model import PodNetwork, PodSpec
 from provisioner.names import check_dns_label
 from provisioner.node.oci.containers import run_program
 
@@ -26,11 +31,13 @@ NETNS_DIR = "/run/netns"
 
 
 def netns_name(root_name: str, pod: str) -> str:
+    """The name of a pod's namespace (see the module docstring)."""
     return (f"prov-{check_dns_label(root_name, 'cgroup root name')}-"
             f"{check_dns_label(pod, 'pod name')}")
 
 
 def netns_path(name: str) -> str:
+    """Where a named namespace is mounted."""
     return os.path.join(NETNS_DIR, name)
 
 
@@ -74,3 +81,32 @@ def remove_netns(name: str) -> None:
         run_program([_ip(), "netns", "delete", name], f"deleting network namespace {name}")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(netns_path(name))
+
+
+def check_pod_network(spec: PodSpec) -> None:
+    """InvalidArgument for a pod whose network and ports contradict each other: a
+    ``hostNetwork`` pod on another network, a published port of a loopback pod, a
+    host-network port mapped to another container port, one host port twice."""
+    if spec.host_network and spec.network is not PodNetwork.HOST:
+        raise InvalidArgument(f"pod {spec.name!r}: hostNetwork: true contradicts "
+                              f"network: {spec.network}")
+    seen: dict[tuple[int, str], str] = {}
+    for container in spec.containers:
+        for port in container.ports:
+            if not port.host_port:
+                continue
+            if spec.network is PodNetwork.LOOPBACK:
+                raise InvalidArgument(
+                    f"pod {spec.name!r}: container {container.name!r} publishes host port "
+                    f"{port.host_port}, which a loopback pod cannot (use network: bridge)")
+            if spec.network is PodNetwork.HOST and port.host_port != port.container_port:
+                raise InvalidArgument(
+                    f"pod {spec.name!r}: container {container.name!r}: on the host's "
+                    f"network hostPort {port.host_port} must equal containerPort "
+                    f"{port.container_port}")
+            key = (port.host_port, port.protocol.value)
+            if key in seen:
+                raise InvalidArgument(f"pod {spec.name!r}: host port {port.host_port}/"
+                                      f"{port.protocol.value} published twice")
+            seen[key] = container.name
+

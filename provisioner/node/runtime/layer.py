@@ -30,6 +30,7 @@ from provisioner.model import CellSpec, ExecutableSpec, Kind, ResourceSpec
 from provisioner.model_json import dumps, loads
 from provisioner.names import cell_parent, check_cell_path, check_dns_label, check_process_name
 from provisioner.node.cgroups.layout import HOLDER_LEAF, detect_layout, executable_leaf, make_driver
+from provisioner.node.oci.cni_pods import DEFAULT_POD_SUBNET
 from provisioner.node.oci.containers import remove_runc_cgroups
 from provisioner.node.process import leaf as leafops
 from provisioner.node.process.exec_limits import check_exec_size
@@ -71,11 +72,15 @@ def phase_of(status: ShimStatus) -> ProcessState:
 
 @dataclass(frozen=True)
 class NodeConfig:
+    """How one provisioner instance runs on this machine: where its state is, its
+    cgroup root, log and back-off limits, the subnet of its pod bridge."""
+
     state_dir: str = DEFAULT_STATE_DIR
     cgroup_root: str = "provisioner"
     log_limits: LogLimits = field(default_factory=LogLimits)
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 60.0
+    pod_subnet: str = DEFAULT_POD_SUBNET  # bridge pods' addresses (docs/pods.md, Network)
 
 
 #: The state directory's folder of shim status files (flat: ``<name>.json``).

@@ -18,6 +18,7 @@ from provisioner.model import CellLimits, CellSpec, DriverSpec, ExecutableSpec, 
 from provisioner.model_json import dumps, loads
 from provisioner.names import container_process_name
 from provisioner.node.cgroups.layout import same_limits
+from provisioner.node.oci.cni_pods import PodNetworks
 from provisioner.node.process.namespaces import holder_alive
 from provisioner.node.process.shimspec import ShimStatus
 from provisioner.node.process.supervise import shim_alive
@@ -155,6 +156,10 @@ def reconcile(layer: NodeLayer) -> list[str]:
             tx.put_resource(Kind.CELL, cell, dumps(spec), "")
             tx.record_event("Cell", cell, "adopted", "owned cgroup without a record")
         found.append(f"Cell/{cell}: adopted a cgroup left by an interrupted run")
+    # Pod networks (namespace, CNI chain) of pods an interrupted run never recorded.
+    networks = PodNetworks(layer.config.state_dir, layer.cgroups.root_name,
+                           layer.config.pod_subnet)
+    found.extend(networks.sweep({r.name for r in store.list_resources(Kind.POD)}))
     return found
 
 

@@ -17,9 +17,11 @@ output lands in the container's log files like any executable's.
 - stop: stop the containers (all, or one by name); their records stay.
 - free: stop, remove bundles (unmount), leaves, the network namespace and records.
 
-The containers of a pod share its network namespace (loopback only: they reach each
-other on 127.0.0.1); each has its own pid, mount, ipc, uts (the pod's name as
-hostname) and cgroup namespaces from runc.
+The containers of a pod share its network (``spec.network``: loopback only, an
+address on the node's pod bridge with published ports, or the host's; they reach each
+other on 127.0.0.1) and its /etc/hosts and /etc/resolv.conf (:mod:`network`); each has
+its own pid, mount, ipc, uts (the pod's name as hostname) and cgroup namespaces from
+runc.
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from typing import Any
 
 from provisioner.errors import AlreadyExists, InvalidArgument, NotFound
 from provisioner.model import ContainerSpec, Kind, PodSpec
 from provisioner.model_json import dumps, loads
 from provisioner.names import check_dns_label, container_process_name
 from provisioner.node.cgroups.layout import executable_leaf
+from provisioner.node.oci.cni_etc import add_mounts
+from provisioner.node.oci.cni_pods import PodNetworks
 from provisioner.node.oci.config import HOST_NETWORK
 from provisioner.node.oci.containers import (
     container_command,
@@ -42,7 +47,7 @@ from provisioner.node.oci.containers import (
     remove_runc_cgroups,
 )
 from provisioner.node.oci.images import Image, ImageStore
-from provisioner.node.oci.network import ensure_netns, netns_name, remove_netns
+from provisioner.node.oci.network import check_pod_network, netns_name, netns_path
 from provisioner.node.process.shimspec import TERMINAL_STATES, ShimSpec, ShimStatus
 from provisioner.node.process.supervise import request_stop, shim_alive
 from provisioner.node.runtime.layer import NodeLayer, stopped_record
@@ -57,6 +62,8 @@ class Pods:
     def __init__(self, layer: NodeLayer) -> None:
         self.layer = layer
         self.images = ImageStore(layer.config.state_dir)
+        self.networks = PodNetworks(layer.config.state_dir, layer.cgroups.root_name,
+                                    layer.config.pod_subnet)
 
     # -- lifecycle -----------------------------------------------------------------
     def allocate(self, spec: PodSpec, manifest_set: str = "") -> bool:
@@ -72,8 +79,7 @@ class Pods:
             image_user(image)  # a user the image does not know fails here, not at start
             _args(container, image)  # likewise a container with nothing to run
             digests[container.name] = image.digest
-        if not spec.host_network:
-            ensure_netns(self._netns(name))
+        self.networks.setup(spec)
         self._remember_images(name, digests)
         if applied is not None and dumps(applied) == dumps(spec):
             return False
@@ -85,9 +91,10 @@ class Pods:
         name = self._check(spec)
         if self.layer.applied_spec(Kind.POD, name) is None:
             self.allocate(spec, manifest_set)
+        mounts = self.networks.setup(spec)
         started = []
         for container in spec.containers:
-            started.append(self._start_container(spec, container))
+            started.append(self._start_container(spec, container, mounts))
         with self.layer.store.transaction() as store:
             store.record_event("Pod", name, "started",
                                ", ".join(f"{c.name} pid {s.child_pid}"
@@ -118,8 +125,8 @@ class Pods:
             self.layer.remove_status_files(process)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._images_file(pod))
+        self.networks.teardown(pod)
         remove_pod_dir(state_dir, pod)
-        remove_netns(self._netns(pod))
         with self.layer.store.transaction() as store:
             for container in spec.containers:
                 store.delete_process(container_process_name(pod, container.name))
@@ -158,11 +165,13 @@ class Pods:
             if check_dns_label(container.name, "container name") in seen:
                 raise InvalidArgument(f"pod {name!r}: container {container.name!r} twice")
             seen.add(container.name)
+        check_pod_network(spec)
         if spec.cell and self.layer.store.get_resource(Kind.CELL, spec.cell) is None:
             raise NotFound(f"cell {spec.cell!r} of pod {name!r} does not exist")
         return name
 
-    def _start_container(self, spec: PodSpec, container: ContainerSpec) -> ShimStatus:
+    def _start_container(self, spec: PodSpec, container: ContainerSpec,
+                         mounts: list[dict[str, Any]]) -> ShimStatus:
         layer = self.layer
         process = container_process_name(spec.name, container.name)
         old = layer.read_shim_status(process)
@@ -183,8 +192,9 @@ class Pods:
                 cwd=container.working_dir or image.config.working_dir or "/",
                 cgroups_path=self._cgroups_path(spec.cell, leaf_name), hostname=spec.name,
                 uid=uid, gid=gid,
-                netns=HOST_NETWORK if spec.host_network else ensure_netns(
+                netns=HOST_NETWORK if spec.host_network else netns_path(
                     self._netns(spec.name)))
+            add_mounts(bundle, mounts)  # the pod's /etc/hosts and /etc/resolv.conf
             return ShimSpec(
                 name=process, command=container_command(layer.config.state_dir, bundle,
                                                         process),
@@ -317,4 +327,4 @@ def _kernel_side(spec: object) -> tuple[object, ...]:
     """What cannot change without freeing the pod: its containers, its cell and its
     network."""
     assert isinstance(spec, PodSpec)
-    return (spec.containers, spec.cell, spec.host_network)
+    return (spec.containers, spec.cell, spec.host_network, spec.network)

@@ -17,6 +17,11 @@ def remove_everything(layer: NodeLayer, remove_root: bool = True) -> None:
     for record in layer.store.list_resources(Kind.POD):
         with contextlib.suppress(Exception):
             Pods(layer).free(record.name)
+    with contextlib.suppress(Exception):  # networks of pods never recorded
+        from provisioner.node.oci.cni_pods import PodNetworks
+
+        PodNetworks(layer.config.state_dir, layer.cgroups.root_name,
+                    layer.config.pod_subnet).sweep(set())
     for process in layer.store.list_processes():
         with contextlib.suppress(Exception):
             layer.stop_executable(process.name, forget=True)
