@@ -35,6 +35,8 @@ MAX_ENV_ENTRIES = 1024
 MAX_ENV_VALUE_CHARS = 32767
 #: A container's argv.
 MAX_ARGV_ITEMS = 1024
+#: Ports one container may declare.
+MAX_CONTAINER_PORTS = 256
 #: Containers per pod; dependsOn entries per resource; labels per resource.
 MAX_CONTAINERS = 64
 MAX_DEPENDS_ON = 256

@@ -187,10 +187,12 @@ class PodSpec:
             object.__setattr__(self, "host_network", True)
 
     def host_ports(self) -> list[tuple[int, Protocol, str]]:
-        """``(host port, protocol, container name)`` of every published port."""
-        return [(port.host_port, port.protocol, container.name)
+        """``(host port, protocol, container name)`` of every published port (on the
+        host's network, a port is the host's even without ``host_port``)."""
+        host = self.network is PodNetwork.HOST
+        return [(port.host_port or port.container_port, port.protocol, container.name)
                 for container in self.containers for port in container.ports
-                if port.host_port]
+                if port.host_port or host]
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,16 @@ from provisioner.model import (
     DEFAULT_STOP_GRACE_S,
     CellLimits,
     CellSpec,
+    ContainerPort,
     ContainerSpec,
     DriverSpec,
     ExecutableSpec,
     Kind,
     Pairs,
     PersistentExecutableSpec,
+    PodNetwork,
     PodSpec,
+    Protocol,
     Ref,
     ResourceSpec,
     RestartPolicy,
@@ -126,6 +129,7 @@ def build_resource(doc: Document) -> ResourceSpec:
                     command=tuple(container.get("command") or ()),
                     env=_pairs(container.get("env")),
                     working_dir=container.get("working_dir", ""),
+                    ports=tuple(_port(_Fields(p)) for p in container.get("ports") or ()),
                 )
             )
         return PodSpec(
@@ -133,6 +137,7 @@ def build_resource(doc: Document) -> ResourceSpec:
             containers=tuple(containers),
             cell=spec.get("cell", ""),
             host_network=bool(spec.get("host_network", False)),
+            network=PodNetwork(spec.get("network")) if spec.get("network") else None,
             restart_policy=RestartPolicy(spec.get("restart_policy", "never")),
             stop_grace_s=_grace(spec),
             labels=labels,
@@ -160,6 +165,12 @@ def build_resource(doc: Document) -> ResourceSpec:
         depends_on=depends_on,
         source=source,
     )
+
+
+def _port(port: _Fields) -> ContainerPort:
+    return ContainerPort(container_port=int(port.get("container_port", 0) or 0),
+                         host_port=int(port.get("host_port", 0) or 0),
+                         protocol=Protocol(port.get("protocol", "TCP")))
 
 
 def file_sha256(path: Path) -> str:

@@ -14,9 +14,11 @@ for among the documents, and nothing of ``existing`` is itself checked.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from provisioner.manifest.build import file_sha256
 from provisioner.manifest.issues import Issue
@@ -32,6 +34,7 @@ from provisioner.model import (
     ref_of,
 )
 from provisioner.names import cell_parent
+from provisioner.podnet import host_port_clashes, pod_network_problems
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,45 @@ def cross_check(items: Sequence[Declared],
     for item in items:
         issues.extend(_references(item, known, on_node))
     issues.extend(_cycles(items, first))
+    issues.extend(_host_port_clashes(items))
+    return issues
+
+
+def _doc_path(item: Declared, path: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """``path`` (lowerCamelCase keys) in the spelling the document used."""
+    spelled: list[str | int] = []
+    node: Any = item.doc.data
+    for part in path:
+        if isinstance(part, str) and isinstance(node, dict) and part not in node:
+            snake = re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), part)
+            part = snake if snake in node else part
+        spelled.append(part)
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return tuple(spelled)
+
+
+def _host_port_clashes(items: Sequence[Declared]) -> list[Issue]:
+    """A host port (and protocol) that two pods of the documents publish: reported at
+    the second one's port."""
+    pods = [item for item in items if isinstance(item.spec, PodSpec)]
+    by_name = {item.spec.name: item for item in pods}
+    issues = []
+    for port, protocol, first, second in host_port_clashes(
+            item.spec for item in pods if isinstance(item.spec, PodSpec)):
+        item = by_name[second]
+        assert isinstance(item.spec, PodSpec)
+        where: tuple[str | int, ...] = ("spec", "containers")
+        for index, container in enumerate(item.spec.containers):
+            for number, declared in enumerate(container.ports):
+                if (declared.host_port or declared.container_port) == port:
+                    where = ("spec", "containers", index, "ports", number, "hostPort")
+        other = by_name[first].doc
+        issues.append(_issue(item, _doc_path(item, where),
+                             f"host port {port}/{protocol} is also published by Pod/{first} "
+                             f"({other.file}:{other.line}:{other.column})"))
     return issues
 
 
@@ -129,6 +171,8 @@ def _references(item: Declared, known: set[Ref], on_node: bool) -> list[Issue]:
                     )
                 )
             seen.add(container.name)
+        for path, message in pod_network_problems(spec):
+            issues.append(_issue(item, _doc_path(item, ("spec", *path)), message))
     if isinstance(spec, DriverSpec):
         issues.extend(_driver_file(item, spec))
     key = _spec_key(item, "depends_on")

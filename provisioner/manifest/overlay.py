@@ -96,6 +96,12 @@ FIELDS: dict[str, dict[str, dict[str, Any]]] = {
         "command": {"maxItems": lim.MAX_ARGV_ITEMS,
                     "items": {"maxLength": lim.MAX_COMMAND_CHARS}},
         "env": _ENV,
+        "ports": {"maxItems": lim.MAX_CONTAINER_PORTS},
+    },
+    "provisioner.v1.ContainerPort": {
+        "container_port": {"minimum": 1, "maximum": 65535},
+        "host_port": {"minimum": 0, "maximum": 65535},
+        "protocol": {"enum": ["TCP", "UDP"], "default": "TCP"},
     },
     "provisioner.v1.PodSpec": {
         "containers": {"minItems": 1, "maxItems": lim.MAX_CONTAINERS},

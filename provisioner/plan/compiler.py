@@ -31,6 +31,7 @@ from provisioner.names import cell_parent
 from provisioner.plan.diff import describe_changes, in_place_change, needs_replacement
 from provisioner.plan.graph import stable_toposort
 from provisioner.plan.steps import Action, Change, NoOp, Plan, Step
+from provisioner.podnet import host_port_clashes
 from provisioner.state import NodeState, ObservedResource, ProcessPhase
 
 _DOWN = {Action.STOP, Action.FREE, Action.DELETE}
@@ -114,6 +115,26 @@ class _Compiler:
             else:
                 self.would_prune.append(NoOp(ref, "no longer declared"))
         self._cascade()
+        self._check_host_ports()
+
+    def _check_host_ports(self) -> None:
+        """Refuse a host port that two pods would publish once the plan ran: one
+        desired, the other one the node keeps (of another manifest set, or not pruned)."""
+        kept = [obs.spec for ref, obs in self.observed.items()
+                if isinstance(obs.spec, PodSpec) and ref not in self.desired
+                and (ref not in self.decisions
+                     or self.decisions[ref].change is not Change.DELETE)]
+        wanted = [s for s in self.desired.values() if isinstance(s, PodSpec)]
+        sets = {ref.name: obs.manifest_set for ref, obs in self.observed.items()
+                if ref.kind is Kind.POD}
+        clashes = [
+            f"host port {port}/{protocol} of Pod/{second} is published by Pod/{first}"
+            + (f" (manifest set {sets[first]!r}), which stays"
+               if first not in {s.name for s in wanted} else "")
+            for port, protocol, first, second in host_port_clashes([*kept, *wanted])]
+        if clashes:
+            raise FailedPrecondition("two pods cannot publish one host port: "
+                                     + "; ".join(clashes))
 
     def _decide_desired(self, spec: ResourceSpec, obs: ObservedResource | None) -> _Decision:
         if obs is None:

@@ -18,7 +18,7 @@ REPLACING_FIELDS: dict[type, frozenset[str]] = {
     ExecutableSpec: frozenset(
         {"command", "cell", "env", "working_dir", "uid", "gid", "restart_policy"}
     ),
-    PodSpec: frozenset({"containers", "cell", "restart_policy", "host_network"}),
+    PodSpec: frozenset({"containers", "cell", "restart_policy", "host_network", "network"}),
     DriverSpec: frozenset({"version", "runtime_version", "sha256"}),
     PersistentExecutableSpec: frozenset({"command", "comment"}),
 }

@@ -16,12 +16,15 @@ from provisioner.model import (
     DEFAULT_STOP_GRACE_S,
     CellLimits,
     CellSpec,
+    ContainerPort,
     ContainerSpec,
     DriverSpec,
     ExecutableSpec,
     Kind,
     PersistentExecutableSpec,
+    PodNetwork,
     PodSpec,
+    Protocol,
     Ref,
     ResourceSpec,
     RestartPolicy,
@@ -98,6 +101,20 @@ def _pairs(mapping: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
 # -- resources ---------------------------------------------------------------------
 
 
+_NETWORK_TO_PROTO = {PodNetwork.LOOPBACK: mpb.POD_NETWORK_LOOPBACK,
+                     PodNetwork.BRIDGE: mpb.POD_NETWORK_BRIDGE,
+                     PodNetwork.HOST: mpb.POD_NETWORK_HOST}
+_NETWORK_FROM_PROTO = {v: k for k, v in _NETWORK_TO_PROTO.items()}
+
+
+def _port_from_proto(port: mpb.ContainerPort) -> ContainerPort:
+    try:
+        protocol = Protocol(port.protocol.upper() or "TCP")
+    except ValueError:
+        raise InvalidArgument(f"port protocol {port.protocol!r} is not TCP or UDP") from None
+    return ContainerPort(port.container_port, port.host_port, protocol)
+
+
 def spec_to_proto(spec: ResourceSpec) -> mpb.Resource:
     """A model spec as a ``provisioner.v1.Resource`` (``source`` is not carried)."""
     res = mpb.Resource(api_version=API_VERSION, kind=spec.kind.value)
@@ -135,12 +152,16 @@ def spec_to_proto(spec: ResourceSpec) -> mpb.Resource:
         pod = res.pod
         pod.SetInParent()
         for c in spec.containers:
-            pod.containers.add(name=c.name, image=c.image, registry=c.registry,
-                               command=list(c.command), env=dict(c.env),
-                               working_dir=c.working_dir)
+            added = pod.containers.add(name=c.name, image=c.image, registry=c.registry,
+                                       command=list(c.command), env=dict(c.env),
+                                       working_dir=c.working_dir)
+            for port in c.ports:
+                added.ports.add(container_port=port.container_port,
+                                host_port=port.host_port, protocol=port.protocol.value)
         pod.restart_policy = policy_to_proto(spec.restart_policy)
         pod.stop_grace_period = format_duration(spec.stop_grace_s)
         pod.host_network = spec.host_network
+        pod.network = _NETWORK_TO_PROTO[spec.network or PodNetwork.LOOPBACK]
         pod.cell = spec.cell
         pod.depends_on.extend(deps)
     elif isinstance(spec, DriverSpec):
@@ -184,10 +205,13 @@ def spec_from_proto(res: mpb.Resource) -> ResourceSpec:
     if kind is Kind.POD:
         p = res.pod
         containers = tuple(ContainerSpec(c.name, c.image, c.registry, tuple(c.command),
-                                         _pairs(c.env), c.working_dir) for c in p.containers)
+                                         _pairs(c.env), c.working_dir,
+                                         ports=tuple(_port_from_proto(x) for x in c.ports))
+                           for c in p.containers)
         return PodSpec(name, containers, p.cell, policy_from_proto(p.restart_policy),
                        parse_duration(p.stop_grace_period), labels, _refs(p.depends_on),
-                       host_network=p.host_network)
+                       host_network=p.host_network,
+                       network=_NETWORK_FROM_PROTO.get(p.network))
     if kind is Kind.DRIVER:
         d = res.driver
         return DriverSpec(name, d.version, d.runtime_version, d.source, d.sha256, labels,

@@ -23,9 +23,10 @@ import os
 import shutil
 
 from provisioner.errors import InvalidArgument, NodeError, Unavailable
-from provisioner.model import PodNetwork, PodSpec
+from provisioner.model import PodSpec
 from provisioner.names import check_dns_label
 from provisioner.node.oci.containers import run_program
+from provisioner.podnet import pod_network_problems
 
 NETNS_DIR = "/run/netns"
 
@@ -84,29 +85,8 @@ def remove_netns(name: str) -> None:
 
 
 def check_pod_network(spec: PodSpec) -> None:
-    """InvalidArgument for a pod whose network and ports contradict each other: a
-    ``hostNetwork`` pod on another network, a published port of a loopback pod, a
-    host-network port mapped to another container port, one host port twice."""
-    if spec.host_network and spec.network is not PodNetwork.HOST:
-        raise InvalidArgument(f"pod {spec.name!r}: hostNetwork: true contradicts "
-                              f"network: {spec.network}")
-    seen: dict[tuple[int, str], str] = {}
-    for container in spec.containers:
-        for port in container.ports:
-            if not port.host_port:
-                continue
-            if spec.network is PodNetwork.LOOPBACK:
-                raise InvalidArgument(
-                    f"pod {spec.name!r}: container {container.name!r} publishes host port "
-                    f"{port.host_port}, which a loopback pod cannot (use network: bridge)")
-            if spec.network is PodNetwork.HOST and port.host_port != port.container_port:
-                raise InvalidArgument(
-                    f"pod {spec.name!r}: container {container.name!r}: on the host's "
-                    f"network hostPort {port.host_port} must equal containerPort "
-                    f"{port.container_port}")
-            key = (port.host_port, port.protocol.value)
-            if key in seen:
-                raise InvalidArgument(f"pod {spec.name!r}: host port {port.host_port}/"
-                                      f"{port.protocol.value} published twice")
-            seen[key] = container.name
-
+    """InvalidArgument for a pod whose network and ports contradict each other
+    (:func:`provisioner.podnet.pod_network_problems`)."""
+    problems = pod_network_problems(spec)
+    if problems:
+        raise InvalidArgument(f"pod {spec.name!r}: " + "; ".join(m for _, m in problems))

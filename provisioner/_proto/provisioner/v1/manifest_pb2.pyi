@@ -14,10 +14,21 @@ class RestartPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESTART_POLICY_NEVER: _ClassVar[RestartPolicy]
     RESTART_POLICY_ON_FAILURE: _ClassVar[RestartPolicy]
     RESTART_POLICY_ALWAYS: _ClassVar[RestartPolicy]
+
+class PodNetwork(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    POD_NETWORK_UNSPECIFIED: _ClassVar[PodNetwork]
+    POD_NETWORK_LOOPBACK: _ClassVar[PodNetwork]
+    POD_NETWORK_BRIDGE: _ClassVar[PodNetwork]
+    POD_NETWORK_HOST: _ClassVar[PodNetwork]
 RESTART_POLICY_UNSPECIFIED: RestartPolicy
 RESTART_POLICY_NEVER: RestartPolicy
 RESTART_POLICY_ON_FAILURE: RestartPolicy
 RESTART_POLICY_ALWAYS: RestartPolicy
+POD_NETWORK_UNSPECIFIED: PodNetwork
+POD_NETWORK_LOOPBACK: PodNetwork
+POD_NETWORK_BRIDGE: PodNetwork
+POD_NETWORK_HOST: PodNetwork
 
 class ObjectMeta(_message.Message):
     __slots__ = ("name", "labels", "annotations")
@@ -89,7 +100,7 @@ class ExecutableSpec(_message.Message):
     def __init__(self, command: _Optional[str] = ..., description: _Optional[str] = ..., cell: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., working_dir: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., restart_policy: _Optional[_Union[RestartPolicy, str]] = ..., stop_grace_period: _Optional[str] = ..., depends_on: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ContainerSpec(_message.Message):
-    __slots__ = ("name", "image", "registry", "command", "env", "working_dir")
+    __slots__ = ("name", "image", "registry", "command", "env", "working_dir", "ports")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -103,29 +114,43 @@ class ContainerSpec(_message.Message):
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     WORKING_DIR_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     registry: str
     command: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
     working_dir: str
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., registry: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., working_dir: _Optional[str] = ...) -> None: ...
+    ports: _containers.RepeatedCompositeFieldContainer[ContainerPort]
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., registry: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., working_dir: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[ContainerPort, _Mapping]]] = ...) -> None: ...
+
+class ContainerPort(_message.Message):
+    __slots__ = ("container_port", "host_port", "protocol")
+    CONTAINER_PORT_FIELD_NUMBER: _ClassVar[int]
+    HOST_PORT_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    container_port: int
+    host_port: int
+    protocol: str
+    def __init__(self, container_port: _Optional[int] = ..., host_port: _Optional[int] = ..., protocol: _Optional[str] = ...) -> None: ...
 
 class PodSpec(_message.Message):
-    __slots__ = ("containers", "restart_policy", "stop_grace_period", "cell", "host_network", "depends_on")
+    __slots__ = ("containers", "restart_policy", "stop_grace_period", "cell", "host_network", "network", "depends_on")
     CONTAINERS_FIELD_NUMBER: _ClassVar[int]
     RESTART_POLICY_FIELD_NUMBER: _ClassVar[int]
     STOP_GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
     CELL_FIELD_NUMBER: _ClassVar[int]
     HOST_NETWORK_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
     DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
     containers: _containers.RepeatedCompositeFieldContainer[ContainerSpec]
     restart_policy: RestartPolicy
     stop_grace_period: str
     cell: str
     host_network: bool
+    network: PodNetwork
     depends_on: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, containers: _Optional[_Iterable[_Union[ContainerSpec, _Mapping]]] = ..., restart_policy: _Optional[_Union[RestartPolicy, str]] = ..., stop_grace_period: _Optional[str] = ..., cell: _Optional[str] = ..., host_network: _Optional[bool] = ..., depends_on: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, containers: _Optional[_Iterable[_Union[ContainerSpec, _Mapping]]] = ..., restart_policy: _Optional[_Union[RestartPolicy, str]] = ..., stop_grace_period: _Optional[str] = ..., cell: _Optional[str] = ..., host_network: _Optional[bool] = ..., network: _Optional[_Union[PodNetwork, str]] = ..., depends_on: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DriverSpec(_message.Message):
     __slots__ = ("version", "runtime_version", "source", "sha256", "depends_on")
