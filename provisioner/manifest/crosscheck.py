@@ -129,7 +129,8 @@ def _host_port_clashes(items: Sequence[Declared]) -> list[Issue]:
         where: tuple[str | int, ...] = ("spec", "containers")
         for index, container in enumerate(item.spec.containers):
             for number, declared in enumerate(container.ports):
-                if (declared.host_port or declared.container_port) == port:
+                if ((declared.host_port or declared.container_port) == port
+                        and declared.protocol.value == protocol and not where[2:]):
                     where = ("spec", "containers", index, "ports", number, "hostPort")
         other = by_name[first].doc
         issues.append(_issue(item, _doc_path(item, where),

@@ -266,6 +266,13 @@ class _Compiler:
             for need in requirements(self.observed[ref].spec):
                 if need in downs:
                     drafts[downs[need][0]].requires.add(indexes[-1])
+        # A pod that takes over a host port waits for the free of the pod giving it up
+        # (steps may run in parallel).
+        for ref, indexes in ups.items():
+            wanted = _published(self.desired[ref])
+            for gone, down in downs.items():
+                if gone != ref and wanted & _published(self.observed[gone].spec):
+                    drafts[indexes[0]].requires.add(down[-1])
 
     def build(self, generation: int) -> Plan:
         self.decide()
@@ -287,6 +294,13 @@ class _Compiler:
         return Plan(
             generation, self.manifest_set, steps, tuple(self.unchanged), tuple(self.would_prune)
         )
+
+
+def _published(spec: ResourceSpec) -> set[tuple[int, str]]:
+    """The host ports (and protocols) a pod publishes; none for other kinds."""
+    if not isinstance(spec, PodSpec):
+        return set()
+    return {(port, protocol.value) for port, protocol, _ in spec.host_ports()}
 
 
 def _process_drift(spec: ResourceSpec, obs: ObservedResource) -> str:
