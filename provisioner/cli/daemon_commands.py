@@ -15,6 +15,7 @@ from provisioner.daemon.context import (
 )
 from provisioner.errors import UsageError
 from provisioner.node import DEFAULT_STATE_DIR
+from provisioner.podnet import DEFAULT_POD_SUBNET
 
 DEFAULT_CERT_DIR = "/etc/provisioner/pki"
 _HOST_PORT = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+|\*):(\d{1,5})$")
@@ -52,6 +53,10 @@ def add_daemon(sub: argparse._SubParsersAction[Parser]) -> None:
     parser.add_argument("--cgroup-root", default=os.environ.get("PROVISIONER_CGROUP_ROOT",
                                                                 "provisioner"),
                         help="cgroup subtree of the cells (env PROVISIONER_CGROUP_ROOT)")
+    parser.add_argument("--pod-subnet", default=os.environ.get("PROVISIONER_POD_SUBNET",
+                                                               DEFAULT_POD_SUBNET),
+                        metavar="CIDR", help="IPv4 subnet of the pod bridge (env "
+                        "PROVISIONER_POD_SUBNET; default %(default)s)")
     parser.add_argument("--max-message-mb", type=int, default=8, metavar="N",
                         help="largest request or response message (default %(default)s)")
     parser.add_argument("--max-concurrent-rpcs", type=int, default=128, metavar="N",
@@ -95,7 +100,7 @@ def daemon_config(args: argparse.Namespace) -> DaemonConfig:
         tcp=args.tcp, tls_cert=args.tls_cert, tls_key=args.tls_key,
         client_ca=args.client_ca, insecure_tcp=args.insecure_tcp, policy_file=args.policy,
         stop_on_exit=args.stop_on_exit, max_message_bytes=args.max_message_mb * MiB,
-        max_concurrent_rpcs=args.max_concurrent_rpcs)
+        max_concurrent_rpcs=args.max_concurrent_rpcs, pod_subnet=args.pod_subnet)
 
 
 def run_daemon(args: argparse.Namespace) -> int:

@@ -37,6 +37,7 @@ from provisioner.plan.compiler import compile_plan
 from provisioner.plan.planfile import is_plan_file, load_plan, plan_to_dict, save_plan
 from provisioner.plan.render import render_plan
 from provisioner.plan.steps import Plan
+from provisioner.podnet import DEFAULT_POD_SUBNET
 
 if TYPE_CHECKING:
     from provisioner.executors.choose import NodeExecutor
@@ -64,6 +65,11 @@ def add_node_args(parser: argparse.ArgumentParser) -> None:
                                                                DEFAULT_CGROUP_ROOT),
                        help="cgroup subtree of the cells (env PROVISIONER_CGROUP_ROOT; "
                        "ignored with a daemon)")
+    group.add_argument("--pod-subnet", default=os.environ.get("PROVISIONER_POD_SUBNET",
+                                                              DEFAULT_POD_SUBNET),
+                       metavar="CIDR",
+                       help="IPv4 subnet of the pod bridge (env PROVISIONER_POD_SUBNET; "
+                       "default %(default)s; ignored with a daemon)")
     group.add_argument("--lock-timeout", type=float, default=10.0, metavar="SECONDS",
                        help="how long to wait for another apply to finish (default 10)")
 
@@ -82,7 +88,8 @@ def executor(args: argparse.Namespace, read_only: bool = False
     (``read_only`` for commands that only look: they create nothing on a fresh node)."""
     return open_executor(args.target, args.state_dir, args.cgroup_root, args.lock_timeout,
                          tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                         insecure=args.insecure, read_only=read_only)
+                         insecure=args.insecure, read_only=read_only,
+                         pod_subnet=args.pod_subnet)
 
 
 def _remote(args: argparse.Namespace) -> RemoteExecutor | None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from provisioner.executors.local import LocalExecutor
 from provisioner.node import LogRing, NodeLayer
+from provisioner.podnet import DEFAULT_POD_SUBNET
 
 DEFAULT_SOCKET = "/run/provisioner/provisioner.sock"
 MiB = 1024 * 1024
@@ -38,6 +39,8 @@ class DaemonConfig:
     #: hold no files (the store's connections are a pool), so this bounds threads only.
     max_concurrent_rpcs: int = 128
     workers: int = 32
+    #: The pod bridge's IPv4 subnet (docs/pods.md, Network).
+    pod_subnet: str = DEFAULT_POD_SUBNET
     #: Discover reuses a self-check result this long (seconds): a health probe must be
     #: cheap enough to call in a loop; 0 checks on every call.
     health_ttl_s: float = 1.0

@@ -323,7 +323,8 @@ def serve(config: DaemonConfig) -> None:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     policy = check_config(config)
-    layer = NodeLayer(NodeConfig(state_dir=config.state_dir, cgroup_root=config.cgroup_root))
+    layer = NodeLayer(NodeConfig(state_dir=config.state_dir, cgroup_root=config.cgroup_root,
+                                 pod_subnet=config.pod_subnet))
     try:
         executor = LocalExecutor(layer, purpose="provisioner daemon")
         ctx = DaemonContext(config, layer, executor)

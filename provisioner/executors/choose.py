@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from provisioner.daemon.context import DEFAULT_SOCKET
 from provisioner.executors.local import LocalExecutor
 from provisioner.node import DEFAULT_STATE_DIR, NodeConfig, NodeLayer
+from provisioner.podnet import DEFAULT_POD_SUBNET
 
 if TYPE_CHECKING:
     from provisioner.executors.remote import RemoteExecutor
@@ -32,7 +33,8 @@ def open_executor(target: str | None, state_dir: str = DEFAULT_STATE_DIR,
                   cgroup_root: str = DEFAULT_CGROUP_ROOT, lock_timeout: float = 10.0, *,
                   tls_ca: str | None = None, tls_cert: str | None = None,
                   tls_key: str | None = None, insecure: bool = False,
-                  purpose: str = "", read_only: bool = False) -> Iterator[NodeExecutor]:
+                  purpose: str = "", read_only: bool = False,
+                  pod_subnet: str = DEFAULT_POD_SUBNET) -> Iterator[NodeExecutor]:
     """The executor to act through, closed afterwards: the daemon at ``target``; else
     the daemon at the default socket when it answers (only with the default state
     directory and cgroup root, which are the daemon's); else this machine in-process.
@@ -40,7 +42,8 @@ def open_executor(target: str | None, state_dir: str = DEFAULT_STATE_DIR,
     The one place that makes this choice, for the CLI and the Ansible module alike.
     ``purpose`` is what the writer lock tells other processes (default: the command line).
     ``read_only`` (plan, status, check mode): acting on this machine creates nothing,
-    not even the state directory, and a node never used looks empty.
+    not even the state directory, and a node never used looks empty. ``pod_subnet``:
+    the pod bridge's subnet when acting on this machine (a daemon has its own).
     """
     remote = find_daemon(target, state_dir, cgroup_root, tls_ca=tls_ca, tls_cert=tls_cert,
                          tls_key=tls_key, insecure=insecure)
@@ -50,7 +53,7 @@ def open_executor(target: str | None, state_dir: str = DEFAULT_STATE_DIR,
         finally:
             remote.close()
         return
-    config = NodeConfig(state_dir=state_dir, cgroup_root=cgroup_root)
+    config = NodeConfig(state_dir=state_dir, cgroup_root=cgroup_root, pod_subnet=pod_subnet)
     local = LocalExecutor(NodeLayer(config, read_only=read_only), lock_timeout_s=lock_timeout,
                           purpose=purpose)
     try:

@@ -36,9 +36,11 @@ _CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def plugin_dir() -> str:
-    """The first directory of :data:`PLUGIN_DIRS` that holds every plugin of
-    :data:`PLUGINS`; Unavailable naming the Debian package otherwise."""
-    for directory in PLUGIN_DIRS:
+    """The first directory of ``$PROVISIONER_CNI_PATH`` (when set) and
+    :data:`PLUGIN_DIRS` that holds every plugin of :data:`PLUGINS`; Unavailable naming
+    the Debian package otherwise."""
+    override = os.environ.get("PROVISIONER_CNI_PATH", "")
+    for directory in (*([override] if override else []), *PLUGIN_DIRS):
         if all(os.access(os.path.join(directory, p), os.X_OK) for p in PLUGINS):
             return directory
     raise Unavailable("the CNI plugins are not installed (apt-get install "

@@ -51,9 +51,8 @@ from provisioner.node.oci.network import (
     netns_path,
     remove_netns,
 )
+from provisioner.podnet import DEFAULT_POD_SUBNET
 
-#: The default pod subnet (``--pod-subnet``); podman's default is 10.88.0.0/16.
-DEFAULT_POD_SUBNET = "10.89.0.0/24"
 LOCK_FILE = "/run/lock/provisioner-cni.lock"
 IFNAME = "eth0"
 #: The portmap plugin's shared nat chains and the rules that jump to them.

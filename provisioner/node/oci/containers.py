@@ -139,7 +139,15 @@ def _containers_of(state_dir: str, bundle: str) -> list[dict[str, Any]]:
     """runc's containers (``runc list``) whose bundle is BUNDLE."""
     if not os.path.isdir(runc_root(state_dir)):
         return []
-    out = _runc(state_dir, "list", "--format", "json", what="listing runc containers")
+    for attempt in range(5):
+        try:
+            out = _runc(state_dir, "list", "--format", "json", what="listing runc containers")
+            break
+        except NodeError as exc:
+            # runc list fails when another container's state goes while it lists (the
+            # pods of one plan are freed in parallel): list again.
+            if "no such file or directory" not in str(exc) or attempt == 4:
+                raise
     try:
         listed = json.loads(out) or []
     except ValueError as exc:

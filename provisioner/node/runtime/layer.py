@@ -30,7 +30,6 @@ from provisioner.model import CellSpec, ExecutableSpec, Kind, ResourceSpec
 from provisioner.model_json import dumps, loads
 from provisioner.names import cell_parent, check_cell_path, check_dns_label, check_process_name
 from provisioner.node.cgroups.layout import HOLDER_LEAF, detect_layout, executable_leaf, make_driver
-from provisioner.node.oci.cni_pods import DEFAULT_POD_SUBNET
 from provisioner.node.oci.containers import remove_runc_cgroups
 from provisioner.node.process import leaf as leafops
 from provisioner.node.process.exec_limits import check_exec_size
@@ -56,6 +55,7 @@ from provisioner.node.state.store import (
     Store,
 )
 from provisioner.node.types import NamespaceTarget
+from provisioner.podnet import DEFAULT_POD_SUBNET
 
 log = logging.getLogger(__name__)
 
