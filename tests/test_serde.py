@@ -98,6 +98,17 @@ def test_resources_from_requests_validate_into_the_same_specs() -> None:
     assert list(validated.state.resources) == [*specs, odd]
 
 
+def test_pod_networks_and_ports_from_requests_validate_into_the_same_specs() -> None:
+    pods = [s for s in SPECS if isinstance(s, PodSpec) and s.name in ("ports", "br", "hn")]
+    items = [serde.resource_to_manifest(serde.spec_to_proto(s)) for s in pods]
+    assert [i["spec"]["network"] for i in items] == ["bridge", "bridge", "host"]
+    assert items[0]["spec"]["containers"][0]["ports"][1] == {
+        "container_port": 53, "host_port": 5353, "protocol": "UDP"}
+    validated = validate_data(items, "m")
+    assert validated.issues == []
+    assert list(validated.state.resources) == pods
+
+
 def test_every_error_of_a_request_is_reported_with_its_place() -> None:
     bad_cell = serde.spec_to_proto(CellSpec("web", CellLimits(cpu_weight=0)))
     orphan = serde.spec_to_proto(CellSpec("gone/x"))

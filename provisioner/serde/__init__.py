@@ -15,7 +15,8 @@ Wire conventions decided here:
 - ``ExecutableSpec``/``PodSpec`` durations travel as strings (``"10s"``, ``"500ms"``)
   in ``stop_grace_period``, formatted so that they parse back to the same float.
 - ``RestartPolicy`` never/on-failure/always <-> ``RESTART_POLICY_*``; UNSPECIFIED reads
-  as never.
+  as never. ``PodNetwork`` loopback/bridge/host <-> ``POD_NETWORK_*``; UNSPECIFIED
+  reads as "not given" (the model resolves it from hostNetwork and the ports).
 - A step's :class:`~provisioner.plan.steps.Change` travels in ``PlanStep.change``. A
   plan saved by an older client carried it in the step resource's annotation
   :data:`CHANGE_ANNOTATION`, which is still read; with neither (a step built by another

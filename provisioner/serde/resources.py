@@ -246,7 +246,8 @@ _INT64_TYPES = frozenset({3, 4, 6, 16, 18})  # int64, uint64, fixed64, sfixed64,
 
 def _fix(descriptor: Any, data: dict[str, Any]) -> dict[str, Any]:
     """Undo the JSON mapping where manifests differ: 64-bit integers back to numbers,
-    RESTART_POLICY_* back to never/on-failure/always (UNSPECIFIED: left out)."""
+    RESTART_POLICY_* back to never/on-failure/always and POD_NETWORK_* to
+    loopback/bridge/host (UNSPECIFIED: left out)."""
     for field in descriptor.fields:
         if field.name not in data:
             continue
@@ -258,6 +259,11 @@ def _fix(descriptor: Any, data: dict[str, Any]) -> dict[str, Any]:
                 del data[field.name]
             else:
                 data[field.name] = _POLICY_NAMES.get(value, value)
+        elif field.enum_type is not None and field.enum_type.name == "PodNetwork":
+            if value in ("POD_NETWORK_UNSPECIFIED", 0):
+                del data[field.name]
+            elif isinstance(value, str) and value.startswith("POD_NETWORK_"):
+                data[field.name] = value.removeprefix("POD_NETWORK_").lower()
         elif field.message_type is not None and not field.message_type.GetOptions().map_entry:
             items = value if isinstance(value, list) else [value]
             for item in items:
