@@ -168,6 +168,23 @@ def test_two_bridge_pods_reach_each_other_by_address(bnode: NodeLayer, busybox: 
                                            bridge_name(bnode.cgroups.root_name)))
 
 
+def test_stopping_a_pod_removes_its_network_and_starting_it_brings_it_back(
+        bnode: NodeLayer, busybox: str) -> None:
+    before = host_network_state()
+    port = free_port()
+    spec = web_pod("cycle", busybox, port)
+    pods = Pods(bnode)
+    pods.start(spec, "s")
+    wait_for(lambda: fetch(f"http://127.0.0.1:{port}/") == b"hello from cycle\n")
+    pods.stop("cycle")
+    assert host_network_state() == before
+    assert ipam_leases(bnode) == [] and pods.networks.attached() == []
+    pods.start(spec, "s")
+    wait_for(lambda: fetch(f"http://127.0.0.1:{port}/") == b"hello from cycle\n")
+    pods.free("cycle")
+    assert host_network_state() == before
+
+
 def test_a_loopback_pod_gets_hosts_files_and_no_bridge(bnode: NodeLayer, busybox: str) -> None:
     pods = Pods(bnode)
     spec = web_pod("quiet", busybox)

@@ -14,7 +14,8 @@ output lands in the container's log files like any executable's.
 - start: for each container, the leaf, a bundle (an overlay root filesystem over the
   image and a runtime ``config.json``; :mod:`containers`) and the shim. A pod not
   allocated yet is allocated first.
-- stop: stop the containers (all, or one by name); their records stay.
+- stop: stop the containers (all, or one by name); their records stay. Stopping all
+  of them also removes the pod's network (start makes it again).
 - free: stop, remove bundles (unmount), leaves, the network namespace and records.
 
 The containers of a pod share its network (``spec.network``: loopback only, an
@@ -109,6 +110,8 @@ class Pods:
             raise NotFound(f"pod {pod!r} has no container {container!r} "
                            f"(it has {', '.join(names)})")
         finals = self._stop_containers(spec, names if container is None else [container])
+        if container is None:  # nothing runs in it: its address, ports and rules go too
+            self.networks.teardown(pod)
         with self.layer.store.transaction() as store:
             store.record_event("Pod", pod, "stopped", container or "")
         return finals
