@@ -16,10 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.cli import main
 from provisioner.node.runtime.layer import NodeConfig, NodeLayer
+from provisioner.node.runtime.pods import Pods
 from tests.cli.test_crash_leftovers import processes_of, started_applying
 from tests.cli.test_node_cli import Node
 from tests.conftest import tear_down
+from tests.daemon.node_harness import running_daemon
 from tests.node.test_pod_network import fetch, free_port, host_network_state, random_subnet
 from tests.oci_fixture import build_busybox_layout
 
@@ -203,3 +206,22 @@ def test_an_apply_killed_inside_the_bridge_plugin_converges_on_the_next_apply(
     assert host_network_state() == before
     assert processes_of(net_node) == []
     assert leases(net_node) == []
+
+
+def test_a_bridge_pod_through_a_daemon(tmp_path: Path) -> None:
+    """CLI -> NodeService -> pods: ports and network travel in the request."""
+    image = build_busybox_layout(tmp_path / "busybox")
+    port = free_port()
+    manifest = tmp_path / "pods.yaml"
+    manifest.write_text(POD.replace("NAME", "web").replace("PORT", str(port))
+                        .replace("IMAGE", image))
+    before = host_network_state()
+    with running_daemon(tmp_path / "daemon", pod_subnet=random_subnet()) as daemon:
+        where = ["--target", daemon.target]
+        assert main(["apply", str(manifest), *where]) == 0
+        assert serves(port, "web")
+        record = Pods(daemon.layer).networks.address("web")
+        assert record is not None and record.address.startswith(
+            daemon.layer.config.pod_subnet.rsplit(".", 1)[0])
+        assert main(["destroy", str(manifest), *where]) == 0
+    assert host_network_state() == before

@@ -5,6 +5,7 @@ temporary unix socket, for tests. Built here from the modules' ``register`` func
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -44,11 +45,16 @@ class Daemon:
 def running_daemon(tmp_path: Path, max_driver_bytes: int = 16 * 1024 * 1024,
                    rkt_source: rkt.PodSource | None = None,
                    lock_timeout_s: float = 10.0, tcp: bool = False,
-                   tls: grpc.ServerCredentials | None = None) -> Iterator[Daemon]:
-    """The daemon; with ``tcp`` also on 127.0.0.1 (with ``tls`` credentials, if given)."""
+                   tls: grpc.ServerCredentials | None = None,
+                   pod_subnet: str | None = None) -> Iterator[Daemon]:
+    """The daemon; with ``tcp`` also on 127.0.0.1 (with ``tls`` credentials, if given);
+    ``pod_subnet``: its pod bridge's (default: the node's default)."""
     if os.geteuid() != 0:
         pytest.skip("the daemon's node layer needs root, cgroups and namespaces")
-    layer = NodeLayer(make_config(tmp_path / "state"))
+    config_ = make_config(tmp_path / "state")
+    if pod_subnet is not None:
+        config_ = dataclasses.replace(config_, pod_subnet=pod_subnet)
+    layer = NodeLayer(config_)
     config = DaemonConfig(state_dir=layer.config.state_dir,
                           cgroup_root=layer.config.cgroup_root, socket=None,
                           max_driver_bytes=max_driver_bytes)
