@@ -4,7 +4,8 @@ A pod's rkt ``id`` is its name (rkt used UUIDs; names are unique per node here t
 apps are its containers, its images the unpacked OCI images (``id`` = manifest digest).
 State: RUNNING while any container runs, EXITED once containers ran and none runs,
 PREPARED when allocated and never started. ``pid`` is the first running container's
-``runc`` process, ``cgroup`` the pod's cell. Logs are the containers' log files.
+``runc`` process, ``cgroup`` the pod's cell, ``networks`` a bridge pod's address on the
+node's pod network (``provisioner-<cgroup root>``). Logs are the containers' log files.
 """
 
 from __future__ import annotations
@@ -51,8 +52,11 @@ class ProvisionerPods:
             state = (rkt.POD_STATE_RUNNING if pid else
                      rkt.POD_STATE_EXITED if ran else rkt.POD_STATE_PREPARED)
             root = self.layer.cgroups.root_name
+            address = pods.networks.address(spec.name)
+            networks = [rkt.Network(name=pods.networks.name, ipv4=address.address)
+                        ] if address is not None else []
             out.append(rkt.Pod(
-                id=spec.name, pid=pid, state=state, apps=apps,
+                id=spec.name, pid=pid, state=state, apps=apps, networks=networks,
                 annotations=[rkt.KeyValue(Key="manifest-set", value=record.manifest_set),
                              *(rkt.KeyValue(Key=k, value=v) for k, v in spec.labels)],
                 cgroup=f"/{root}/{spec.cell}" if spec.cell and pid else (
