@@ -151,15 +151,21 @@ def test_a_pod_with_a_host_port_serves_on_127_0_0_1_and_leaves_nothing(
 
 def test_two_bridge_pods_reach_each_other_by_address(bnode: NodeLayer, busybox: str) -> None:
     pods = Pods(bnode)
-    pods.start(web_pod("server", busybox, network=PodNetwork.BRIDGE), "s")
+    port = free_port()
+    pods.start(web_pod("server", busybox, port), "s")
     server = pods.networks.address("server")
     assert server is not None
+    # By address, and through the published port on the node's bridge address (hairpin).
+    get = ("until wget -qO- http://{0}/; do sleep 0.2; done; echo via {0}")
     client = PodSpec(name="client", network=PodNetwork.BRIDGE, stop_grace_s=0.5, containers=(
         ContainerSpec("get", busybox, command=(
-            "sh", "-c", f"until wget -qO- http://{server.address}:8080/; do sleep 0.2; done; "
-                        "exec sleep 1000")),))
+            "sh", "-c", get.format(f"{server.address}:8080") + "; "
+            + get.format(f"{server.gateway}:{port}") + "; exec sleep 1000")),))
     pods.start(client, "s")
-    wait_for(lambda: "hello from server" in lines(bnode, "client", "get"))
+    wait_for(lambda: f"via {server.gateway}:{port}" in lines(bnode, "client", "get"))
+    assert lines(bnode, "client", "get")[:4] == [
+        "hello from server", f"via {server.address}:8080",
+        "hello from server", f"via {server.gateway}:{port}"]
     other = pods.networks.address("client")
     assert other is not None and other.address != server.address
     pods.free("client")
