@@ -20,8 +20,9 @@ def objects(node: Any) -> Iterator[dict[str, Any]]:
     if isinstance(node, dict):
         if node.get("type") == "object" and "properties" in node:
             yield node
-        for value in node.values():
-            yield from objects(value)
+        for key, value in node.items():
+            if key != "if":  # a condition (on kind) is no shape: it must stay open
+                yield from objects(value)
     elif isinstance(node, list):
         for item in node:
             yield from objects(item)
