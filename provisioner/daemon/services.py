@@ -34,7 +34,7 @@ from provisioner.daemon.observe import (
     LogHub,
     ObserveService,
 )
-from provisioner.node import restart_enabled
+from provisioner.node import cleanup_exec_leaves, restart_enabled
 
 __all__ = ["OPTIONAL_MODULES", "on_start", "register_all"]
 
@@ -96,7 +96,7 @@ def register_all(server: grpc.Server, ctx: DaemonContext, *,
 def on_start(ctx: DaemonContext) -> None:
     """At daemon start: remove what a crashed Exec left, then bring persistent
     executables to their recorded state (start the enabled ones not running)."""
-    for leaf in legacy.cleanup_exec_leaves(ctx.layer):
+    for leaf in cleanup_exec_leaves(ctx.layer):
         log.warning("removed leftover Exec leaf %s (and killed what it held)", leaf)
     for line in restart_enabled(ctx.layer):
         log.info("persistent executable %s", line)
