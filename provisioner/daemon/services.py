@@ -26,14 +26,14 @@ from provisioner._proto.observe import observe_pb2_grpc as legacy_observe_grpc
 from provisioner._proto.runtime import runtime_pb2_grpc as legacy_runtime_grpc
 from provisioner._proto.schedule import schedule_pb2_grpc
 from provisioner.daemon import aurae_runtime, legacy
-from provisioner.daemon.context import DaemonContext
-from provisioner.daemon.discovery import DiscoveryService
-from provisioner.daemon.observe import (
+from provisioner.daemon.aurae_observe import (
     DEFAULT_RING_LINES,
     LegacyObserveService,
     LogHub,
     ObserveService,
 )
+from provisioner.daemon.context import DaemonContext
+from provisioner.daemon.discovery import DiscoveryService
 from provisioner.node import cleanup_exec_leaves, restart_enabled
 
 __all__ = ["OPTIONAL_MODULES", "on_start", "register_all"]

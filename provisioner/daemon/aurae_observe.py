@@ -53,7 +53,7 @@ from provisioner.node import STDERR, STDOUT, LogLine, LogReader, LogRing, NodeLa
 __all__ = ["DEFAULT_RING_LINES", "LegacyObserveService", "LogHub", "ObserveService",
            "find_executable_by_pid", "follow_ring"]
 
-log = logging.getLogger("provisioner.daemon.observe")
+log = logging.getLogger("provisioner.daemon.aurae_observe")
 
 DEFAULT_RING_LINES = 10_000
 _WAIT_S = 0.25  # how long a follower sleeps before it looks at cancellation again
