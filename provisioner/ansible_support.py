@@ -27,7 +27,7 @@ import contextlib
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 from provisioner.ansible_content import load_definition
 from provisioner.ansible_diff import diff_text
@@ -38,21 +38,17 @@ from provisioner.ansible_results import (
     planned_summary,
     prune_warning,
 )
+from provisioner.defaults import DEFAULT_CGROUP_ROOT, DEFAULT_LOCK_TIMEOUT_S, DEFAULT_STATE_DIR
 from provisioner.errors import ProvisionerError
-from provisioner.executors.base import Summary
-from provisioner.executors.choose import DEFAULT_CGROUP_ROOT, open_executor
-from provisioner.executors.local import DEFAULT_LOCK_TIMEOUT_S, LocalExecutor
+from provisioner.events import Summary
+from provisioner.executors.base import Executor
+from provisioner.executors.choose import open_executor
 from provisioner.manifest import load
 from provisioner.manifest.loader import LoadResult, default_set_name, load_texts
 from provisioner.model import DesiredState
-from provisioner.node import DEFAULT_STATE_DIR, check_plan
-from provisioner.plan.compiler import compile_plan
 from provisioner.plan.render import render_plan
 from provisioner.plan.steps import Plan
 from provisioner.state import NodeState
-
-if TYPE_CHECKING:
-    from provisioner.executors.choose import NodeExecutor
 
 __all__ = ["ApplyOutcome", "Converger", "ManifestManager", "ManifestOptions",
            "ModuleFailure", "NodeOptions"]
@@ -173,7 +169,8 @@ class Converger:
         before anything is planned. Here: ``desired`` as it is."""
         return desired
 
-    def _open(self, manifest_set: str) -> contextlib.AbstractContextManager[NodeExecutor]:
+    def _open(self, manifest_set: str) -> contextlib.AbstractContextManager[Executor]:
+        """The node's executor (read-only in check mode), its lock naming this task."""
         o = self.node_options
         return open_executor(o.target, o.state_dir, o.cgroup_root, o.lock_timeout,
                              tls_ca=o.tls_ca, tls_cert=o.tls_cert, tls_key=o.tls_key,
@@ -201,21 +198,17 @@ class Converger:
                                 "run again to converge)", **result)
         return result
 
-    def _plan(self, ex: NodeExecutor, desired: DesiredState,
+    def _plan(self, ex: Executor, desired: DesiredState,
               destroy: bool) -> tuple[Plan, DesiredState, NodeState | None]:
-        """Compile here against the observed node, or let the daemon compile it (then
-        the node is observed only when a diff or :meth:`_on_node` needs it). Returns the
-        plan, the desired state as checked and the node as observed (or None)."""
-        prune = self.prune
-        if isinstance(ex, LocalExecutor):
-            node = ex.observe()
-            desired = self._on_node(desired, destroy, node)
-            plan = check_plan(compile_plan(desired, node, prune=prune, destroy=destroy))
-            return plan, desired, node
+        """The executor's plan (compiled here or by the daemon); the node is observed
+        first only when a diff or :meth:`_on_node` needs it, and the plan is then
+        compiled against that observation. Returns the plan, the desired state as
+        checked and the node as observed (or None)."""
         wanted = self.want_diff or self._needs_node(desired, destroy)
         observed = ex.observe() if wanted else None
         desired = self._on_node(desired, destroy, observed)
-        return ex.plan(desired, prune=prune, destroy=destroy), desired, observed
+        plan = ex.plan(desired, prune=self.prune, destroy=destroy, observed=observed)
+        return plan, desired, observed
 
     def _result(self, plan: Plan, desired: DesiredState, observed: NodeState | None,
                 destroy: bool, outcome: ApplyOutcome | None) -> dict[str, Any]:

@@ -7,14 +7,17 @@ import os
 import re
 
 from provisioner.cli.base import EXIT_OK, Parser
-from provisioner.daemon.context import (
+from provisioner.daemon.context import MAX_CONCURRENT_RPCS_LIMIT, DaemonConfig, MiB
+from provisioner.defaults import (
+    DEFAULT_CGROUP_ROOT,
+    DEFAULT_MAX_CONCURRENT_RPCS,
+    DEFAULT_MAX_MESSAGE_MB,
     DEFAULT_SOCKET,
-    MAX_CONCURRENT_RPCS_LIMIT,
-    DaemonConfig,
-    MiB,
+    DEFAULT_STATE_DIR,
+    ENV_CGROUP_ROOT,
+    ENV_STATE_DIR,
 )
 from provisioner.errors import UsageError
-from provisioner.node import DEFAULT_STATE_DIR
 
 DEFAULT_CERT_DIR = "/etc/provisioner/pki"
 _HOST_PORT = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+|\*):(\d{1,5})$")
@@ -45,16 +48,17 @@ def add_daemon(sub: argparse._SubParsersAction[Parser]) -> None:
                         help="authorization policy (YAML); default: the documented policy")
     parser.add_argument("--stop-on-exit", action="store_true",
                         help="stop every executable when the daemon exits")
-    parser.add_argument("--state-dir", default=os.environ.get("PROVISIONER_STATE_DIR",
-                                                              DEFAULT_STATE_DIR),
-                        help="state directory (env PROVISIONER_STATE_DIR; default "
+    parser.add_argument("--state-dir", default=os.environ.get(ENV_STATE_DIR, DEFAULT_STATE_DIR),
+                        help=f"state directory (env {ENV_STATE_DIR}; default "
                         "%(default)s)")
-    parser.add_argument("--cgroup-root", default=os.environ.get("PROVISIONER_CGROUP_ROOT",
-                                                                "provisioner"),
-                        help="cgroup subtree of the cells (env PROVISIONER_CGROUP_ROOT)")
-    parser.add_argument("--max-message-mb", type=int, default=8, metavar="N",
+    parser.add_argument("--cgroup-root", default=os.environ.get(ENV_CGROUP_ROOT,
+                                                                DEFAULT_CGROUP_ROOT),
+                        help=f"cgroup subtree of the cells (env {ENV_CGROUP_ROOT})")
+    parser.add_argument("--max-message-mb", type=int, default=DEFAULT_MAX_MESSAGE_MB,
+                        metavar="N",
                         help="largest request or response message (default %(default)s)")
-    parser.add_argument("--max-concurrent-rpcs", type=int, default=128, metavar="N",
+    parser.add_argument("--max-concurrent-rpcs", type=int,
+                        default=DEFAULT_MAX_CONCURRENT_RPCS, metavar="N",
                         help="calls in flight (one worker thread each) before new ones "
                         "get RESOURCE_EXHAUSTED (default %(default)s, at most "
                         f"{MAX_CONCURRENT_RPCS_LIMIT})")

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from typing import Any, Protocol
 
 from provisioner.cli.base import emit_json
-from provisioner.executors.base import ApplyEvent, EventType, Summary
+from provisioner.events import ApplyEvent, EventType, Summary
 from provisioner.plan.render import MARKS
 from provisioner.plan.steps import Plan, Step
 

@@ -9,7 +9,7 @@ from typing import cast
 
 from provisioner._proto.provisioner.v1 import node_pb2 as npb
 from provisioner.errors import InvalidArgument
-from provisioner.executors.base import ApplyEvent, EventType, Summary
+from provisioner.events import ApplyEvent, EventType, Summary
 from provisioner.model import Kind, Ref, ResourceSpec
 from provisioner.plan.steps import PLAN_FORMAT_VERSION, Action, Change, NoOp, Plan, Step
 from provisioner.serde.resources import CHANGE_ANNOTATION, spec_from_proto, spec_to_proto
