@@ -56,6 +56,7 @@ class ApplyOutcome:
     summary: Summary | None = None
 
     def add(self, event: ApplyEvent) -> None:
+        """Count one event and record what it says about its step."""
         step = event.step
         if event.type is EventType.SUMMARY:
             self.summary = event.summary
@@ -77,6 +78,7 @@ class ApplyOutcome:
             self.actions_text.append(f"{step.describe()} -- skipped: {event.message}")
 
     def collect(self, events: Iterable[ApplyEvent]) -> ApplyOutcome:
+        """Add every event of an apply; this outcome, for chaining."""
         for event in events:
             self.add(event)
         return self

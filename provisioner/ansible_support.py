@@ -116,9 +116,12 @@ class ManifestOptions(NodeOptions):
 
     @property
     def has_source(self) -> bool:
+        """Whether one of ``path``, ``texts`` or ``definition`` was given."""
         return bool(self.path or self.texts or self.definition is not None)
 
     def set_name(self) -> str:
+        """The manifest set: as given, else named after the source; ModuleFailure
+        when it cannot be named (``definition`` alone, or nothing to name it after)."""
         if self.manifest_set:
             return self.manifest_set
         if self.path:
@@ -153,9 +156,11 @@ class Converger:
             raise ModuleFailure(str(exc), changed=False) from None
 
     def present(self) -> dict[str, Any]:
+        """Make the node match what the options declare (a subclass says how)."""
         raise NotImplementedError
 
     def absent(self) -> dict[str, Any]:
+        """Remove what the options name from the node (a subclass says how)."""
         raise NotImplementedError
 
     def _needs_node(self, desired: DesiredState, destroy: bool) -> bool:
@@ -252,9 +257,11 @@ class ManifestManager(Converger):
         self.parallelism = options.parallelism
 
     def present(self) -> dict[str, Any]:
+        """Validate the manifests, plan and apply them (or only plan, in check mode)."""
         return self._converge(self._desired(), destroy=False)
 
     def absent(self) -> dict[str, Any]:
+        """Destroy the manifest set (named by the manifests or ``manifest_set``)."""
         desired = self._desired() if self.options.has_source else DesiredState(
             (), self.options.set_name())
         return self._converge(desired, destroy=True)

@@ -24,6 +24,7 @@ _HOST_PORT = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+|\*):(\d{1,5})$")
 
 
 def add_daemon(sub: argparse._SubParsersAction[Parser]) -> None:
+    """The ``daemon`` command and its listening, policy and limit options."""
     parser = sub.add_parser(
         "daemon", help="serve the node's gRPC APIs",
         description="Serve every API of this node over gRPC: on a root-only unix socket "
@@ -103,6 +104,7 @@ def daemon_config(args: argparse.Namespace) -> DaemonConfig:
 
 
 def run_daemon(args: argparse.Namespace) -> int:
+    """``daemon``: serve until SIGTERM or SIGINT."""
     from provisioner.daemon.server import serve  # grpc servers load only for this command
 
     serve(daemon_config(args))
@@ -110,6 +112,7 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 
 def add_certs(sub: argparse._SubParsersAction[Parser]) -> None:
+    """The ``certs init`` and ``certs issue`` commands."""
     parser = sub.add_parser(
         "certs", help="make a lab CA and certificates for mutual TLS",
         description="A small certificate authority for lab setups: `certs init` makes the "
@@ -146,6 +149,7 @@ def _common(parser: argparse.ArgumentParser, default_days: int) -> None:
 
 
 def run_certs_init(args: argparse.Namespace) -> int:
+    """``certs init``: make the lab CA's certificate and key."""
     from provisioner.daemon import certs
 
     _check_days(args.days)
@@ -155,6 +159,7 @@ def run_certs_init(args: argparse.Namespace) -> int:
 
 
 def run_certs_issue(args: argparse.Namespace) -> int:
+    """``certs issue``: make a server or client certificate signed by the CA."""
     from provisioner.daemon import certs
 
     _check_days(args.days)

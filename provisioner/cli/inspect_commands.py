@@ -22,6 +22,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def add_status(sub: argparse._SubParsersAction[Parser]) -> None:
+    """The ``status`` command."""
     parser = sub.add_parser("status", help="what the node runs, its state and any drift",
                             description="List every resource the provisioner manages on "
                             "the node with its live state; drift is what differs from what "
@@ -56,6 +57,7 @@ def _row(resource: ObservedResource) -> dict[str, Any]:
 
 
 def render_status(state: NodeState, rows: list[dict[str, Any]]) -> list[str]:
+    """The status table (one line per row) and a summary line."""
     header = ("KIND", "NAME", "SET", "STATE", "PID", "RESTARTS", "DRIFT")
     table = [header] + [(r["kind"], r["name"], r["manifest_set"] or "-", r["state"],
                          str(r["pid"] or "-"), str(r["restarts"]),
@@ -70,6 +72,7 @@ def render_status(state: NodeState, rows: list[dict[str, Any]]) -> list[str]:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    """``status``: what the node runs, as a table or one JSON object."""
     with executor(args, read_only=True) as ex:
         state = ex.observe()
     resources = [r for r in state.resources
@@ -84,6 +87,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def add_logs(sub: argparse._SubParsersAction[Parser]) -> None:
+    """The ``logs`` command."""
     parser = sub.add_parser("logs", help="print an executable's (or a pod container's) output",
                             description="Print the captured stdout and stderr of an "
                             "executable, or of a pod's container (POD.CONTAINER), oldest "

@@ -114,6 +114,7 @@ def _show_plan(plan: Plan, as_json: bool, node_id: str) -> None:
 
 
 def add_plan(sub: argparse._SubParsersAction[Parser]) -> None:
+    """The ``plan`` command."""
     parser = sub.add_parser("plan", help="show what apply would change",
                             description="Compare manifests with the node and print the "
                             "ordered steps that apply would take. Changes nothing.")
@@ -142,6 +143,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def add_apply(sub: argparse._SubParsersAction[Parser]) -> None:
+    """The ``apply`` command."""
     parser = sub.add_parser("apply", help="make the node match the manifests (or a saved plan)",
                             description="Plan and apply in one go, or apply a plan saved "
                             "with `plan --out`. Exit 0 on success, 1 if a step failed, 2 if "
@@ -157,6 +159,7 @@ def add_apply(sub: argparse._SubParsersAction[Parser]) -> None:
 
 
 def add_destroy(sub: argparse._SubParsersAction[Parser]) -> None:
+    """The ``destroy`` command (``apply`` of an empty set, ``destroy=True``)."""
     parser = sub.add_parser("destroy", help="remove everything a manifest set created",
                             description="Stop and remove every resource of the manifest set "
                             "(named by --manifest-set or derived from the files), in reverse "
