@@ -128,9 +128,6 @@ if TYPE_CHECKING:
     from provisioner.node.state.lock import (
         read_holder as read_holder,
     )
-    from provisioner.node.state.store import (
-        DEFAULT_STATE_DIR as DEFAULT_STATE_DIR,
-    )
     from provisioner.node.state.store import Event as _StoreEvent
 
     StoreEvent = _StoreEvent
@@ -171,7 +168,6 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "LockHolder": ("provisioner.node.state.lock", "LockHolder"),
     "WriterLock": ("provisioner.node.state.lock", "WriterLock"),
     "read_holder": ("provisioner.node.state.lock", "read_holder"),
-    "DEFAULT_STATE_DIR": ("provisioner.node.state.store", "DEFAULT_STATE_DIR"),
     "StoreEvent": ("provisioner.node.state.store", "Event"),
 }
 
