@@ -26,8 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from provisioner.node.layer import NodeConfig, NodeLayer
-from provisioner.node.teardown import remove_everything
+from provisioner.node.runtime.layer import NodeConfig, NodeLayer
+from provisioner.node.runtime.teardown import remove_everything
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

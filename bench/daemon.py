@@ -44,8 +44,8 @@ from provisioner._proto.aurae.runtime.v0 import runtime_pb2 as rt
 from provisioner._proto.aurae.runtime.v0 import runtime_pb2_grpc as rt_grpc
 from provisioner._proto.provisioner.v1 import node_pb2 as npb
 from provisioner._proto.provisioner.v1 import node_pb2_grpc as npb_grpc
-from provisioner.node.layer import NodeConfig, NodeLayer
-from provisioner.node.teardown import remove_everything
+from provisioner.node.runtime.layer import NodeConfig, NodeLayer
+from provisioner.node.runtime.teardown import remove_everything
 
 MiB = 1024 * 1024
 BENCHES = ("latency", "lifecycle", "logs", "registry", "load")

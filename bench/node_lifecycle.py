@@ -58,7 +58,7 @@ import uuid
 from collections.abc import Callable
 
 from provisioner.model import CellLimits, CellSpec, ExecutableSpec
-from provisioner.node.layer import NodeConfig, NodeLayer
+from provisioner.node.runtime.layer import NodeConfig, NodeLayer
 
 TARGET_RATIO = 2.0
 CONTROLLERS = ("cpu", "cpuset", "pids", "freezer")

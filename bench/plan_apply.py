@@ -28,8 +28,8 @@ from pathlib import Path
 from provisioner.executors.local import LocalExecutor
 from provisioner.manifest import load
 from provisioner.model import CellLimits, CellSpec, DesiredState, ExecutableSpec
-from provisioner.node.layer import NodeConfig, NodeLayer
-from provisioner.node.teardown import remove_everything
+from provisioner.node.runtime.layer import NodeConfig, NodeLayer
+from provisioner.node.runtime.teardown import remove_everything
 from provisioner.plan.compiler import compile_plan
 from provisioner.state import NodeState
 

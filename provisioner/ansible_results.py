@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from provisioner.executors.base import ApplyEvent, EventType, Summary
+from provisioner.events import ApplyEvent, EventType, Summary
 from provisioner.plan.render import change_counts
 from provisioner.plan.steps import Change, Plan, Step
 
@@ -56,6 +56,7 @@ class ApplyOutcome:
     summary: Summary | None = None
 
     def add(self, event: ApplyEvent) -> None:
+        """Take one apply event: a finished step becomes an action, the summary is kept."""
         step = event.step
         if event.type is EventType.SUMMARY:
             self.summary = event.summary
@@ -77,6 +78,7 @@ class ApplyOutcome:
             self.actions_text.append(f"{step.describe()} -- skipped: {event.message}")
 
     def collect(self, events: Iterable[ApplyEvent]) -> ApplyOutcome:
+        """Take every event of an apply, in order, and return this outcome."""
         for event in events:
             self.add(event)
         return self

@@ -3,7 +3,7 @@
 Two forms:
 
 * a local OCI image layout, ``oci:/absolute/path[:tag]`` (or the absolute path alone):
-  the only form a node can use today (:mod:`provisioner.node.oci_layout` resolves it);
+  the only form a node can use today (:mod:`provisioner.node.oci.layout` resolves it);
 * a registry reference, ``[HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST]``, in the grammar of
   the OCI distribution reference (lowercase path components separated by ``/``, a
   first component with a ``.`` or ``:``, or ``localhost``, is the registry host). It is

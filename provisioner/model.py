@@ -1,6 +1,6 @@
 """The declarative model: frozen dataclasses with value equality.
 
-Protobuf types never enter the model; ``provisioner/serde.py`` converts at the edge.
+Protobuf types never enter the model; ``provisioner.serde`` converts at the edge.
 Every mapping is stored as a sorted tuple of pairs so that specs are hashable and
 compare by value (the plan compiler diffs them field by field).
 """
@@ -14,6 +14,8 @@ API_VERSION = "provisioner/v1"
 
 
 class Kind(enum.StrEnum):
+    """The kinds of resource a manifest can declare (the ``kind:`` of a document)."""
+
     CELL = "Cell"
     EXECUTABLE = "Executable"
     POD = "Pod"
@@ -22,6 +24,8 @@ class Kind(enum.StrEnum):
 
 
 class RestartPolicy(enum.StrEnum):
+    """What the supervisor does when a process exits by itself."""
+
     NEVER = "never"
     ON_FAILURE = "on-failure"
     ALWAYS = "always"
@@ -67,6 +71,10 @@ class CellLimits:
 
 @dataclass(frozen=True)
 class CellSpec:
+    """A cell: a cgroup with limits, optionally with its own pid/mount/ipc/uts
+    (``isolate_process``) and network (``isolate_network``) namespaces.
+    """
+
     name: str  # cell path, e.g. "web" or "web/cache"
     limits: CellLimits = CellLimits()
     isolate_process: bool = False
@@ -80,6 +88,8 @@ class CellSpec:
 
 @dataclass(frozen=True)
 class ExecutableSpec:
+    """A command supervised in a cell (``cell`` "" is the provisioner's root cell)."""
+
     name: str
     command: str
     cell: str = ""  # "" = the provisioner's root cell
@@ -99,6 +109,8 @@ class ExecutableSpec:
 
 @dataclass(frozen=True)
 class ContainerSpec:
+    """One OCI container of a pod: an image reference and what to run in it."""
+
     name: str
     image: str
     registry: str = ""
@@ -109,6 +121,10 @@ class ContainerSpec:
 
 @dataclass(frozen=True)
 class PodSpec:
+    """A named group of OCI containers run with runc, in a cell, sharing a network
+    namespace (their own, or the host's with ``host_network``).
+    """
+
     name: str
     containers: tuple[ContainerSpec, ...]
     cell: str = ""
@@ -124,6 +140,8 @@ class PodSpec:
 
 @dataclass(frozen=True)
 class DriverSpec:
+    """An Atomix driver file pushed to the node's driver registry."""
+
     name: str
     version: str
     runtime_version: str
@@ -138,6 +156,10 @@ class DriverSpec:
 
 @dataclass(frozen=True)
 class PersistentExecutableSpec:
+    """An executable the daemon keeps running across its own restarts
+    (first-generation Aurae API), enabled or not.
+    """
+
     name: str
     command: str
     comment: str = ""
@@ -153,6 +175,7 @@ ResourceSpec = CellSpec | ExecutableSpec | PodSpec | DriverSpec | PersistentExec
 
 
 def ref_of(spec: ResourceSpec) -> Ref:
+    """The ``Kind/name`` reference of a resource."""
     return Ref(spec.kind, spec.name)
 
 
@@ -164,4 +187,5 @@ class DesiredState:
     manifest_set: str = "default"
 
     def by_ref(self) -> dict[Ref, ResourceSpec]:
+        """The resources keyed by their reference."""
         return {ref_of(r): r for r in self.resources}

@@ -59,6 +59,9 @@ def _plain(value: Any) -> Any:
 
 
 def spec_from_dict(data: dict[str, Any]) -> ResourceSpec:
+    """Rebuild a resource spec from :func:`spec_to_dict`'s output; a damaged record
+    raises :class:`~provisioner.errors.InvalidArgument`.
+    """
     try:
         kind = Kind(data["kind"])
         fields = {k: v for k, v in data.items() if k != "kind"}
@@ -98,8 +101,10 @@ def _ref(text: str) -> Ref:
 
 
 def dumps(spec: ResourceSpec) -> str:
+    """A resource spec as compact, key-sorted JSON (the store's ``spec_json``)."""
     return json.dumps(spec_to_dict(spec), sort_keys=True, separators=(",", ":"))
 
 
 def loads(text: str) -> ResourceSpec:
+    """The resource spec of a :func:`dumps` text."""
     return spec_from_dict(json.loads(text))

@@ -13,6 +13,8 @@ from provisioner.model import Ref, ResourceSpec, ref_of
 
 
 class ProcessPhase(enum.StrEnum):
+    """The life-cycle phase of a supervised process, as observed."""
+
     PENDING = "pending"
     RUNNING = "running"
     EXITED = "exited"
@@ -22,6 +24,10 @@ class ProcessPhase(enum.StrEnum):
 
 @dataclass(frozen=True)
 class ProcessStatus:
+    """What the supervisor reports of one process: phase, pid (with its start time,
+    so a reused pid is never mistaken for it), exit and restarts.
+    """
+
     phase: ProcessPhase
     pid: int | None = None
     pid_start_time: int | None = None
@@ -32,6 +38,7 @@ class ProcessStatus:
     restart_count: int = 0
 
     def describe_exit(self) -> str:
+        """How the process ended, in words ("exited with status 3", "killed by signal 9")."""
         if self.exit_signal:
             return f"killed by signal {self.exit_signal}"
         if self.exit_code is not None:
@@ -51,11 +58,16 @@ class ObservedResource:
 
     @property
     def ref(self) -> Ref:
+        """The ``Kind/name`` reference of the resource."""
         return ref_of(self.spec)
 
 
 @dataclass(frozen=True)
 class NodeState:
+    """Everything the provisioner created on a node, with the store's generation
+    (a plan compiled against another generation is refused as stale).
+    """
+
     generation: int
     cgroup_v2: bool = False
     node_name: str = ""
@@ -63,4 +75,5 @@ class NodeState:
     node_id: str = ""  # stable identity of the node's state directory ("" if unknown)
 
     def by_ref(self) -> dict[Ref, ObservedResource]:
+        """The observed resources keyed by their reference."""
         return {r.ref: r for r in self.resources}

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.node.layer import NodeConfig, NodeLayer
-from provisioner.node.logs import LogLimits
-from provisioner.node.teardown import remove_everything
+from provisioner.node.process.logs import LogLimits
+from provisioner.node.runtime.layer import NodeConfig, NodeLayer
+from provisioner.node.runtime.teardown import remove_everything
 
 
 def make_config(state_dir: Path) -> NodeConfig:

@@ -35,11 +35,7 @@ from provisioner.errors import AlreadyExists, FailedPrecondition, InvalidArgumen
 from provisioner.model import CellLimits, CellSpec, ExecutableSpec, Kind, PodSpec
 from provisioner.model_json import loads
 from provisioner.names import check_cell_path, check_dns_label
-from provisioner.node.cgroups import same_limits
-from provisioner.node.exec_limits import check_exec_size
-from provisioner.node.layer import NodeLayer
-from provisioner.node.persistent import check_not_persistent
-from provisioner.node.pods import Pods
+from provisioner.node import NodeLayer, Pods, check_exec_size, check_not_persistent, same_limits
 
 __all__ = ["CellService", "InstanceService", "PodService", "PodServiceV0", "SpawnService",
            "cell_from_proto", "executable_from_proto"]
@@ -150,7 +146,7 @@ class CellService(pb_grpc.CellServiceServicer):
              context: grpc.ServicerContext) -> pb.CellServiceFreeResponse:
         name = check_cell_path(request.cell_name)
         with self.ctx.executor.locked(reconcile_first=False):
-            self.ctx.layer.free_cell(name)
+            Pods(self.ctx.layer).free_cell(name)
         return pb.CellServiceFreeResponse()
 
     @handles_errors

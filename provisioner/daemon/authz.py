@@ -85,6 +85,8 @@ _CACHE_LIMIT = 4096
 
 @dataclass(frozen=True)
 class Caller:
+    """Who is calling, as the TLS peer certificate (or the unix socket) names it."""
+
     #: Names the policy matches (CN and SANs, or a reserved identity).
     names: tuple[str, ...]
     #: How the caller is named in messages (CN if any, else the first SAN).
@@ -93,6 +95,10 @@ class Caller:
 
 @dataclass(frozen=True)
 class Policy:
+    """Roles (patterns of gRPC methods) and identities (caller names -> roles);
+    the built-in default unless a policy file is given.
+    """
+
     roles: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_ROLES))
     identities: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: dict(DEFAULT_IDENTITIES))
@@ -101,6 +107,7 @@ class Policy:
         default_factory=dict, compare=False, repr=False)
 
     def roles_of(self, caller: Caller) -> tuple[str, ...]:
+        """The roles of a caller: those of every name it matches, else the wildcard's."""
         matched = [key for key in caller.names if key in self.identities]
         if not matched:
             return self.identities.get(WILDCARD, ())
@@ -110,6 +117,7 @@ class Policy:
         return tuple(roles)
 
     def allows(self, roles: tuple[str, ...], method: str) -> bool:
+        """True if any of the roles grants the method (``/package.Service/Method``)."""
         key = (roles, method)
         decision = self._cache.get(key)
         if decision is None:
@@ -144,6 +152,9 @@ def load_policy(path: str | None) -> Policy:
 
 
 def parse_policy(data: object, source: str) -> Policy:
+    """A policy from a parsed policy file; InvalidArgument naming the file and the
+    problem for anything malformed.
+    """
     def bad(message: str) -> InvalidArgument:
         return InvalidArgument(f"policy file {source}: {message}")
 
@@ -245,6 +256,9 @@ class AuthorizationInterceptor(_Interceptor):
     def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails],
                                                        _Handler | None],
                           handler_call_details: grpc.HandlerCallDetails) -> _Handler | None:
+        """Refuse a call whose caller has no role allowing its method
+        (PERMISSION_DENIED), before the handler runs.
+        """
         method = handler_call_details.method
         handler = continuation(handler_call_details)
         if handler is None:

@@ -41,6 +41,8 @@ _GeneralName = x509.DNSName | x509.IPAddress | x509.UniformResourceIdentifier
 
 @dataclass(frozen=True)
 class CertFiles:
+    """The certificate and private-key files of one identity."""
+
     cert: Path
     key: Path
 
@@ -132,6 +134,7 @@ def issue(directory: str | os.PathLike[str], name: str, kind: Kind,
 
 def load_ca(directory: str | os.PathLike[str]
             ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """The CA certificate and key of a certificate directory; NotFound if absent."""
     files = _files(directory, CA_NAME, create=False)
     if not files.cert.exists() or not files.key.exists():
         raise NotFound(f"no CA in {files.cert.parent} (ca.crt and ca.key); run "

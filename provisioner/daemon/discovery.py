@@ -31,7 +31,7 @@ from provisioner._proto.aurae.discovery.v0 import discovery_pb2_grpc as pb_grpc
 from provisioner.daemon.context import DaemonContext
 from provisioner.daemon.status import handles_errors
 from provisioner.errors import ProvisionerError
-from provisioner.node.layer import NodeLayer
+from provisioner.node import NodeLayer
 
 __all__ = ["DiscoveryService", "self_check"]
 
@@ -102,6 +102,8 @@ class CachedCheck:
 
 
 class DiscoveryService(pb_grpc.DiscoveryServiceServicer):
+    """``aurae.discovery.v0.DiscoveryService``: is the node healthy, and which version."""
+
     def __init__(self, ctx: DaemonContext) -> None:
         self.ctx = ctx
         self.check = CachedCheck(ctx.layer, ctx.config.health_ttl_s)
@@ -109,5 +111,6 @@ class DiscoveryService(pb_grpc.DiscoveryServiceServicer):
     @handles_errors
     def Discover(self, request: pb.DiscoverRequest,
                  context: grpc.ServicerContext) -> pb.DiscoverResponse:
+        """Healthy when the node layer reports no problem (cached for a short TTL)."""
         return pb.DiscoverResponse(healthy=not self.check.problems(),
                                    version=provisioner.__version__)

@@ -10,7 +10,7 @@ message) is INVALID_ARGUMENT; a stream that ends without its trailer, or a check
 that does not match, is DATA_LOSS; a driver over ``max_driver_bytes`` is
 RESOURCE_EXHAUSTED; names that are not file-safe are INVALID_ARGUMENT; pulling a
 driver that is not stored is NOT_FOUND. In every failed push nothing is stored (the
-store writes atomically, see ``provisioner/node/drivers.py``), and a stored driver of
+store writes atomically, see ``provisioner/node/state/drivers.py``), and a stored driver of
 the same name, version and runtime version stays as it was.
 
 Pushes through this API are artifacts, not declarative resources: they are not
@@ -29,7 +29,7 @@ from provisioner._proto.atomix.runtime.v1 import registry_pb2_grpc as rgrpc
 from provisioner.daemon.context import DaemonContext
 from provisioner.daemon.status import handles_errors
 from provisioner.errors import DataLoss, InvalidArgument
-from provisioner.node.drivers import CHUNK_BYTES, DriverKey, DriverStore, DriverTooLarge
+from provisioner.node import CHUNK_BYTES, DriverKey, DriverStore, DriverTooLarge
 
 
 def key_from_header(header: rpb.PluginHeader) -> DriverKey:
@@ -39,12 +39,17 @@ def key_from_header(header: rpb.PluginHeader) -> DriverKey:
 
 
 class RegistryServicer(rgrpc.RegistryServicer):
+    """``atomix.runtime.v1.Registry``: the node's store of driver files."""
+
     def __init__(self, ctx: DaemonContext) -> None:
         self.store = DriverStore(ctx.layer.config.state_dir, ctx.config.max_driver_bytes)
 
     @handles_errors
     def PushDriver(self, request_iterator: Iterator[rpb.PushDriverRequest],
                    context: grpc.ServicerContext) -> rpb.PushDriverResponse:
+        """Store a streamed driver file: the header first, then chunks; the file is kept
+        only if complete and its digest matches (DATA_LOSS otherwise, nothing stored).
+        """
         try:
             self._push(iter(request_iterator))
         except DriverTooLarge as exc:
@@ -80,6 +85,7 @@ class RegistryServicer(rgrpc.RegistryServicer):
     @handles_errors
     def PullDriver(self, request: rpb.PullDriverRequest,
                    context: grpc.ServicerContext) -> Iterator[rpb.PullDriverResponse]:
+        """Stream a stored driver back: its header, then its chunks."""
         key = key_from_header(request.header)
         with self.store.open(key) as handle:  # NotFound before the first message
             digest = hashlib.sha256()
@@ -96,4 +102,5 @@ def _what(which: str | None, message: object) -> str:
 
 
 def register(server: grpc.Server, ctx: DaemonContext) -> None:
+    """Add the registry servicer to a server."""
     rgrpc.add_RegistryServicer_to_server(RegistryServicer(ctx), server)  # type: ignore[no-untyped-call]

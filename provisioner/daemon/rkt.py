@@ -44,7 +44,7 @@ from provisioner.daemon.rkt_match import (
 from provisioner.daemon.rkt_pods import ProvisionerPods
 from provisioner.daemon.status import handles_errors
 from provisioner.errors import InvalidArgument, NotFound
-from provisioner.node.logs import LogLine
+from provisioner.node import LogLine
 
 API_VERSION = "1.0.0-alpha"
 APPC_VERSION = "0.0.0"

@@ -19,8 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from provisioner._proto.v1alpha import api_pb2 as rkt
-from provisioner.node.logs import LogLine
-from provisioner.node.store import Event as StoreEvent
+from provisioner.node import LogLine, StoreEvent
 
 NS = 1_000_000_000
 #: Namespace of the synthetic pod ids of ListenEvents (uuid5 of "Kind/name").

@@ -17,10 +17,7 @@ from provisioner.errors import NotFound
 from provisioner.model import Kind, PodSpec
 from provisioner.model_json import loads
 from provisioner.names import container_process_name
-from provisioner.node.layer import NodeLayer
-from provisioner.node.logs import LogLine, LogReader
-from provisioner.node.pods import Pods
-from provisioner.node.supervise import is_running
+from provisioner.node import LogLine, LogReader, NodeLayer, Pods, is_running
 
 _OCI = rkt.ImageFormat(type=rkt.IMAGE_TYPE_OCI, version="1.0")
 

@@ -37,8 +37,7 @@ from provisioner.daemon.context import MAX_CONCURRENT_RPCS_LIMIT, DaemonConfig, 
 from provisioner.daemon.listen import UnixSocket, listen_tcp, listen_unix
 from provisioner.errors import FailedPrecondition, InvalidArgument, NodeError
 from provisioner.executors.local import LocalExecutor
-from provisioner.node.layer import NodeConfig, NodeLayer
-from provisioner.node.logs import STDOUT, LogLine, LogRing
+from provisioner.node import STDOUT, LogLine, LogRing, NodeConfig, NodeLayer
 
 log = logging.getLogger("provisioner.daemon")
 
@@ -113,6 +112,7 @@ class DaemonLogHandler(logging.Handler):
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Append the formatted record to the daemon's own log ring."""
         try:
             self.ring.append(LogLine(int(record.created * 1e9), STDOUT, self.format(record)))
         except Exception:
@@ -227,6 +227,10 @@ class Daemon:
                           SERVICES_MODULE)
 
     def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+        """Stop taking calls and give calls in flight ``grace_s`` seconds; then stop
+        every executable (``--stop-on-exit``) or leave them for the next start to adopt,
+        and release the socket and the node layer. A second call does nothing.
+        """
         if self._stopped:
             return
         self._stopped = True

@@ -32,8 +32,7 @@ from typing import Generic, TypeVar
 
 from provisioner.model import DriverSpec, Kind
 from provisioner.model_json import loads
-from provisioner.node.drivers import DriverStore, driver_key
-from provisioner.node.layer import NodeLayer
+from provisioner.node import DriverStore, NodeLayer, driver_key
 
 __all__ = ["RACY_NS", "ObservedCache"]
 
@@ -79,6 +78,7 @@ class ObservedCache(Generic[T]):
                 and all(os.path.isfile(path) == there for path, there in entry.drivers))
 
     def get(self) -> T:
+        """The cached value while it is fresh (and the node unchanged), else a new one."""
         if self.ttl_s <= 0:
             self.observations += 1
             return self.make()

@@ -38,6 +38,7 @@ def parse_duration(text: str) -> float:
 
 @cache
 def camel(name: str) -> str:
+    """The camelCase spelling of a snake_case field name."""
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
 

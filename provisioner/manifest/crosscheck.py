@@ -36,6 +36,8 @@ from provisioner.names import cell_parent
 
 @dataclass(frozen=True)
 class Declared:
+    """A resource as built from a document, with the document (for error locations)."""
+
     spec: ResourceSpec
     doc: Document
 

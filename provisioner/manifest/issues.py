@@ -19,6 +19,10 @@ def _escape(match: re.Match[str]) -> str:
 
 @dataclass(frozen=True, order=True)
 class Issue:
+    """One problem of a manifest: file, 1-based line and column, the JSON path of the
+    field (``spec.containers[0].image``) and the message.
+    """
+
     file: str
     line: int
     column: int
@@ -35,6 +39,7 @@ class Issue:
         return text if text.isprintable() else _CONTROL_RE.sub(_escape, text)
 
     def to_json(self) -> dict[str, Any]:
+        """The issue as the JSON object of ``provisioner validate --json``."""
         return {
             "file": self.file,
             "line": self.line,
@@ -45,10 +50,12 @@ class Issue:
 
     @classmethod
     def from_load_error(cls, exc: LoadError) -> Issue:
+        """The issue of a file that could not be loaded."""
         return cls(exc.file, exc.line or 0, exc.column or 0, "", exc.message)
 
     @classmethod
     def at(cls, file: str, node: yaml.Node, path: tuple[str | int, ...], message: str) -> Issue:
+        """An issue located at a YAML node."""
         return cls(
             file, node.start_mark.line + 1, node.start_mark.column + 1, json_path(path), message
         )

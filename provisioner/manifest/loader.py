@@ -33,6 +33,7 @@ class LoadResult:
 
     @property
     def ok(self) -> bool:
+        """True when no document had an issue."""
         return not self.issues
 
 

@@ -289,6 +289,7 @@ class ManifestSandbox(ImmutableSandboxedEnvironment):
         self.checked_concat = checked_concat
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        """Only allow-listed attributes of plain data (no types, no bytes, no dunder)."""
         if isinstance(obj, (type, bytes, bytearray, memoryview)):
             return False
         if isinstance(obj, str):
@@ -302,6 +303,7 @@ class ManifestSandbox(ImmutableSandboxedEnvironment):
         return bool(super().is_safe_attribute(obj, attr, value))
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
+        """Refuse an attribute the sandbox hides, naming it (SecurityError)."""
         if isinstance(obj, jinja2.Undefined):  # say what is undefined, not '__init__'
             obj._fail_with_undefined_error()
         raise SecurityError(
@@ -310,18 +312,22 @@ class ManifestSandbox(ImmutableSandboxedEnvironment):
         )
 
     def getattr(self, obj: Any, attribute: str) -> Any:
+        """Attribute access, with the render deadline checked."""
         budget().check_time()
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
+        """Item access, with the render deadline checked."""
         budget().check_time()
         return super().getitem(obj, argument)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        """A binary operator with bounded operands (sizes, powers) and the deadline checked."""
         budget().check_time()
         return _BINOPS[operator](left, right)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """``str.format`` with every argument width bounded."""
         wrapped = super().wrap_str_format(value)
         if wrapped is None:
             return None
@@ -338,6 +344,9 @@ class ManifestSandbox(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: Context, __obj: Any,
              *args: Any, **kwargs: Any) -> Any:
+        """Call an allowed function or method, with its arguments' sizes bounded and
+        the deadline checked.
+        """
         current = budget()
         current.check_time()
         owner = getattr(__obj, "__self__", None)

@@ -45,6 +45,7 @@ _ENV = ManifestSandbox()
 
 
 def needs_rendering(text: str) -> bool:
+    """True when the text contains a Jinja marker (``{{``, ``{%``, ``{#``)."""
     return any(marker in text for marker in _JINJA_MARKERS)
 
 

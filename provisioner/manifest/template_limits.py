@@ -63,6 +63,9 @@ class RenderBudget:
     ticks: int = 0
 
     def check_time(self) -> None:
+        """Raise TemplateLimitExceeded once the CPU-time deadline of this file passed
+        (the clock is read every few hundred checks).
+        """
         self.ticks += 1
         if self.ticks % _CLOCK_EVERY == 0 and time.thread_time() > self.deadline:
             raise TemplateLimitExceeded(
@@ -111,10 +114,12 @@ _CURRENT: contextvars.ContextVar[RenderBudget | None] = contextvars.ContextVar(
 
 
 def start_budget() -> contextvars.Token[RenderBudget | None]:
+    """Start the render budget of one file (call :func:`end_budget` with the token)."""
     return _CURRENT.set(RenderBudget(time.thread_time() + MAX_RENDER_SECONDS))
 
 
 def end_budget(token: contextvars.Token[RenderBudget | None]) -> None:
+    """End the render budget started with :func:`start_budget`."""
     _CURRENT.reset(token)
 
 
@@ -191,6 +196,7 @@ def check_int_bits(bits: int, what: str) -> None:
 
 
 def check_width(width: Any, what: str) -> None:
+    """Refuse a format width beyond the limit."""
     if isinstance(width, int) and width > MAX_FORMAT_WIDTH:
         raise TemplateLimitExceeded(
             f"{what} asks for a width of {width:,}, over the limit of {MAX_FORMAT_WIDTH:,}"
@@ -251,6 +257,7 @@ def replace_estimate(text: str, old: str, new: str, count: int = -1) -> int:
 
 
 def join_estimate(items: list[Any], separator: str) -> int:
+    """The length a ``join`` of ``items`` would have, without building it."""
     return sum(length_of(item) or printed_size(item) for item in items) + len(separator) * max(
         0, len(items) - 1)
 

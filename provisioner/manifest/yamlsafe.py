@@ -70,10 +70,12 @@ class Document:
 
     @property
     def line(self) -> int:
+        """The 1-based line where the document starts."""
         return int(self.node.start_mark.line) + 1
 
     @property
     def column(self) -> int:
+        """The 1-based column where the document starts."""
         return int(self.node.start_mark.column) + 1
 
 

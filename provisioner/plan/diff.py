@@ -96,10 +96,14 @@ def describe_changes(old: ResourceSpec, new: ResourceSpec) -> str:
 
 
 def needs_replacement(old: ResourceSpec, new: ResourceSpec) -> bool:
+    """True when a changed field cannot change in place: the resource is freed and
+    made again.
+    """
     replacing = REPLACING_FIELDS.get(type(new), frozenset())
     return any(name in replacing for name in changed_fields(old, new))
 
 
 def in_place_change(old: ResourceSpec, new: ResourceSpec) -> bool:
+    """True when a field that can change in place (a cell's limits) differs."""
     in_place = IN_PLACE_FIELDS.get(type(new), frozenset())
     return any(name in in_place for name in changed_fields(old, new))

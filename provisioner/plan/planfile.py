@@ -20,6 +20,9 @@ PLAN_KIND = "provisioner-plan"
 
 
 def plan_to_dict(plan: Plan, node_id: str = "") -> dict[str, Any]:
+    """A plan as the JSON document ``provisioner plan --out`` writes, bound to the
+    node it was compiled for (``node_id``) and its generation.
+    """
     return {
         "format_version": plan.format_version,
         "kind": PLAN_KIND,
@@ -74,6 +77,7 @@ def _noop_from(data: dict[str, str]) -> NoOp:
 
 
 def save_plan(path: str, plan: Plan, node_id: str) -> None:
+    """Write a plan file (see :func:`plan_to_dict`)."""
     Path(path).write_text(json.dumps(plan_to_dict(plan, node_id), indent=1) + "\n")
 
 
@@ -90,6 +94,9 @@ def is_plan_file(path: str) -> bool:
 
 
 def load_plan(path: str) -> tuple[Plan, str]:
+    """Read a plan file written by :func:`save_plan`: the plan and the node id it is
+    for. A file that is not a plan of this format raises :class:`UsageError`.
+    """
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:

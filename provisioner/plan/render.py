@@ -18,6 +18,7 @@ def change_counts(plan: Plan) -> Counter[Change]:
 
 
 def headline(plan: Plan) -> str:
+    """The plan's one-line summary: what changes, or that nothing does."""
     counts = change_counts(plan)
     if not plan.steps:
         noun = "resource" if len(plan.unchanged) == 1 else "resources"
@@ -33,6 +34,9 @@ def headline(plan: Plan) -> str:
 
 
 def render_plan(plan: Plan, show_unchanged: bool = True) -> list[str]:
+    """The plan as text lines: the headline, then one line per step (index, change
+    mark, action, resource, reason, what it waits for) and, optionally, what is unchanged.
+    """
     lines = [headline(plan)]
     for index, step in enumerate(plan.steps):
         after = f" (after {', '.join(f'#{r}' for r in step.requires)})" if step.requires else ""

@@ -11,6 +11,8 @@ PLAN_FORMAT_VERSION = 1
 
 
 class Action(enum.StrEnum):
+    """What a step does to a resource on the node."""
+
     ALLOCATE = "allocate"  # create a cell or pod
     START = "start"  # start an executable (or a pod's containers)
     STOP = "stop"
@@ -33,6 +35,10 @@ class Change(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Step:
+    """One ordered action of a plan: what, on which resource, why, the spec it applies,
+    and the indexes of the steps it requires.
+    """
+
     action: Action
     ref: Ref
     reason: str
@@ -45,6 +51,7 @@ class Step:
     requires: tuple[int, ...] = ()
 
     def describe(self) -> str:
+        """The step in words: ``action Kind/name: reason``."""
         return f"{self.action.value} {self.ref}: {self.reason}"
 
 
@@ -58,6 +65,10 @@ class NoOp:
 
 @dataclass(frozen=True)
 class Plan:
+    """The ordered steps that take a node from its observed state (at ``generation``)
+    to a manifest set's desired state, with what needs no change.
+    """
+
     generation: int  # the node generation the plan was compiled against
     manifest_set: str
     steps: tuple[Step, ...] = ()
@@ -67,4 +78,5 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
+        """True when the plan has at least one step."""
         return bool(self.steps)

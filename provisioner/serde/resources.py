@@ -50,10 +50,12 @@ SPEC_FIELD = {
 
 
 def policy_to_proto(policy: RestartPolicy) -> mpb.RestartPolicy:
+    """A restart policy as its protobuf enum value."""
     return _POLICY_TO_PROTO[policy]
 
 
 def policy_from_proto(value: int) -> RestartPolicy:
+    """A protobuf restart policy value as the model's; InvalidArgument if unknown."""
     try:
         return _POLICY_FROM_PROTO[value]  # type: ignore[index]
     except KeyError:

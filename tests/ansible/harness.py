@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from provisioner.node.layer import NodeConfig, NodeLayer
+from provisioner.node.runtime.layer import NodeConfig, NodeLayer
 from tests.conftest import make_config, tear_down
 
 REPO = Path(__file__).parents[2]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.node.layer import NodeConfig, NodeLayer
+from provisioner.node.runtime.layer import NodeConfig, NodeLayer
 from tests.ansible.harness import REPO, VENV_BIN, Play
 from tests.conftest import tear_down
 

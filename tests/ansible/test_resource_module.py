@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from provisioner.node.cgroups import detect_layout, make_driver
+from provisioner.node.cgroups.layout import detect_layout, make_driver
 from tests.ansible.harness import Play, gone, play
 from tests.daemon.node_harness import running_daemon
 

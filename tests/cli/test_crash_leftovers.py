@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from provisioner.model import CellLimits
-from provisioner.node.cgroups import CgroupV2Driver, detect_layout, make_driver
-from provisioner.node.cgroups_base import NEW_DIR_PREFIX
-from provisioner.node.layer import NodeConfig, NodeLayer
+from provisioner.node.cgroups.base import NEW_DIR_PREFIX
+from provisioner.node.cgroups.layout import CgroupV2Driver, detect_layout, make_driver
+from provisioner.node.runtime.layer import NodeConfig, NodeLayer
 from tests.cli.test_node_cli import Node
 from tests.conftest import tear_down
 

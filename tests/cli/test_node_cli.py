@@ -16,8 +16,8 @@ import pytest
 
 from provisioner.cli import main
 from provisioner.model import Kind
-from provisioner.node.layer import NodeLayer
-from provisioner.node.procs import is_same_process
+from provisioner.node.process.procs import is_same_process
+from provisioner.node.runtime.layer import NodeLayer
 from tests.conftest import make_config, tear_down
 
 pytestmark = pytest.mark.kernel
@@ -238,7 +238,8 @@ def test_logs_tail_since_and_channels(node: Node, capsys: pytest.CaptureFixture[
 def test_a_second_writer_is_told_who_holds_the_lock(node: Node,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom provisioner.node.lock import WriterLock\n"
+        [sys.executable, "-c", "import sys, time\n"
+         "from provisioner.node.state.lock import WriterLock\n"
          f"lock = WriterLock({node.state_dir!r}).acquire(5, 'holding for a test')\n"
          "print('held', flush=True)\ntime.sleep(30)\n"], stdout=subprocess.PIPE, text=True)
     try:

@@ -16,7 +16,7 @@ from provisioner.cli import main
 from provisioner.errors import FailedPrecondition
 from provisioner.executors.choose import open_executor
 from provisioner.executors.local import LocalExecutor
-from provisioner.node.layer import NodeConfig, NodeLayer
+from provisioner.node.runtime.layer import NodeConfig, NodeLayer
 from tests.ansible.harness import Play
 from tests.conftest import make_config, tear_down
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.model import Kind
-from provisioner.node.layer import NodeConfig, NodeLayer
+from provisioner.node.runtime.layer import NodeConfig, NodeLayer
 from tests.cli.test_node_cli import Node, node  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.kernel

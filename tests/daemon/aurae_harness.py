@@ -19,12 +19,12 @@ from pathlib import Path
 import grpc
 import pytest
 
+from provisioner.daemon.aurae_observe import DEFAULT_RING_LINES
 from provisioner.daemon.context import DaemonConfig, DaemonContext
-from provisioner.daemon.observe import DEFAULT_RING_LINES
 from provisioner.daemon.services import register_all
 from provisioner.executors.local import LocalExecutor
-from provisioner.node.layer import NodeLayer
-from provisioner.node.logs import LogRing
+from provisioner.node.process.logs import LogRing
+from provisioner.node.runtime.layer import NodeLayer
 from tests.conftest import make_config, tear_down
 
 

@@ -19,7 +19,7 @@ import pytest
 from provisioner.daemon import node_service, registry, rkt
 from provisioner.daemon.context import DaemonConfig, DaemonContext
 from provisioner.executors.local import LocalExecutor
-from provisioner.node.layer import NodeLayer
+from provisioner.node.runtime.layer import NodeLayer
 from tests.conftest import make_config, tear_down
 
 

@@ -20,7 +20,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from hypothesis import strategies as st
 
-from provisioner.node.exec_limits import MAX_ARG_STRLEN
+from provisioner.node.process.exec_limits import MAX_ARG_STRLEN
 
 __all__ = ["message_strategy"]
 

@@ -16,9 +16,9 @@ from provisioner._proto.aurae.runtime.pod.v0 import pod_pb2, pod_pb2_grpc
 from provisioner._proto.aurae.runtime.v0 import runtime_pb2 as pb
 from provisioner._proto.aurae.runtime.v0 import runtime_pb2_grpc as pb_grpc
 from provisioner.model import CellLimits, CellSpec, Kind
-from provisioner.node.cgroups import OWNER_XATTR
-from provisioner.node.procs import process_alive
-from provisioner.node.store import ProcessState
+from provisioner.node.cgroups.layout import OWNER_XATTR
+from provisioner.node.process.procs import process_alive
+from provisioner.node.state.store import ProcessState
 from tests.daemon.aurae_harness import Daemon, code_of, details_of, running_daemon, wait_for
 
 pytestmark = pytest.mark.kernel

@@ -25,9 +25,9 @@ from provisioner._proto.schedule import schedule_pb2_grpc as spb_grpc
 from provisioner.daemon.legacy import EXEC_LEAF_PREFIX, MAX_OUTPUT_BYTES
 from provisioner.daemon.services import on_start
 from provisioner.model import ExecutableSpec, Kind, PersistentExecutableSpec
-from provisioner.node import leaf as leafops
-from provisioner.node.persistent import declare, list_persistent, restart_enabled
-from provisioner.node.procs import process_alive
+from provisioner.node.process import leaf as leafops
+from provisioner.node.process.procs import process_alive
+from provisioner.node.runtime.persistent import declare, list_persistent, restart_enabled
 from tests.daemon.aurae_harness import Daemon, code_of, details_of, running_daemon, wait_for
 
 pytestmark = pytest.mark.kernel

@@ -21,8 +21,8 @@ from provisioner._proto.provisioner.v1 import node_pb2 as npb
 from provisioner._proto.provisioner.v1 import node_pb2_grpc as npb_grpc
 from provisioner.daemon.state_cache import RACY_NS, ObservedCache
 from provisioner.model import ExecutableSpec, Kind
-from provisioner.node.layer import NodeConfig, NodeLayer
-from provisioner.node.store_pool import DEFAULT_READERS
+from provisioner.node.runtime.layer import NodeConfig, NodeLayer
+from provisioner.node.state.pool import DEFAULT_READERS
 from tests.conftest import make_config, tear_down
 from tests.daemon.test_server import short_dir
 

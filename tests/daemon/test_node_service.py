@@ -15,7 +15,7 @@ import pytest
 from provisioner import serde
 from provisioner._proto.provisioner.v1 import node_pb2 as npb
 from provisioner._proto.provisioner.v1 import node_pb2_grpc as ngrpc
-from provisioner.executors.base import EventType
+from provisioner.events import EventType
 from provisioner.executors.remote import RemoteExecutor
 from provisioner.model import (
     CellLimits,
@@ -25,8 +25,8 @@ from provisioner.model import (
     ExecutableSpec,
     ResourceSpec,
 )
-from provisioner.node.drivers import DriverKey, DriverStore, sha256_file
-from provisioner.node.procs import is_same_process
+from provisioner.node.process.procs import is_same_process
+from provisioner.node.state.drivers import DriverKey, DriverStore, sha256_file
 from tests.daemon.node_harness import Daemon, code_of, details_of, rpc_error, running_daemon
 
 pytestmark = pytest.mark.kernel

@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-import provisioner.daemon.observe as observe_module
+import provisioner.daemon.aurae_observe as observe_module
 from provisioner._proto.aurae.discovery.v0 import discovery_pb2, discovery_pb2_grpc
 from provisioner._proto.aurae.observe.v0 import observe_pb2 as pb
 from provisioner._proto.aurae.observe.v0 import observe_pb2_grpc as pb_grpc
@@ -21,7 +21,7 @@ from provisioner._proto.meta import meta_pb2
 from provisioner._proto.observe import observe_pb2 as legacy_pb
 from provisioner._proto.observe import observe_pb2_grpc as legacy_grpc
 from provisioner.model import ExecutableSpec
-from provisioner.node.logs import STDOUT, LogLimits, LogLine, LogReader
+from provisioner.node.process.logs import STDOUT, LogLimits, LogLine, LogReader
 from tests.daemon.aurae_harness import Daemon, code_of, running_daemon, wait_for
 from tests.node.log_reference import LogWriter
 

@@ -15,7 +15,7 @@ from provisioner._proto.aurae.runtime.v0 import runtime_pb2_grpc as pb_grpc
 from provisioner._proto.v1alpha import api_pb2 as rkt
 from provisioner._proto.v1alpha import api_pb2_grpc as rkt_grpc
 from provisioner.model import ContainerSpec, Kind, PodSpec
-from provisioner.node.pods import Pods
+from provisioner.node.runtime.pods import Pods
 from tests.daemon.aurae_harness import Daemon, code_of, details_of, running_daemon, wait_for
 from tests.oci_fixture import build_busybox_layout
 

@@ -29,8 +29,8 @@ from provisioner._proto.v1alpha import api_pb2_grpc as rkt_grpc
 from provisioner.errors import FailedPrecondition, InvalidArgument, UnsafeName
 from provisioner.model import ExecutableSpec
 from provisioner.names import check_artifact_name, check_cell_path, check_dns_label
-from provisioner.node.exec_limits import MAX_ARG_STRLEN
-from provisioner.node.layer import NodeLayer
+from provisioner.node.process.exec_limits import MAX_ARG_STRLEN
+from provisioner.node.runtime.layer import NodeLayer
 from tests.daemon import aurae_harness, node_harness
 
 

@@ -14,7 +14,7 @@ import pytest
 from provisioner._proto.atomix.runtime.v1 import registry_pb2 as rpb
 from provisioner._proto.atomix.runtime.v1 import registry_pb2_grpc as rgrpc
 from provisioner.errors import DataLoss, UnsafeName
-from provisioner.node.drivers import CHUNK_BYTES, DriverKey, DriverStore, DriverTooLarge
+from provisioner.node.state.drivers import CHUNK_BYTES, DriverKey, DriverStore, DriverTooLarge
 from tests.daemon.node_harness import Daemon, code_of, details_of, rpc_error, running_daemon
 
 pytestmark = pytest.mark.kernel

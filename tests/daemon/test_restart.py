@@ -22,8 +22,8 @@ from provisioner._proto.aurae.runtime.v0 import runtime_pb2_grpc as rt_grpc
 from provisioner._proto.meta import meta_pb2
 from provisioner._proto.runtime import runtime_pb2 as legacy_rt
 from provisioner._proto.schedule import schedule_pb2_grpc as sched_grpc
-from provisioner.node.layer import NodeLayer
-from provisioner.node.procs import is_same_process, proc_start_time
+from provisioner.node.process.procs import is_same_process, proc_start_time
+from provisioner.node.runtime.layer import NodeLayer
 from tests.conftest import make_config, tear_down
 from tests.daemon.test_server import short_dir
 

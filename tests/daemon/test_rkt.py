@@ -29,8 +29,8 @@ from provisioner.daemon.rkt_match import (
     synthetic_id,
 )
 from provisioner.model import CellSpec
-from provisioner.node.logs import LogLine
-from provisioner.node.store import Event as StoreEvent
+from provisioner.node.process.logs import LogLine
+from provisioner.node.state.store import Event as StoreEvent
 from tests.daemon.node_harness import code_of, details_of, rpc_error, running_daemon
 
 KV = rkt.KeyValue

@@ -26,7 +26,7 @@ from provisioner.daemon.server import Daemon, start
 from provisioner.errors import FailedPrecondition
 from provisioner.executors.local import LocalExecutor
 from provisioner.model import ExecutableSpec
-from provisioner.node.layer import NodeLayer
+from provisioner.node.runtime.layer import NodeLayer
 from tests.conftest import make_config, tear_down
 
 pytestmark = pytest.mark.kernel

@@ -8,7 +8,7 @@ import pytest
 
 from provisioner.errors import LockBusy
 from provisioner.executors.local import LocalExecutor
-from provisioner.node.layer import NodeLayer
+from provisioner.node.runtime.layer import NodeLayer
 
 pytestmark = pytest.mark.kernel
 

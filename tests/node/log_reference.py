@@ -1,6 +1,6 @@
-"""A reference writer of the executable log format (provisioner/node/logs.py).
+"""A reference writer of the executable log format (provisioner/node/process/logs.py).
 
-The shim writes the real files (``provisioner/node/csrc/logs.c``); this Python writer
+The shim writes the real files (``provisioner/node/process/csrc/logs.c``); this Python writer
 does the same from a test, with timestamps of the test's choosing. Reader tests use it
 to make exact files, and the shim's own tests use it as the oracle its output must
 equal (tests/node/test_shim_native.py).
@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable
 
 from provisioner.errors import InvalidArgument
-from provisioner.node.logs import (
+from provisioner.node.process.logs import (
     _TAGS,
     LogLimits,
     LogLine,

@@ -28,7 +28,7 @@ from provisioner.errors import (
     UnsafeName,
 )
 from provisioner.model import CellLimits
-from provisioner.node.cgroups import (
+from provisioner.node.cgroups.layout import (
     HOLDER_LEAF,
     OWNER_XATTR,
     CgroupDriver,

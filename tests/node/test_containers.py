@@ -23,9 +23,8 @@ from typing import Any
 import pytest
 
 from provisioner.errors import FailedPrecondition, InvalidArgument, NotFound, UnsafeName
-from provisioner.node import leaf as leafops
-from provisioner.node.cgroups import CgroupDriver, detect_layout, make_driver
-from provisioner.node.containers import (
+from provisioner.node.cgroups.layout import CgroupDriver, detect_layout, make_driver
+from provisioner.node.oci.containers import (
     bundle_dir,
     check_container_id,
     container_command,
@@ -36,10 +35,11 @@ from provisioner.node.containers import (
     runc_root,
     runtime_config,
 )
-from provisioner.node.logs import STDERR, STDOUT, LogReader
-from provisioner.node.procs import process_alive
-from provisioner.node.shimspec import ShimSpec, ShimStatus, read_status
-from provisioner.node.supervise import launch, request_stop, shim_alive
+from provisioner.node.process import leaf as leafops
+from provisioner.node.process.logs import STDERR, STDOUT, LogReader
+from provisioner.node.process.procs import process_alive
+from provisioner.node.process.shimspec import ShimSpec, ShimStatus, read_status
+from provisioner.node.process.supervise import launch, request_stop, shim_alive
 from provisioner.node.types import LeafCgroup
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from provisioner.errors import FailedPrecondition, InvalidArgument, NotFound
-from provisioner.node.images import Image, ImageConfig, ImageStore
-from provisioner.node.oci_layout import machine_platform
+from provisioner.node.oci.images import Image, ImageConfig, ImageStore
+from provisioner.node.oci.layout import machine_platform
 from tests.oci_fixture import (
     APPLETS,
     BUSYBOX,

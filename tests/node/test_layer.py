@@ -19,10 +19,10 @@ from provisioner.errors import (
     UnsafeName,
 )
 from provisioner.model import CellLimits, CellSpec, ExecutableSpec, Kind
-from provisioner.node.layer import NodeLayer
-from provisioner.node.logs import LogReader
-from provisioner.node.observe import observe, reconcile
-from provisioner.node.procs import is_same_process
+from provisioner.node.process.logs import LogReader
+from provisioner.node.process.procs import is_same_process
+from provisioner.node.runtime.layer import NodeLayer
+from provisioner.node.runtime.observe import observe, reconcile
 from provisioner.state import ProcessPhase
 from tests.conftest import make_config, tear_down
 
@@ -256,7 +256,7 @@ def test_bad_working_dir_is_a_clear_error_and_leaves_no_process(node: NodeLayer)
 
 def test_without_root_the_error_is_clear(tmp_path: Path) -> None:
     # The interpreter lives under /root here, so drop the effective uid after it started.
-    code = ("import os\nfrom provisioner.node.layer import NodeLayer, NodeConfig\n"
+    code = ("import os\nfrom provisioner.node.runtime.layer import NodeLayer, NodeConfig\n"
             "import provisioner.errors\n"
             "os.setegid(65534)\nos.seteuid(65534)\n"
             "try:\n"
@@ -272,7 +272,7 @@ def test_without_root_the_error_is_clear(tmp_path: Path) -> None:
 
 def test_without_a_cgroup_filesystem_the_error_is_clear(tmp_path: Path) -> None:
     from provisioner.errors import Unavailable
-    from provisioner.node.cgroups import detect_layout
+    from provisioner.node.cgroups.layout import detect_layout
 
     mounts = tmp_path / "mounts"
     mounts.write_text("proc /proc proc rw 0 0\n")

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 
 from provisioner.errors import FailedPrecondition, LockBusy
-from provisioner.node.lock import LockHolder, WriterLock, read_holder
+from provisioner.node.state.lock import LockHolder, WriterLock, read_holder
 
 REPO = Path(__file__).resolve().parents[2]
 Spawn = Callable[..., "subprocess.Popen[str]"]
 
 HOLDER_SCRIPT = """\
 import sys, time
-from provisioner.node.lock import WriterLock
+from provisioner.node.state.lock import WriterLock
 lock = WriterLock(sys.argv[1]).acquire(5.0, "apply web.yaml")
 print("ready", flush=True)
 time.sleep(float(sys.argv[2]))

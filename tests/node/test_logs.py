@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.errors import InvalidArgument
-from provisioner.node.logs import (
+from provisioner.node.process.logs import (
     STDERR,
     STDOUT,
     LogLimits,

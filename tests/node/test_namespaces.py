@@ -23,14 +23,14 @@ import pytest
 
 from provisioner.errors import FailedPrecondition, InvalidArgument, UnsafeName
 from provisioner.model import CellLimits
-from provisioner.node.cgroups import (
+from provisioner.node.cgroups.layout import (
     HOLDER_LEAF,
     CgroupDriver,
     detect_layout,
     executable_leaf,
     make_driver,
 )
-from provisioner.node.namespaces import (
+from provisioner.node.process.namespaces import (
     cell_hostname,
     holder_alive,
     nsenter_prefix,
@@ -93,8 +93,8 @@ def test_isolated_cell_has_its_own_hostname_pid1_proc_and_loopback(
         assert "LOOPBACK" in flags and "UP" in flags
         ps = run_in(target, "ps", "-eo", "pid=,args=").splitlines()
         first = ps[0].split(None, 1)
-        assert first[0] == "1" and "provisioner.node.holder" in first[1]
-        assert "provisioner.node.holder" in run_in(target, "cat", "/proc/1/cmdline")
+        assert first[0] == "1" and "provisioner.node.process.holder" in first[1]
+        assert "provisioner.node.process.holder" in run_in(target, "cat", "/proc/1/cmdline")
         # The fresh /proc shows only the cell's processes: the holder and this ls.
         entries = run_in(target, "ls", "/proc").split()
         assert sorted(int(e) for e in entries if e.isdigit())[0] == 1

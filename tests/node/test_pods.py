@@ -15,10 +15,10 @@ import pytest
 from provisioner.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from provisioner.model import CellSpec, ContainerSpec, Kind, PodSpec, RestartPolicy
 from provisioner.names import container_process_name
-from provisioner.node.layer import NodeLayer
-from provisioner.node.logs import LogReader
-from provisioner.node.observe import observe
-from provisioner.node.pods import Pods
+from provisioner.node.process.logs import LogReader
+from provisioner.node.runtime.layer import NodeLayer
+from provisioner.node.runtime.observe import observe
+from provisioner.node.runtime.pods import Pods
 from provisioner.state import ProcessPhase
 from tests.oci_fixture import BUSYBOX_CONFIG, build_busybox_layout, busybox_layer, write_layout
 
@@ -177,6 +177,8 @@ def test_restart_policy_restarts_a_failing_container(node: NodeLayer, busybox: s
 
 def test_pods_live_in_their_cell_and_free_cell_takes_them(node: NodeLayer,
                                                          busybox: str) -> None:
+    """The node layer alone refuses to free a cell that runs pods (it does not know
+    them); Pods.free_cell frees the pods, then the cell."""
     node.allocate_cell(CellSpec("apps"), "s")
     spec = PodSpec(name="inside", cell="apps",
                    containers=(ContainerSpec("c", busybox, command=("sleep", "1000")),),
@@ -185,8 +187,13 @@ def test_pods_live_in_their_cell_and_free_cell_takes_them(node: NodeLayer,
     assert status.child_pid is not None
     with open(f"/proc/{status.child_pid}/cgroup") as f:
         assert "/apps/_x.inside.c" in f.read()
-    node.free_cell("apps")
+    with pytest.raises(FailedPrecondition, match=r"still runs pod.*inside"):
+        node.free_cell("apps")
+    assert node.store.get_resource(Kind.POD, "inside") is not None
+    assert node.is_running("inside.c")
+    Pods(node).free_cell("apps")
     assert node.store.get_resource(Kind.POD, "inside") is None
+    assert node.store.get_resource(Kind.CELL, "apps") is None
     assert node.store.list_processes() == []
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from provisioner.errors import NotFound
-from provisioner.node import leaf as leafops
-from provisioner.node.procs import (
+from provisioner.node.process import leaf as leafops
+from provisioner.node.process.procs import (
     is_same_process,
     proc_start_time,
     proc_state,

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from provisioner.errors import FailedPrecondition
-from provisioner.node import leaf as leafops
-from provisioner.node.logs import STDERR, STDOUT, LogLimits, LogReader
-from provisioner.node.procs import is_same_process, proc_start_time, wait_gone
-from provisioner.node.shimspec import ShimSpec, ShimStatus, read_status
-from provisioner.node.supervise import is_running, launch, request_stop, shim_alive
+from provisioner.node.process import leaf as leafops
+from provisioner.node.process.logs import STDERR, STDOUT, LogLimits, LogReader
+from provisioner.node.process.procs import is_same_process, proc_start_time, wait_gone
+from provisioner.node.process.shimspec import ShimSpec, ShimStatus, read_status
+from provisioner.node.process.supervise import is_running, launch, request_stop, shim_alive
 from provisioner.node.types import LeafCgroup, NamespaceTarget
 
 pytestmark = pytest.mark.kernel
@@ -247,8 +247,8 @@ def test_stop_when_the_shim_is_gone(h: Harness) -> None:
 
 LAUNCHER = """
 import json, sys
-from provisioner.node.shimspec import ShimSpec
-from provisioner.node.supervise import launch
+from provisioner.node.process.shimspec import ShimSpec
+from provisioner.node.process.supervise import launch
 print(json.dumps(launch(ShimSpec.from_json(json.loads(sys.argv[1]))).to_json()))
 """
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from provisioner.errors import FailedPrecondition
-from provisioner.node import leaf as leafops
-from provisioner.node.logs import STDERR, STDOUT, LogLimits, LogReader
-from provisioner.node.procs import is_same_process, process_alive
-from provisioner.node.shim_binary import build, shim_binary
-from provisioner.node.shimspec import ShimSpec, ShimStatus, native_spec, read_status
-from provisioner.node.supervise import (
+from provisioner.node.process import leaf as leafops
+from provisioner.node.process.logs import STDERR, STDOUT, LogLimits, LogReader
+from provisioner.node.process.procs import is_same_process, process_alive
+from provisioner.node.process.shim_binary import build, shim_binary
+from provisioner.node.process.shimspec import ShimSpec, ShimStatus, native_spec, read_status
+from provisioner.node.process.supervise import (
     ShimLaunch,
     launch,
     request_stop,

@@ -15,9 +15,9 @@ import pytest
 from provisioner.limits import MAX_STOP_GRACE_S
 from provisioner.model import CellSpec, ExecutableSpec, Kind
 from provisioner.model_json import dumps
-from provisioner.node import supervise
-from provisioner.node.layer import NodeLayer
-from provisioner.node.shimspec import ShimSpec, native_spec
+from provisioner.node.process import supervise
+from provisioner.node.process.shimspec import ShimSpec, native_spec
+from provisioner.node.runtime.layer import NodeLayer
 from tests.node.test_layer import wait_for
 
 pytestmark = pytest.mark.kernel

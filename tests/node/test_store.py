@@ -18,8 +18,8 @@ import pytest
 
 from provisioner.errors import FailedPrecondition, InvalidArgument, LockBusy, NodeError
 from provisioner.model import Kind
-from provisioner.node import store_schema
-from provisioner.node.store import (
+from provisioner.node.state import schema as store_schema
+from provisioner.node.state.store import (
     HolderRecord,
     ProcessRecord,
     ProcessState,
@@ -103,7 +103,7 @@ def test_another_process_sees_committed_writes_both_ways(state_dir: Path,
     run_python("""
         import sys
         from provisioner.model import Kind
-        from provisioner.node.store import Store
+        from provisioner.node.state.store import Store
         with Store.open(sys.argv[1]) as s, s.transaction() as tx:
             tx.put_resource(Kind.EXECUTABLE, "x", "{}", "")
     """, str(state_dir))
@@ -113,7 +113,7 @@ def test_another_process_sees_committed_writes_both_ways(state_dir: Path,
         tx.put_resource(Kind.CELL, "c", "{}", "s")
     out = run_python("""
         import sys
-        from provisioner.node.store import Store
+        from provisioner.node.state.store import Store
         with Store.open(sys.argv[1]) as s:
             print(s.generation(), [r.name for r in s.list_resources()])
     """, str(state_dir))
@@ -268,7 +268,7 @@ def test_reader_in_another_process_is_not_blocked_by_open_write(state_dir: Path,
         started = time.monotonic()
         out = run_python("""
             import json, sys
-            from provisioner.node.store import Store
+            from provisioner.node.state.store import Store
             with Store.open(sys.argv[1], busy_timeout_s=30) as s:
                 print(json.dumps([s.generation(), [r.name for r in s.list_resources()]]))
         """, str(state_dir))
@@ -279,7 +279,7 @@ def test_reader_in_another_process_is_not_blocked_by_open_write(state_dir: Path,
             import sys
             from provisioner.errors import LockBusy
             from provisioner.model import Kind
-            from provisioner.node.store import Store
+            from provisioner.node.state.store import Store
             with Store.open(sys.argv[1], busy_timeout_s=0.2) as s:
                 try:
                     with s.transaction() as tx:

@@ -10,7 +10,7 @@ import pytest
 
 from provisioner.errors import FailedPrecondition, LockBusy
 from provisioner.model import Kind
-from provisioner.node.store import Store
+from provisioner.node.state.store import Store
 
 
 def open_files_on(path: Path) -> int:

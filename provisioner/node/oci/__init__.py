@@ -1,0 +1,11 @@
+"""OCI images and containers: image layouts (``layout``), unpacking layers into a rootfs
+(``unpack``), the image cache (``images``), runtime configs for runc (``config``),
+mounts (``mounts``), containers run by runc under the supervisor (``containers``), a
+pod's network namespace (``network``), and the check that a plan's images are usable
+(``preflight``). It owns the image cache and the bundles under the state directory. Of
+the node layer it may import ``provisioner.node.process``, ``provisioner.node.cgroups``
+and ``provisioner.node.types``; never ``provisioner.node.runtime``, nor the store
+(``provisioner.node.state``: only the runtime records things). Besides that the model, the
+names, ``provisioner.imageref``, ``provisioner.plan.steps`` and the errors (``./dev lint``
+checks it: contracts ``node-rooms`` and ``store-is-the-runtimes``).
+"""

@@ -1,0 +1,96 @@
+"""Mounts for container bundles: an overlay root file system, unmounting, mountinfo.
+
+mount(2) / umount2(2) are called through ctypes rather than util-linux mount(8): no
+process to spawn per mount, the kernel's errno as it is (mount(8) turns it into prose
+and exit codes), no mount helper, fstab or mtab lookups, and umount2 can be told not to
+follow a symlink (UMOUNT_NOFOLLOW). The overlay options are still one string that the
+kernel splits at ',' (and ':' between lower directories) and unescapes at '\\', hence
+the paths refused (:data:`OVERLAY_UNSAFE`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import re
+
+from provisioner.errors import NodeError, PermissionDenied, Unavailable
+
+#: Characters a path in the overlay options may not hold (split, unescaped, or ambiguous).
+OVERLAY_UNSAFE = re.compile(r"[,:\\\s]")
+_MNT_DETACH, _UMOUNT_NOFOLLOW = 2, 8
+
+_libc: ctypes.CDLL | None = None
+
+
+def _c() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+                               ctypes.c_ulong, ctypes.c_char_p]
+        libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        _libc = libc
+    return _libc
+
+
+def mount_overlay(lower: str, upper: str, work: str, target: str) -> None:
+    """Mount an overlay file system at ``target`` (read-only ``lower`` layers, a
+    writable ``upper`` with its ``work`` directory); NodeError naming the container if the
+    kernel refuses.
+    """
+    data = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    if _c().mount(b"overlay", os.fsencode(target), b"overlay", 0, os.fsencode(data)) == 0:
+        return
+    err = ctypes.get_errno()
+    message = (f"cannot mount the overlay root file system of {os.path.dirname(target)} "
+               f"(lowerdir {lower}): {os.strerror(err)}")
+    if err == errno.EPERM:
+        raise PermissionDenied(message + " (mounting needs root)")
+    if err == errno.ENODEV:
+        raise Unavailable(message + " (no overlay file system in this kernel)")
+    raise NodeError(message + ("; the kernel log (dmesg) says why" if err == errno.EINVAL
+                               else ""))
+
+
+def unmount(target: str) -> None:
+    """Unmount TARGET (one mount), lazily if it is busy."""
+    path = os.fsencode(target)
+    for flags in (_UMOUNT_NOFOLLOW, _UMOUNT_NOFOLLOW | _MNT_DETACH):
+        if _c().umount2(path, flags) == 0:
+            return
+        err = ctypes.get_errno()
+        if err in (errno.EINVAL, errno.ENOENT):
+            return  # not (or no longer) a mount point
+        if err != errno.EBUSY:
+            break
+    raise NodeError(f"cannot unmount {target}: {os.strerror(err)}")
+
+
+def mountinfo() -> list[tuple[str, str, str]]:
+    """(root, mount point, file system type) of every mount this process sees."""
+    with open("/proc/self/mountinfo", "rb") as f:
+        lines = f.read().splitlines()
+    out = []
+    for line in lines:
+        fields = line.split(b" ")
+        try:
+            fstype = fields[fields.index(b"-", 6) + 1]
+        except (ValueError, IndexError):
+            continue
+        out.append((_unescape(fields[3]), _unescape(fields[4]), os.fsdecode(fstype)))
+    return out
+
+
+def _unescape(field: bytes) -> str:
+    # The kernel writes space, tab, newline and backslash as \ooo (octal).
+    return os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]),
+                              field))
+
+
+def mounts_under(path: str) -> list[str]:
+    """Mount points at or below PATH, deepest first (one stacked twice: listed twice)."""
+    real = os.path.realpath(path)
+    found = [mp for _, mp, _ in mountinfo() if mp == real or mp.startswith(real + "/")]
+    return sorted(found, key=lambda mp: mp.count("/"), reverse=True)
