@@ -16,10 +16,9 @@ from typing import Any
 
 from provisioner.ansible_support import ModuleFailure, NodeOptions
 from provisioner.errors import ProvisionerError
+from provisioner.executors.base import Executor
 from provisioner.executors.choose import open_executor
-from provisioner.executors.local import LocalExecutor
 from provisioner.model import Kind
-from provisioner.node import read_holder
 from provisioner.state import NodeState, ObservedResource, ProcessPhase
 
 #: The keys of ``resources``, one per kind.
@@ -62,6 +61,7 @@ def resource_status(resource: ObservedResource) -> dict[str, Any]:
 
 
 def grouped(state: NodeState, manifest_set: str | None) -> dict[str, list[dict[str, Any]]]:
+    """Every resource's status (of ``manifest_set`` only, when given), by kind."""
     groups: dict[str, list[dict[str, Any]]] = {name: [] for name in GROUPS.values()}
     for resource in state.resources:
         if manifest_set is None or resource.manifest_set == manifest_set:
@@ -69,27 +69,19 @@ def grouped(state: NodeState, manifest_set: str | None) -> dict[str, list[dict[s
     return groups
 
 
-def node_facts(state: NodeState, ex: Any, options: NodeOptions) -> dict[str, Any]:
+def node_facts(state: NodeState, ex: Executor) -> dict[str, Any]:
+    """The node's facts: identity, generation, cgroups, how it was reached (the
+    executor's :meth:`~provisioner.executors.base.Executor.describe`) and the writer
+    lock's state (``unknown`` through a daemon, which locks for each apply itself)."""
     facts: dict[str, Any] = {
         "node_id": state.node_id, "node_name": state.node_name,
         "generation": state.generation, "cgroup_version": 2 if state.cgroup_v2 else 1,
         "resources": len(state.resources),
     }
-    if isinstance(ex, LocalExecutor):
-        layout = ex.layer.layout
-        holder = read_holder(options.state_dir)
-        facts.update(
-            mode="local", state_dir=options.state_dir, cgroup_root=options.cgroup_root,
-            cgroup_driver=type(ex.layer.cgroups).__name__,
-            cgroup_hybrid=not layout.cgroup_v2 and layout.v2_mount is not None,
-            lock={"state": "held" if holder else "free",
-                  "holder": holder.describe() if holder else None})
-    else:
-        facts.update(
-            mode="daemon", target=ex.target,
-            cgroup_driver="CgroupV2Driver" if state.cgroup_v2 else "CgroupV1Driver",
-            # The daemon runs one apply at a time itself; its lock is not reported.
-            lock={"state": "unknown", "holder": None})
+    facts.update(ex.describe())
+    # A daemon does not name its cgroup driver: the one of its cgroup version.
+    facts.setdefault("cgroup_driver", "CgroupV2Driver" if state.cgroup_v2 else "CgroupV1Driver")
+    facts["lock"] = ex.lock_state().as_dict()
     return facts
 
 
@@ -101,7 +93,7 @@ def node_info(options: InfoOptions) -> dict[str, Any]:
                            tls_ca=o.tls_ca, tls_cert=o.tls_cert, tls_key=o.tls_key,
                            purpose="ansible provisioner.node.info", read_only=True) as ex:
             state = ex.observe()
-            facts = node_facts(state, ex, options)
+            facts = node_facts(state, ex)
     except ProvisionerError as exc:
         raise ModuleFailure(str(exc), changed=False) from None
     return {"changed": False, "node": facts, "resources": grouped(state, o.manifest_set)}
@@ -111,7 +103,9 @@ class InfoReader:
     """The module's manager: :func:`node_info` behind the ``run()`` every module calls."""
 
     def __init__(self, options: InfoOptions) -> None:
+        """The module's parsed parameters."""
         self.options = options
 
     def run(self) -> dict[str, Any]:
+        """:func:`node_info` of the options."""
         return node_info(self.options)

@@ -83,6 +83,7 @@ class ResourceOptions(NodeOptions):
             raise ModuleFailure(str(exc), changed=False) from None
 
     def set_name(self) -> str:
+        """The resource's own manifest set (:func:`resource_set_name`)."""
         ref = self.ref
         return resource_set_name(ref.kind.value, ref.name)
 
@@ -111,10 +112,12 @@ class ResourceManager(Converger):
         self.check_warnings: list[str] = []
 
     def present(self) -> dict[str, Any]:
+        """Declare the resource: schema-checked now, its references on the node."""
         # Schema errors first, before the node is opened; references on the node.
         return self._converge(self._validated(existing=None), destroy=False)
 
     def absent(self) -> dict[str, Any]:
+        """Remove the resource: destroy its one-resource manifest set."""
         return self._converge(DesiredState((), self.options.set_name()), destroy=True)
 
     def _validated(self, existing: Collection[Ref] | None) -> DesiredState:

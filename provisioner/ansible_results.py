@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from provisioner.executors.base import ApplyEvent, EventType, Summary
+from provisioner.events import ApplyEvent, EventType, Summary
 from provisioner.plan.render import change_counts
 from provisioner.plan.steps import Change, Plan, Step
 

@@ -27,7 +27,7 @@ import contextlib
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 from provisioner.ansible_content import load_definition
 from provisioner.ansible_diff import diff_text
@@ -38,21 +38,17 @@ from provisioner.ansible_results import (
     planned_summary,
     prune_warning,
 )
+from provisioner.defaults import DEFAULT_CGROUP_ROOT, DEFAULT_LOCK_TIMEOUT_S, DEFAULT_STATE_DIR
 from provisioner.errors import ProvisionerError
-from provisioner.executors.base import Summary
-from provisioner.executors.choose import DEFAULT_CGROUP_ROOT, open_executor
-from provisioner.executors.local import DEFAULT_LOCK_TIMEOUT_S, LocalExecutor
+from provisioner.events import Summary
+from provisioner.executors.base import Executor
+from provisioner.executors.choose import open_executor
 from provisioner.manifest import load
 from provisioner.manifest.loader import LoadResult, default_set_name, load_texts
 from provisioner.model import DesiredState
-from provisioner.node import DEFAULT_STATE_DIR, check_plan
-from provisioner.plan.compiler import compile_plan
 from provisioner.plan.render import render_plan
 from provisioner.plan.steps import Plan
 from provisioner.state import NodeState
-
-if TYPE_CHECKING:
-    from provisioner.executors.choose import NodeExecutor
 
 __all__ = ["ApplyOutcome", "Converger", "ManifestManager", "ManifestOptions",
            "ModuleFailure", "NodeOptions"]
@@ -120,9 +116,12 @@ class ManifestOptions(NodeOptions):
 
     @property
     def has_source(self) -> bool:
+        """Whether one of ``path``, ``texts`` or ``definition`` was given."""
         return bool(self.path or self.texts or self.definition is not None)
 
     def set_name(self) -> str:
+        """The manifest set: as given, else named after the source; ModuleFailure
+        when it cannot be named (``definition`` alone, or nothing to name it after)."""
         if self.manifest_set:
             return self.manifest_set
         if self.path:
@@ -157,9 +156,11 @@ class Converger:
             raise ModuleFailure(str(exc), changed=False) from None
 
     def present(self) -> dict[str, Any]:
+        """Make the node match what the options declare (a subclass says how)."""
         raise NotImplementedError
 
     def absent(self) -> dict[str, Any]:
+        """Remove what the options name from the node (a subclass says how)."""
         raise NotImplementedError
 
     def _needs_node(self, desired: DesiredState, destroy: bool) -> bool:
@@ -173,7 +174,8 @@ class Converger:
         before anything is planned. Here: ``desired`` as it is."""
         return desired
 
-    def _open(self, manifest_set: str) -> contextlib.AbstractContextManager[NodeExecutor]:
+    def _open(self, manifest_set: str) -> contextlib.AbstractContextManager[Executor]:
+        """The node's executor (read-only in check mode), its lock naming this task."""
         o = self.node_options
         return open_executor(o.target, o.state_dir, o.cgroup_root, o.lock_timeout,
                              tls_ca=o.tls_ca, tls_cert=o.tls_cert, tls_key=o.tls_key,
@@ -201,21 +203,17 @@ class Converger:
                                 "run again to converge)", **result)
         return result
 
-    def _plan(self, ex: NodeExecutor, desired: DesiredState,
+    def _plan(self, ex: Executor, desired: DesiredState,
               destroy: bool) -> tuple[Plan, DesiredState, NodeState | None]:
-        """Compile here against the observed node, or let the daemon compile it (then
-        the node is observed only when a diff or :meth:`_on_node` needs it). Returns the
-        plan, the desired state as checked and the node as observed (or None)."""
-        prune = self.prune
-        if isinstance(ex, LocalExecutor):
-            node = ex.observe()
-            desired = self._on_node(desired, destroy, node)
-            plan = check_plan(compile_plan(desired, node, prune=prune, destroy=destroy))
-            return plan, desired, node
+        """The executor's plan (compiled here or by the daemon); the node is observed
+        first only when a diff or :meth:`_on_node` needs it, and the plan is then
+        compiled against that observation. Returns the plan, the desired state as
+        checked and the node as observed (or None)."""
         wanted = self.want_diff or self._needs_node(desired, destroy)
         observed = ex.observe() if wanted else None
         desired = self._on_node(desired, destroy, observed)
-        return ex.plan(desired, prune=prune, destroy=destroy), desired, observed
+        plan = ex.plan(desired, prune=self.prune, destroy=destroy, observed=observed)
+        return plan, desired, observed
 
     def _result(self, plan: Plan, desired: DesiredState, observed: NodeState | None,
                 destroy: bool, outcome: ApplyOutcome | None) -> dict[str, Any]:
@@ -259,9 +257,11 @@ class ManifestManager(Converger):
         self.parallelism = options.parallelism
 
     def present(self) -> dict[str, Any]:
+        """Validate the manifests, plan and apply them (or only plan, in check mode)."""
         return self._converge(self._desired(), destroy=False)
 
     def absent(self) -> dict[str, Any]:
+        """Destroy the manifest set (named by the manifests or ``manifest_set``)."""
         desired = self._desired() if self.options.has_source else DesiredState(
             (), self.options.set_name())
         return self._converge(desired, destroy=True)

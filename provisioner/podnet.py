@@ -11,8 +11,6 @@ from collections.abc import Iterable
 
 from provisioner.model import PodNetwork, PodSpec
 
-#: The default pod bridge subnet (``--pod-subnet``); podman's default is 10.88.0.0/16.
-DEFAULT_POD_SUBNET = "10.89.0.0/24"
 #: A place in a pod's spec (``("containers", 0, "ports", 1, "hostPort")``) and a message.
 Problem = tuple[tuple[str | int, ...], str]
 

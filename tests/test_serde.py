@@ -12,7 +12,7 @@ from provisioner import serde
 from provisioner._proto.provisioner.v1 import manifest_pb2 as mpb
 from provisioner._proto.provisioner.v1 import node_pb2 as npb
 from provisioner.errors import FailedPrecondition, InvalidArgument
-from provisioner.executors.base import ApplyEvent, EventType, Summary
+from provisioner.events import ApplyEvent, EventType, Summary
 from provisioner.manifest import load
 from provisioner.manifest.from_data import render_issues, validate_data
 from provisioner.model import (

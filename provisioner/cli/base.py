@@ -25,6 +25,7 @@ class Parser(argparse.ArgumentParser):
     """
 
     def error(self, message: str) -> NoReturn:
+        """Raise UsageError (exit 64) with the message and the usage line."""
         raise UsageError(f"{message}\n{self.format_usage().rstrip()}")
 
 
@@ -37,6 +38,7 @@ def emit_json(obj: dict[str, Any]) -> None:
 
 
 def add_template_args(parser: argparse.ArgumentParser) -> None:
+    """``--var NAME=VALUE`` and ``--vars-file FILE`` (both repeatable)."""
     parser.add_argument(
         "--var",
         action="append",
@@ -54,6 +56,7 @@ def add_template_args(parser: argparse.ArgumentParser) -> None:
 
 
 def template_vars(args: argparse.Namespace) -> dict[str, Any]:
+    """The template variables of ``--vars-file`` s, then ``--var`` s (later wins)."""
     from provisioner.manifest.template import load_vars_file, parse_var
 
     variables: dict[str, Any] = {}

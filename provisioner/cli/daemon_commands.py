@@ -7,21 +7,26 @@ import os
 import re
 
 from provisioner.cli.base import EXIT_OK, Parser
-from provisioner.daemon.context import (
+from provisioner.daemon.context import MAX_CONCURRENT_RPCS_LIMIT, DaemonConfig, MiB
+from provisioner.defaults import (
+    DEFAULT_CGROUP_ROOT,
+    DEFAULT_MAX_CONCURRENT_RPCS,
+    DEFAULT_MAX_MESSAGE_MB,
+    DEFAULT_POD_SUBNET,
     DEFAULT_SOCKET,
-    MAX_CONCURRENT_RPCS_LIMIT,
-    DaemonConfig,
-    MiB,
+    DEFAULT_STATE_DIR,
+    ENV_CGROUP_ROOT,
+    ENV_POD_SUBNET,
+    ENV_STATE_DIR,
 )
 from provisioner.errors import UsageError
-from provisioner.node import DEFAULT_STATE_DIR
-from provisioner.podnet import DEFAULT_POD_SUBNET
 
 DEFAULT_CERT_DIR = "/etc/provisioner/pki"
 _HOST_PORT = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+|\*):(\d{1,5})$")
 
 
 def add_daemon(sub: argparse._SubParsersAction[Parser]) -> None:
+    """The ``daemon`` command and its listening, policy and limit options."""
     parser = sub.add_parser(
         "daemon", help="serve the node's gRPC APIs",
         description="Serve every API of this node over gRPC: on a root-only unix socket "
@@ -46,20 +51,20 @@ def add_daemon(sub: argparse._SubParsersAction[Parser]) -> None:
                         help="authorization policy (YAML); default: the documented policy")
     parser.add_argument("--stop-on-exit", action="store_true",
                         help="stop every executable when the daemon exits")
-    parser.add_argument("--state-dir", default=os.environ.get("PROVISIONER_STATE_DIR",
-                                                              DEFAULT_STATE_DIR),
-                        help="state directory (env PROVISIONER_STATE_DIR; default "
+    parser.add_argument("--state-dir", default=os.environ.get(ENV_STATE_DIR, DEFAULT_STATE_DIR),
+                        help=f"state directory (env {ENV_STATE_DIR}; default "
                         "%(default)s)")
-    parser.add_argument("--cgroup-root", default=os.environ.get("PROVISIONER_CGROUP_ROOT",
-                                                                "provisioner"),
-                        help="cgroup subtree of the cells (env PROVISIONER_CGROUP_ROOT)")
-    parser.add_argument("--pod-subnet", default=os.environ.get("PROVISIONER_POD_SUBNET",
-                                                               DEFAULT_POD_SUBNET),
-                        metavar="CIDR", help="IPv4 subnet of the pod bridge (env "
-                        "PROVISIONER_POD_SUBNET; default %(default)s)")
-    parser.add_argument("--max-message-mb", type=int, default=8, metavar="N",
+    parser.add_argument("--cgroup-root", default=os.environ.get(ENV_CGROUP_ROOT,
+                                                                DEFAULT_CGROUP_ROOT),
+                        help=f"cgroup subtree of the cells (env {ENV_CGROUP_ROOT})")
+    parser.add_argument("--pod-subnet", default=os.environ.get(ENV_POD_SUBNET, DEFAULT_POD_SUBNET),
+                        metavar="CIDR", help=f"IPv4 subnet of the pod bridge (env "
+                        f"{ENV_POD_SUBNET}; default %(default)s)")
+    parser.add_argument("--max-message-mb", type=int, default=DEFAULT_MAX_MESSAGE_MB,
+                        metavar="N",
                         help="largest request or response message (default %(default)s)")
-    parser.add_argument("--max-concurrent-rpcs", type=int, default=128, metavar="N",
+    parser.add_argument("--max-concurrent-rpcs", type=int,
+                        default=DEFAULT_MAX_CONCURRENT_RPCS, metavar="N",
                         help="calls in flight (one worker thread each) before new ones "
                         "get RESOURCE_EXHAUSTED (default %(default)s, at most "
                         f"{MAX_CONCURRENT_RPCS_LIMIT})")
@@ -104,6 +109,7 @@ def daemon_config(args: argparse.Namespace) -> DaemonConfig:
 
 
 def run_daemon(args: argparse.Namespace) -> int:
+    """``daemon``: serve until SIGTERM or SIGINT."""
     from provisioner.daemon.server import serve  # grpc servers load only for this command
 
     serve(daemon_config(args))
@@ -111,6 +117,7 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 
 def add_certs(sub: argparse._SubParsersAction[Parser]) -> None:
+    """The ``certs init`` and ``certs issue`` commands."""
     parser = sub.add_parser(
         "certs", help="make a lab CA and certificates for mutual TLS",
         description="A small certificate authority for lab setups: `certs init` makes the "
@@ -147,6 +154,7 @@ def _common(parser: argparse.ArgumentParser, default_days: int) -> None:
 
 
 def run_certs_init(args: argparse.Namespace) -> int:
+    """``certs init``: make the lab CA's certificate and key."""
     from provisioner.daemon import certs
 
     _check_days(args.days)
@@ -156,6 +164,7 @@ def run_certs_init(args: argparse.Namespace) -> int:
 
 
 def run_certs_issue(args: argparse.Namespace) -> int:
+    """``certs issue``: make a server or client certificate signed by the CA."""
     from provisioner.daemon import certs
 
     _check_days(args.days)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import re
 import sys
 import time
@@ -13,10 +12,9 @@ from typing import Any
 
 from provisioner.cli.base import EXIT_OK, Parser, emit_json
 from provisioner.cli.node_commands import add_node_args, executor
-from provisioner.errors import NotFound, UsageError
-from provisioner.executors.remote import RemoteExecutor
-from provisioner.names import check_process_name, process_kind
-from provisioner.node import LogLine, LogReader, log_path, status_path
+from provisioner.errors import UsageError
+from provisioner.logline import LogLine
+from provisioner.names import check_process_name
 from provisioner.state import NodeState, ObservedResource
 
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
@@ -24,6 +22,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def add_status(sub: argparse._SubParsersAction[Parser]) -> None:
+    """The ``status`` command."""
     parser = sub.add_parser("status", help="what the node runs, its state and any drift",
                             description="List every resource the provisioner manages on "
                             "the node with its live state; drift is what differs from what "
@@ -58,6 +57,7 @@ def _row(resource: ObservedResource) -> dict[str, Any]:
 
 
 def render_status(state: NodeState, rows: list[dict[str, Any]]) -> list[str]:
+    """The status table (one line per row) and a summary line."""
     header = ("KIND", "NAME", "SET", "STATE", "PID", "RESTARTS", "DRIFT")
     table = [header] + [(r["kind"], r["name"], r["manifest_set"] or "-", r["state"],
                          str(r["pid"] or "-"), str(r["restarts"]),
@@ -72,6 +72,7 @@ def render_status(state: NodeState, rows: list[dict[str, Any]]) -> list[str]:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    """``status``: what the node runs, as a table or one JSON object."""
     with executor(args, read_only=True) as ex:
         state = ex.observe()
     resources = [r for r in state.resources
@@ -86,6 +87,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def add_logs(sub: argparse._SubParsersAction[Parser]) -> None:
+    """The ``logs`` command."""
     parser = sub.add_parser("logs", help="print an executable's (or a pod container's) output",
                             description="Print the captured stdout and stderr of an "
                             "executable, or of a pod's container (POD.CONTAINER), oldest "
@@ -128,25 +130,14 @@ def _print_line(line: LogLine, timestamps: bool) -> None:
 
 
 def run_logs(args: argparse.Namespace) -> int:
+    """``logs``: print an executable's (or pod container's) output, through the node's
+    executor (a daemon's GetLogs, or the log files of this machine's state directory)."""
     name = check_process_name(args.name)
     if args.tail is not None and args.tail < 0:
         raise UsageError("--tail must be 0 or more")
     since = parse_since(args.since) if args.since else None
-    if args.target:
-        with RemoteExecutor(args.target, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
-                            tls_key=args.tls_key, insecure=args.insecure) as remote:
-            _print_all(remote.logs(name, args.follow, since, args.tail, args.channel), args)
-        return EXIT_OK
-    directory = log_path(args.state_dir, name)
-    started = os.path.isfile(status_path(args.state_dir, name))
-    if not os.path.isdir(directory) and not started:  # started but silent: nothing yet
-        raise NotFound(f"no logs for {process_kind(name)} {name!r} in {args.state_dir}")
-    reader = LogReader(directory)
-    if args.follow:
-        lines = reader.follow(since_ns=since, channel=args.channel, tail=args.tail)
-    else:
-        lines = iter(reader.read(since_ns=since, tail=args.tail, channel=args.channel))
-    _print_all(lines, args)
+    with executor(args, read_only=True) as ex:
+        _print_all(ex.logs(name, args.follow, since, args.tail, args.channel), args)
     return EXIT_OK
 
 

@@ -21,6 +21,7 @@ from provisioner.manifest.overlay import KINDS
 
 
 def add_validate(sub: argparse._SubParsersAction[Parser]) -> None:
+    """The ``validate`` command."""
     parser = sub.add_parser(
         "validate",
         help="check manifests against the schemas and each other",
@@ -34,6 +35,7 @@ def add_validate(sub: argparse._SubParsersAction[Parser]) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    """``validate``: check manifests without a node; every error printed (exit 2)."""
     result = load(args.paths, template_vars(args))
     if args.json:
         emit_json(
@@ -58,6 +60,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def add_schema(sub: argparse._SubParsersAction[Parser]) -> None:
+    """The ``schema`` command."""
     parser = sub.add_parser(
         "schema",
         help="print or export the JSON Schemas",
@@ -70,6 +73,7 @@ def add_schema(sub: argparse._SubParsersAction[Parser]) -> None:
 
 
 def run_schema(args: argparse.Namespace) -> int:
+    """``schema``: print a kind's JSON Schema (or list the kinds)."""
     from provisioner.manifest.schema_check import load_schema
 
     names = [f"{kind.lower()}.schema.json" for kind in KINDS] + ["manifest.schema.json"]

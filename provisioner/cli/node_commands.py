@@ -19,37 +19,40 @@ from provisioner.cli.base import (
     template_vars,
 )
 from provisioner.cli.output import report
-from provisioner.daemon.context import DEFAULT_SOCKET
-from provisioner.errors import FailedPrecondition, UsageError, ValidationFailed
-from provisioner.executors.base import ApplyEvent
-from provisioner.executors.choose import (  # re-exported: the CLI's one choice
+from provisioner.defaults import (
     DEFAULT_CGROUP_ROOT,
-    find_daemon,
-    open_executor,
+    DEFAULT_LOCK_TIMEOUT_S,
+    DEFAULT_PARALLELISM,
+    DEFAULT_POD_SUBNET,
+    DEFAULT_SOCKET,
+    DEFAULT_STATE_DIR,
+    ENV_CGROUP_ROOT,
+    ENV_POD_SUBNET,
+    ENV_STATE_DIR,
+    ENV_TARGET,
 )
-from provisioner.executors.local import LocalExecutor
+from provisioner.errors import FailedPrecondition, UsageError, ValidationFailed
+from provisioner.events import ApplyEvent, EventType
+from provisioner.executors.base import Executor
+from provisioner.executors.choose import find_daemon, open_executor
 from provisioner.limits import MAX_PARALLELISM
 from provisioner.manifest import load
 from provisioner.manifest.loader import default_set_name
 from provisioner.model import DesiredState
-from provisioner.node import DEFAULT_STATE_DIR, check_plan
-from provisioner.plan.compiler import compile_plan
 from provisioner.plan.planfile import is_plan_file, load_plan, plan_to_dict, save_plan
 from provisioner.plan.render import render_plan
 from provisioner.plan.steps import Plan
-from provisioner.podnet import DEFAULT_POD_SUBNET
 
 if TYPE_CHECKING:
-    from provisioner.executors.choose import NodeExecutor
     from provisioner.executors.remote import RemoteExecutor
 
 
-
 def add_node_args(parser: argparse.ArgumentParser) -> None:
+    """The options saying which node to act on and how to reach it."""
     group = parser.add_argument_group("node")
-    group.add_argument("--target", metavar="URL", default=os.environ.get("PROVISIONER_TARGET"),
-                       help="a node daemon: unix:///path or host:port (env "
-                       "PROVISIONER_TARGET); default: the daemon at "
+    group.add_argument("--target", metavar="URL", default=os.environ.get(ENV_TARGET),
+                       help=f"a node daemon: unix:///path or host:port (env "
+                       f"{ENV_TARGET}); default: the daemon at "
                        f"unix://{DEFAULT_SOCKET} if it answers, else this machine directly")
     group.add_argument("--tls-ca", metavar="FILE",
                        help="CA certificate that signed the daemon's (host:port targets)")
@@ -57,24 +60,24 @@ def add_node_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tls-key", metavar="FILE", help="this client's private key (mTLS)")
     group.add_argument("--insecure", action="store_true",
                        help="plain TCP without TLS to a host:port daemon (labs only)")
-    group.add_argument("--state-dir", default=os.environ.get("PROVISIONER_STATE_DIR",
-                                                             DEFAULT_STATE_DIR),
-                       help="state directory (env PROVISIONER_STATE_DIR; default %(default)s; "
+    group.add_argument("--state-dir", default=os.environ.get(ENV_STATE_DIR, DEFAULT_STATE_DIR),
+                       help=f"state directory (env {ENV_STATE_DIR}; default %(default)s; "
                        "ignored with a daemon)")
-    group.add_argument("--cgroup-root", default=os.environ.get("PROVISIONER_CGROUP_ROOT",
+    group.add_argument("--cgroup-root", default=os.environ.get(ENV_CGROUP_ROOT,
                                                                DEFAULT_CGROUP_ROOT),
-                       help="cgroup subtree of the cells (env PROVISIONER_CGROUP_ROOT; "
+                       help=f"cgroup subtree of the cells (env {ENV_CGROUP_ROOT}; "
                        "ignored with a daemon)")
-    group.add_argument("--pod-subnet", default=os.environ.get("PROVISIONER_POD_SUBNET",
-                                                              DEFAULT_POD_SUBNET),
+    group.add_argument("--pod-subnet", default=os.environ.get(ENV_POD_SUBNET, DEFAULT_POD_SUBNET),
                        metavar="CIDR",
-                       help="IPv4 subnet of the pod bridge (env PROVISIONER_POD_SUBNET; "
+                       help=f"IPv4 subnet of the pod bridge (env {ENV_POD_SUBNET}; "
                        "default %(default)s; ignored with a daemon)")
-    group.add_argument("--lock-timeout", type=float, default=10.0, metavar="SECONDS",
-                       help="how long to wait for another apply to finish (default 10)")
+    group.add_argument("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT_S,
+                       metavar="SECONDS", help="how long to wait for another apply to "
+                       "finish (default %(default)g)")
 
 
 def add_manifest_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """The manifest files, the manifest set and the template variables."""
     parser.add_argument("paths", nargs="+" if required else "*", metavar="FILE|DIR",
                         help="manifest files or directories")
     parser.add_argument("--manifest-set", metavar="NAME",
@@ -83,7 +86,7 @@ def add_manifest_args(parser: argparse.ArgumentParser, required: bool = True) ->
 
 
 def executor(args: argparse.Namespace, read_only: bool = False
-             ) -> contextlib.AbstractContextManager[NodeExecutor]:
+             ) -> contextlib.AbstractContextManager[Executor]:
     """:func:`open_executor` for a command's ``--target``, ``--state-dir``, ... options
     (``read_only`` for commands that only look: they create nothing on a fresh node)."""
     return open_executor(args.target, args.state_dir, args.cgroup_root, args.lock_timeout,
@@ -97,14 +100,6 @@ def _remote(args: argparse.Namespace) -> RemoteExecutor | None:
     return find_daemon(args.target, args.state_dir, args.cgroup_root, tls_ca=args.tls_ca,
                        tls_cert=args.tls_cert, tls_key=args.tls_key, insecure=args.insecure,
                        socket=DEFAULT_SOCKET)
-
-
-def make_plan(ex: NodeExecutor, desired: DesiredState, prune: bool = False,
-              destroy: bool = False) -> Plan:
-    """Compile here against the observed node, or let the daemon compile it."""
-    if isinstance(ex, LocalExecutor):
-        return check_plan(compile_plan(desired, ex.observe(), prune=prune, destroy=destroy))
-    return ex.plan(desired, prune=prune, destroy=destroy)
 
 
 def desired_state(args: argparse.Namespace) -> DesiredState:
@@ -126,6 +121,7 @@ def _show_plan(plan: Plan, as_json: bool, node_id: str) -> None:
 
 
 def add_plan(sub: argparse._SubParsersAction[Parser]) -> None:
+    """The ``plan`` command."""
     parser = sub.add_parser("plan", help="show what apply would change",
                             description="Compare manifests with the node and print the "
                             "ordered steps that apply would take. Changes nothing.")
@@ -141,9 +137,10 @@ def add_plan(sub: argparse._SubParsersAction[Parser]) -> None:
 
 
 def run_plan(args: argparse.Namespace) -> int:
+    """``plan``: print (and with ``--out`` save) what apply would do."""
     desired = desired_state(args)
     with executor(args, read_only=True) as ex:
-        plan = make_plan(ex, desired, prune=args.prune)
+        plan = ex.plan(desired, prune=args.prune)
         if args.out:
             save_plan(args.out, plan, ex.node_id)
         _show_plan(plan, args.json, ex.node_id)
@@ -153,6 +150,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def add_apply(sub: argparse._SubParsersAction[Parser]) -> None:
+    """The ``apply`` command."""
     parser = sub.add_parser("apply", help="make the node match the manifests (or a saved plan)",
                             description="Plan and apply in one go, or apply a plan saved "
                             "with `plan --out`. Exit 0 on success, 1 if a step failed, 2 if "
@@ -162,12 +160,13 @@ def add_apply(sub: argparse._SubParsersAction[Parser]) -> None:
                         help="remove resources of the set that are no longer declared")
     parser.add_argument("--json", action="store_true", help="one JSON event per line")
     parser.add_argument("--parallelism", type=int, default=0, metavar="N",
-                        help="steps run at once at most (default 8)")
+                        help=f"steps run at once at most (default {DEFAULT_PARALLELISM})")
     add_node_args(parser)
     parser.set_defaults(run=run_apply, destroy=False)
 
 
 def add_destroy(sub: argparse._SubParsersAction[Parser]) -> None:
+    """The ``destroy`` command (``apply`` of an empty set, ``destroy=True``)."""
     parser = sub.add_parser("destroy", help="remove everything a manifest set created",
                             description="Stop and remove every resource of the manifest set "
                             "(named by --manifest-set or derived from the files), in reverse "
@@ -180,6 +179,7 @@ def add_destroy(sub: argparse._SubParsersAction[Parser]) -> None:
 
 
 def run_apply(args: argparse.Namespace) -> int:
+    """``apply`` and ``destroy``: plan (or load a saved plan) and apply it."""
     if not 0 <= args.parallelism <= MAX_PARALLELISM:
         raise UsageError(f"--parallelism must be 0 (default) to {MAX_PARALLELISM}")
     if args.destroy and not args.paths and not args.manifest_set:
@@ -196,7 +196,7 @@ def run_apply(args: argparse.Namespace) -> int:
     else:
         desired = desired_state(args)
     with executor(args) as ex, ex.locked():
-        plan = make_plan(ex, desired, prune=args.prune, destroy=args.destroy)
+        plan = ex.plan(desired, prune=args.prune, destroy=args.destroy)
         if not args.json:
             print("\n".join(render_plan(plan, show_unchanged=False)), flush=True)
         else:
@@ -204,13 +204,13 @@ def run_apply(args: argparse.Namespace) -> int:
         return _execute(ex, plan, args)
 
 
-def _execute(ex: NodeExecutor, plan: Plan, args: argparse.Namespace) -> int:
+def _execute(ex: Executor, plan: Plan, args: argparse.Namespace) -> int:
     failures: list[str] = []
     events = ex.apply(plan, args.parallelism)
 
     def watch() -> Iterator[ApplyEvent]:
         for event in events:
-            if event.type.value == "step_failed" and event.step is not None:
+            if event.type is EventType.STEP_FAILED and event.step is not None:
                 failures.append(f"step #{event.index} ({event.step.describe()}): "
                                 f"{event.message}")
             yield event

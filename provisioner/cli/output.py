@@ -10,12 +10,13 @@ from dataclasses import asdict
 from typing import Any, Protocol
 
 from provisioner.cli.base import emit_json
-from provisioner.executors.base import ApplyEvent, EventType, Summary
+from provisioner.events import ApplyEvent, EventType, Summary
 from provisioner.plan.render import MARKS
 from provisioner.plan.steps import Plan, Step
 
 
 def event_to_json(event: ApplyEvent) -> dict[str, Any]:
+    """One event as the ``--json`` object (format version added by ``emit_json``)."""
     out: dict[str, Any] = {"type": event.type.value, "timestamp_ns": event.timestamp_ns}
     if event.step is not None:
         out.update(index=event.index, action=event.step.action.value,
@@ -31,6 +32,7 @@ def event_to_json(event: ApplyEvent) -> dict[str, Any]:
 
 
 def summary_line(summary: Summary) -> str:
+    """``Apply complete: 2 created, ...`` (or ``Apply FAILED: ...``)."""
     parts = [f"{summary.created} created", f"{summary.updated} updated",
              f"{summary.replaced} replaced", f"{summary.deleted} deleted",
              f"{summary.unchanged} unchanged"]
@@ -48,11 +50,18 @@ def _describe(step: Step) -> str:
 
 
 class Reporter(Protocol):
-    def event(self, event: ApplyEvent) -> None: ...
+    """Shows apply events as they come."""
+
+    def event(self, event: ApplyEvent) -> None:
+        """Show one event."""
+        ...
 
 
 class JsonReporter:
+    """One JSON object per event and line (``--json``)."""
+
     def event(self, event: ApplyEvent) -> None:
+        """Print the event as JSON."""
         emit_json(event_to_json(event))
 
 
@@ -63,6 +72,7 @@ class LineReporter:
         self.total, self.done = total, 0
 
     def event(self, event: ApplyEvent) -> None:
+        """Print a line for each finished step and the summary."""
         step = event.step
         if event.type is EventType.SUMMARY and event.summary is not None:
             print(summary_line(event.summary), flush=True)
@@ -95,6 +105,7 @@ class TerminalReporter(LineReporter):
         self.running: dict[int, str] = {}
 
     def event(self, event: ApplyEvent) -> None:
+        """Update the bar and print the finished step's (or the summary's) line."""
         step = event.step
         if event.type is EventType.STEP_STARTED and step is not None and event.index is not None:
             self.running[event.index] = _describe(step)
@@ -122,6 +133,7 @@ class TerminalReporter(LineReporter):
 
     @contextmanager
     def live(self) -> Iterator[None]:
+        """Show the progress bar while the block runs."""
         with self.progress:
             yield
 

@@ -1,16 +1,29 @@
-"""What every servicer shares: configuration, the node layer, the executor, logs."""
+"""What every servicer shares: configuration, the node layer, the executor, logs.
+
+Defaults (state directory, cgroup root, socket, limits) come from
+:mod:`provisioner.defaults`, which the CLI and the executors share.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from provisioner.executors.local import LocalExecutor
-from provisioner.node import LogRing, NodeLayer
-from provisioner.podnet import DEFAULT_POD_SUBNET
+from provisioner.defaults import (
+    DEFAULT_CGROUP_ROOT,
+    DEFAULT_MAX_CONCURRENT_RPCS,
+    DEFAULT_MAX_MESSAGE_MB,
+    DEFAULT_POD_SUBNET,
+    DEFAULT_SOCKET,
+    DEFAULT_STATE_DIR,
+)
 
-DEFAULT_SOCKET = "/run/provisioner/provisioner.sock"
+if TYPE_CHECKING:
+    from provisioner.executors.local import LocalExecutor
+    from provisioner.node import LogRing, NodeLayer
+
 MiB = 1024 * 1024
 #: The most calls in flight (and so worker threads) a daemon may be configured for.
 MAX_CONCURRENT_RPCS_LIMIT = 1024
@@ -18,8 +31,10 @@ MAX_CONCURRENT_RPCS_LIMIT = 1024
 
 @dataclass(frozen=True)
 class DaemonConfig:
-    state_dir: str = "/var/lib/provisioner"
-    cgroup_root: str = "provisioner"
+    """How a daemon is set up: where the node is, how it listens, its limits."""
+
+    state_dir: str = DEFAULT_STATE_DIR
+    cgroup_root: str = DEFAULT_CGROUP_ROOT
     #: Unix socket (mode 0600, owner root, group ``socket_group`` when given).
     socket: str | None = DEFAULT_SOCKET
     socket_group: str | None = None
@@ -34,10 +49,10 @@ class DaemonConfig:
     policy_file: str | None = None
     #: Stop executables when the daemon exits (default: leave them for adoption).
     stop_on_exit: bool = False
-    max_message_bytes: int = 8 * MiB
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_MB * MiB
     #: Calls in flight (streams included); one worker thread each, made lazily. Threads
     #: hold no files (the store's connections are a pool), so this bounds threads only.
-    max_concurrent_rpcs: int = 128
+    max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
     workers: int = 32
     #: The pod bridge's IPv4 subnet (docs/pods.md, Network).
     pod_subnet: str = DEFAULT_POD_SUBNET
@@ -53,12 +68,21 @@ class DaemonConfig:
 
 @dataclass
 class DaemonContext:
+    """The daemon's shared state, handed to every servicer."""
+
     config: DaemonConfig
     layer: NodeLayer
     executor: LocalExecutor
     #: The daemon's own log records (fed by a logging handler), for
     #: GetAuraeDaemonLogStream.
-    daemon_log: LogRing = field(default_factory=lambda: LogRing(10_000))
+    daemon_log: LogRing = field(default_factory=lambda: _log_ring(10_000))
     started_at: float = field(default_factory=time.time)
     #: Set when the daemon is shutting down: long-lived streams end.
     stopping: threading.Event = field(default_factory=threading.Event)
+
+
+def _log_ring(capacity: int) -> LogRing:
+    """An in-memory ring of ``capacity`` lines (the node layer loads only now)."""
+    from provisioner.node import LogRing
+
+    return LogRing(capacity)

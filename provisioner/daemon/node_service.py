@@ -8,11 +8,11 @@
   any error is INVALID_ARGUMENT listing them all, except that a reference (a parent
   cell, ``spec.cell``, ``dependsOn``) may also name a resource the node already has,
   of any manifest set (a per-resource set's executable in a cell declared by another
-  set). Then ``compile_plan`` against the node as observed now (observed once, for
-  both), within ``manifest_set`` (default ``default``), with ``prune`` and
+  set). Then ``ctx.executor.plan`` against the node as observed now (observed once,
+  for both), within ``manifest_set`` (default ``default``), with ``prune`` and
   ``destroy``. A pod the plan allocates whose image this node cannot use (a registry
   reference, a missing layout or tag) is FAILED_PRECONDITION naming the pod, the
-  container and the problem (``provisioner/node/oci/preflight.py``). Nothing changes on
+  container and the problem (the executor's image pre-flight). Nothing changes on
   the node.
 - Apply: each step's resource is schema-checked the same way (steps are not a whole
   manifest set, so no cross-document check), then ``ctx.executor.apply`` runs the plan
@@ -22,9 +22,13 @@
   arriving while another apply runs (after the executor's lock timeout). Both happen
   before the first event, so the client gets a status, never half a stream.
 
-- GetLogs: an executable's log files by name (the seed APIs stream by pid and never
-  end): the lines selected by since / tail / channel, then, with ``follow``, new ones
-  until the call is cancelled or the daemon stops. Unknown name: NOT_FOUND.
+- GetLogs: ``ctx.executor.logs``: an executable's log files by name (the seed APIs
+  stream by pid and never end): the lines selected by since / tail / channel, then,
+  with ``follow``, new ones until the call is cancelled or the daemon stops. Unknown
+  name: NOT_FOUND.
+
+The handlers only convert (``serde``) and call the daemon's local executor, the same
+:class:`~provisioner.executors.base.Executor` the CLI uses on this machine.
 
 If the client goes away mid-apply, no further steps are started; the steps running
 finish and are recorded, so applying again converges.
@@ -32,9 +36,8 @@ finish and are recorded, so applying again converges.
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterator
 
 import grpc
 
@@ -44,15 +47,14 @@ from provisioner._proto.provisioner.v1 import node_pb2_grpc as ngrpc
 from provisioner.daemon.context import DaemonContext
 from provisioner.daemon.state_cache import ObservedCache
 from provisioner.daemon.status import handles_errors
-from provisioner.errors import InvalidArgument, NotFound
+from provisioner.defaults import DEFAULT_MANIFEST_SET
+from provisioner.errors import InvalidArgument
 from provisioner.manifest.from_data import render_issues, validate_data
 from provisioner.model import DesiredState, Ref, ResourceSpec
-from provisioner.names import check_process_name, process_kind
-from provisioner.node import STDERR, STDOUT, LogLine, LogReader, check_plan
-from provisioner.plan.compiler import compile_plan
 from provisioner.plan.steps import Plan
 
-DEFAULT_MANIFEST_SET = "default"
+__all__ = ["DEFAULT_MANIFEST_SET", "NodeServicer", "desired_from_request",
+           "plan_from_request", "register"]
 
 
 def desired_from_request(request: npb.PlanRequest,
@@ -84,7 +86,10 @@ def plan_from_request(plan: npb.Plan) -> Plan:
 
 
 class NodeServicer(ngrpc.NodeServiceServicer):
+    """``provisioner.v1.NodeService`` over the daemon's local executor."""
+
     def __init__(self, ctx: DaemonContext) -> None:
+        """Servicer of ``ctx``'s node; GetState answers are cached (see the module doc)."""
         self.ctx = ctx
         self.state = ObservedCache(ctx.layer, self._observe, ctx.config.state_ttl_s)
 
@@ -94,21 +99,24 @@ class NodeServicer(ngrpc.NodeServiceServicer):
     @handles_errors
     def GetState(self, request: npb.GetStateRequest,
                  context: grpc.ServicerContext) -> npb.GetStateResponse:
+        """The node as observed (a shared, cached answer)."""
         # A shared answer: gRPC only serializes it, nobody changes it.
         return self.state.get()
 
     @handles_errors
     def Plan(self, request: npb.PlanRequest,
              context: grpc.ServicerContext) -> npb.PlanResponse:
+        """The plan for the request's resources, compiled against the node now."""
         node = self.ctx.executor.observe()  # once: for the references and the plan
         desired = desired_from_request(request, [resource.ref for resource in node.resources])
-        plan = check_plan(compile_plan(desired, node, prune=request.prune,
-                                       destroy=request.destroy))
+        plan = self.ctx.executor.plan(desired, prune=request.prune, destroy=request.destroy,
+                                      observed=node)
         return npb.PlanResponse(plan=serde.plan_to_proto(plan))
 
     @handles_errors
     def Apply(self, request: npb.ApplyRequest,
               context: grpc.ServicerContext) -> Iterator[npb.ApplyEvent]:
+        """The plan applied, every event streamed as it happens."""
         plan = plan_from_request(request.plan)
         # The executor's writer lock (which another call of this daemon waits for, up to
         # its timeout), reconcile and the stale-plan check come before the first event,
@@ -123,29 +131,18 @@ class NodeServicer(ngrpc.NodeServiceServicer):
     @handles_errors
     def GetLogs(self, request: npb.GetLogsRequest,
                 context: grpc.ServicerContext) -> Iterator[npb.LogEntry]:
-        name = check_process_name(request.executable)
-        if request.channel not in ("", STDOUT, STDERR):
-            raise InvalidArgument(f"channel must be stdout, stderr or empty, not "
-                                  f"{request.channel!r}")
-        directory = self.ctx.layer.log_dir(name)
-        # Known but silent so far (logs start with the first line): nothing yet, no error.
-        if not os.path.isdir(directory) and self.ctx.layer.read_shim_status(name) is None:
-            raise NotFound(f"no logs for {process_kind(name)} {name!r}")
-        reader = LogReader(directory)
-        since = request.since_ns or None
-        tail = request.tail if request.HasField("tail") else None
-        channel = request.channel or None
+        """The lines asked for; with ``follow``, new ones until the client leaves or
+        the daemon stops."""
+        query = serde.logs_request_from_proto(request)
         stop = threading.Event()
-        if not request.follow:
-            lines: Iterable[LogLine] = reader.read(since_ns=since, tail=tail, channel=channel)
-        else:
+        if query.follow:
             context.add_callback(stop.set)  # the client cancelled or went away
             threading.Thread(target=self._end_on_shutdown, args=(stop,), daemon=True).start()
-            lines = reader.follow(since_ns=since, channel=channel, tail=tail, stop=stop)
-        try:
+        try:  # not found, a bad name or channel: refused here, before the first line
+            lines = self.ctx.executor.logs(query.name, query.follow, query.since_ns,
+                                           query.tail, query.channel, stop=stop)
             for line in lines:
-                yield npb.LogEntry(timestamp_ns=line.ts_ns, channel=line.channel,
-                                   text=line.text, continued=line.continued)
+                yield serde.logline_to_proto(line)
         finally:
             stop.set()
 
@@ -158,4 +155,5 @@ class NodeServicer(ngrpc.NodeServiceServicer):
 
 
 def register(server: grpc.Server, ctx: DaemonContext) -> None:
+    """Serve NodeService for ``ctx`` on ``server``."""
     ngrpc.add_NodeServiceServicer_to_server(NodeServicer(ctx), server)  # type: ignore[no-untyped-call]

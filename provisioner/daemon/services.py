@@ -26,15 +26,15 @@ from provisioner._proto.observe import observe_pb2_grpc as legacy_observe_grpc
 from provisioner._proto.runtime import runtime_pb2_grpc as legacy_runtime_grpc
 from provisioner._proto.schedule import schedule_pb2_grpc
 from provisioner.daemon import aurae_runtime, legacy
-from provisioner.daemon.context import DaemonContext
-from provisioner.daemon.discovery import DiscoveryService
-from provisioner.daemon.observe import (
+from provisioner.daemon.aurae_observe import (
     DEFAULT_RING_LINES,
     LegacyObserveService,
     LogHub,
     ObserveService,
 )
-from provisioner.node import restart_enabled
+from provisioner.daemon.context import DaemonContext
+from provisioner.daemon.discovery import DiscoveryService
+from provisioner.node import cleanup_exec_leaves, restart_enabled
 
 __all__ = ["OPTIONAL_MODULES", "on_start", "register_all"]
 
@@ -96,7 +96,7 @@ def register_all(server: grpc.Server, ctx: DaemonContext, *,
 def on_start(ctx: DaemonContext) -> None:
     """At daemon start: remove what a crashed Exec left, then bring persistent
     executables to their recorded state (start the enabled ones not running)."""
-    for leaf in legacy.cleanup_exec_leaves(ctx.layer):
+    for leaf in cleanup_exec_leaves(ctx.layer):
         log.warning("removed leftover Exec leaf %s (and killed what it held)", leaf)
     for line in restart_enabled(ctx.layer):
         log.info("persistent executable %s", line)

@@ -2,7 +2,12 @@
 
 A ``--target`` daemon; else the daemon at the default socket when it answers (only with
 the default state directory and cgroup root, which are the daemon's); else this machine
-in-process.
+in-process. Callers get an :class:`~provisioner.executors.base.Executor` and never ask
+which one it is.
+
+Imports stay lazy: choosing (and using) a remote executor loads neither the local
+executor nor the node layer, so ``provisioner --target ...`` never imports
+``provisioner.node``.
 """
 
 from __future__ import annotations
@@ -13,28 +18,33 @@ import stat
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from provisioner.daemon.context import DEFAULT_SOCKET
-from provisioner.executors.local import LocalExecutor
-from provisioner.node import DEFAULT_STATE_DIR, NodeConfig, NodeLayer
-from provisioner.podnet import DEFAULT_POD_SUBNET
+from provisioner.defaults import (
+    DAEMON_PROBE_TIMEOUT_S,
+    DEFAULT_CGROUP_ROOT,
+    DEFAULT_LOCK_TIMEOUT_S,
+    DEFAULT_POD_SUBNET,
+    DEFAULT_SOCKET,
+    DEFAULT_STATE_DIR,
+)
+from provisioner.executors.base import Executor
 
 if TYPE_CHECKING:
     from provisioner.executors.remote import RemoteExecutor
 
-    NodeExecutor = LocalExecutor | RemoteExecutor
+__all__ = ["DEFAULT_CGROUP_ROOT", "PROBE_TIMEOUT_S", "find_daemon", "open_executor"]
 
-DEFAULT_CGROUP_ROOT = "provisioner"
 #: How long the default daemon socket may take to answer before acting locally.
-PROBE_TIMEOUT_S = 2.0
+PROBE_TIMEOUT_S = DAEMON_PROBE_TIMEOUT_S
 
 
 @contextlib.contextmanager
 def open_executor(target: str | None, state_dir: str = DEFAULT_STATE_DIR,
-                  cgroup_root: str = DEFAULT_CGROUP_ROOT, lock_timeout: float = 10.0, *,
+                  cgroup_root: str = DEFAULT_CGROUP_ROOT,
+                  lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S, *,
                   tls_ca: str | None = None, tls_cert: str | None = None,
                   tls_key: str | None = None, insecure: bool = False,
                   purpose: str = "", read_only: bool = False,
-                  pod_subnet: str = DEFAULT_POD_SUBNET) -> Iterator[NodeExecutor]:
+                  pod_subnet: str = DEFAULT_POD_SUBNET) -> Iterator[Executor]:
     """The executor to act through, closed afterwards: the daemon at ``target``; else
     the daemon at the default socket when it answers (only with the default state
     directory and cgroup root, which are the daemon's); else this machine in-process.
@@ -47,19 +57,23 @@ def open_executor(target: str | None, state_dir: str = DEFAULT_STATE_DIR,
     """
     remote = find_daemon(target, state_dir, cgroup_root, tls_ca=tls_ca, tls_cert=tls_cert,
                          tls_key=tls_key, insecure=insecure)
-    if remote is not None:
-        try:
-            yield remote
-        finally:
-            remote.close()
-        return
+    executor = remote if remote is not None else open_local(
+        state_dir, cgroup_root, lock_timeout, purpose=purpose, read_only=read_only,
+        pod_subnet=pod_subnet)
+    with executor:
+        yield executor
+
+
+def open_local(state_dir: str = DEFAULT_STATE_DIR, cgroup_root: str = DEFAULT_CGROUP_ROOT,
+               lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S, *, purpose: str = "",
+               read_only: bool = False, pod_subnet: str = DEFAULT_POD_SUBNET) -> Executor:
+    """A local executor on this machine's node layer (imported only now)."""
+    from provisioner.executors.local import LocalExecutor
+    from provisioner.node import NodeConfig, NodeLayer
+
     config = NodeConfig(state_dir=state_dir, cgroup_root=cgroup_root, pod_subnet=pod_subnet)
-    local = LocalExecutor(NodeLayer(config, read_only=read_only), lock_timeout_s=lock_timeout,
-                          purpose=purpose)
-    try:
-        yield local
-    finally:
-        local.close()
+    return LocalExecutor(NodeLayer(config, read_only=read_only), lock_timeout_s=lock_timeout,
+                         purpose=purpose)
 
 
 def find_daemon(target: str | None, state_dir: str, cgroup_root: str, *,

@@ -1,8 +1,12 @@
-"""The local executor: applies plans in-process through the node layer.
+"""The local executor: the :class:`~provisioner.executors.base.Executor` interface
+in-process, through the node layer.
 
-Used by the CLI when no daemon is reachable (a one-shot bootstrap) and by the daemon
-itself. It holds the writer lock for the whole apply, reconciles first, refuses a plan
-made against another node generation, then runs the steps with ``run_plan``.
+Used by the CLI and the Ansible modules when no daemon is reachable (a one-shot
+bootstrap) and by the daemon itself, whose handlers are thin calls of it. It compiles
+plans here against the node as observed (image pre-flight included), holds the writer
+lock for the whole apply, reconciles first, refuses a plan made against another node
+generation, then runs the steps with ``run_plan``. Logs are read from the state
+directory's log files.
 """
 
 from __future__ import annotations
@@ -14,38 +18,59 @@ import sys
 import threading
 import uuid
 from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any
 
-from provisioner.errors import FailedPrecondition, LockBusy, NotFound, StalePlan
-from provisioner.executors.base import ApplyEvent
+from provisioner.defaults import DEFAULT_LOCK_TIMEOUT_S
+from provisioner.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    LockBusy,
+    NotFound,
+    StalePlan,
+)
+from provisioner.events import ApplyEvent
+from provisioner.executors.base import Executor, LockState
 from provisioner.executors.scheduler import run_plan
+from provisioner.logline import CHANNELS, LogLine
 from provisioner.model import (
     CellSpec,
+    DesiredState,
     DriverSpec,
     ExecutableSpec,
     Kind,
     PersistentExecutableSpec,
     PodSpec,
 )
+from provisioner.names import check_process_name, process_kind
 from provisioner.node import (
     DriverStore,
+    LogReader,
     NodeLayer,
     Pods,
     WriterLock,
+    check_plan,
     driver_key,
     observe,
     persistent,
+    read_holder,
     reconcile,
 )
+from provisioner.plan.compiler import compile_plan
 from provisioner.plan.steps import Action, Change, Plan, Step
 from provisioner.state import NodeState
 
-DEFAULT_LOCK_TIMEOUT_S = 10.0
+__all__ = ["DEFAULT_LOCK_TIMEOUT_S", "NODE_ID_KEY", "LocalExecutor"]
+
 NODE_ID_KEY = "node_id"
 
 
 class LocalExecutor:
+    """The node this process runs on, through ``layer`` (see the module doc)."""
+
     def __init__(self, layer: NodeLayer, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
                  purpose: str = "") -> None:
+        """``lock_timeout_s``: how long to wait for the writer lock; ``purpose``: what
+        the lock tells other processes while held (default: this command line)."""
         self.layer = layer
         self.lock = WriterLock(layer.config.state_dir)
         self.lock_timeout_s = lock_timeout_s
@@ -71,7 +96,36 @@ class LocalExecutor:
         return node_id or ""
 
     def close(self) -> None:
+        """Close the node layer's store (running processes are not affected)."""
         self.layer.close()
+
+    def __enter__(self) -> LocalExecutor:
+        """This executor; closed on exit."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close the executor."""
+        self.close()
+
+    def ping(self, timeout_s: float) -> bool:
+        """Always True: the node is this process's own machine."""
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        """``mode`` local, the state directory, cgroup root and the cgroup driver used."""
+        layer = self.layer
+        return {"mode": "local", "state_dir": layer.config.state_dir,
+                "cgroup_root": layer.config.cgroup_root,
+                "cgroup_driver": type(layer.cgroups).__name__,
+                "cgroup_hybrid": not layer.layout.cgroup_v2
+                and layer.layout.v2_mount is not None}
+
+    def lock_state(self) -> LockState:
+        """Read from the lock file, without taking the lock."""
+        holder = read_holder(self.layer.config.state_dir)
+        if holder is None:
+            return LockState("free")
+        return LockState("held", holder.describe())
 
     @contextlib.contextmanager
     def locked(self, reconcile_first: bool = True) -> Iterator[LocalExecutor]:
@@ -103,9 +157,37 @@ class LocalExecutor:
             self._gate.release()
 
     def observe(self) -> NodeState:
+        """The node as it runs now, with its generation and node id."""
         return dataclasses.replace(observe(self.layer), node_id=self.node_id)
 
+    def plan(self, desired: DesiredState, prune: bool = False, destroy: bool = False, *,
+             observed: NodeState | None = None) -> Plan:
+        """Compiled here against ``observed`` (or the node observed now), then checked
+        for images this node cannot use (FailedPrecondition)."""
+        node = observed if observed is not None else self.observe()
+        return check_plan(compile_plan(desired, node, prune=prune, destroy=destroy))
+
+    def logs(self, name: str, follow: bool = False, since_ns: int | None = None,
+             tail: int | None = None, channel: str | None = None, *,
+             stop: threading.Event | None = None) -> Iterator[LogLine]:
+        """Read from the log files of ``name`` in the state directory (see
+        :meth:`Executor.logs <provisioner.executors.base.Executor.logs>`)."""
+        name = check_process_name(name)
+        if channel is not None and channel not in CHANNELS:
+            raise InvalidArgument(f"channel must be stdout, stderr or empty, not {channel!r}")
+        if tail is not None and tail < 0:
+            raise InvalidArgument(f"tail must be 0 or more, not {tail}")
+        directory = self.layer.log_dir(name)
+        # Known but silent so far (logs start with the first line): nothing yet, no error.
+        if not os.path.isdir(directory) and not os.path.isfile(self.layer.status_file(name)):
+            raise NotFound(f"no logs for {process_kind(name)} {name!r}")
+        reader = LogReader(directory)
+        if follow:
+            return reader.follow(since_ns=since_ns, channel=channel, tail=tail, stop=stop)
+        return iter(reader.read(since_ns=since_ns, tail=tail, channel=channel))
+
     def apply(self, plan: Plan, parallelism: int = 0) -> Generator[ApplyEvent, None, None]:
+        """Under the writer lock (reconciled first): refuse a stale plan, then run it."""
         with self.locked():
             self._refuse_stale(plan)
             yield from run_plan(plan, lambda step: self.perform(step, plan.manifest_set),
@@ -203,3 +285,7 @@ class LocalExecutor:
                 tx.record_event(Kind.DRIVER.value, step.ref.name, "deleted")
         else:
             raise FailedPrecondition(f"cannot {step.action.value} a driver")
+
+
+if TYPE_CHECKING:  # mypy checks that this class is an Executor
+    _conforms: type[Executor] = LocalExecutor

@@ -1,8 +1,10 @@
 """The remote executor: a node daemon's ``provisioner.v1.NodeService`` over gRPC.
 
-Same interface as :class:`~provisioner.executors.local.LocalExecutor` as the CLI uses
-it (``observe``, ``apply``, ``locked``, ``node_id``, ``close``) plus :meth:`plan`, since
-plans are compiled by the daemon against the node it sees. Targets:
+The :class:`~provisioner.executors.base.Executor` interface over the wire, like
+:class:`~provisioner.executors.local.LocalExecutor` in-process: plans are compiled by
+the daemon against the node it sees (``Plan``), logs come from ``GetLogs``, and the
+writer lock is the daemon's to hold for each apply (its state is not visible from
+here: ``unknown``). This module does not import the node layer. Targets:
 
 - ``unix:///run/provisioner/provisioner.sock`` (or ``unix:/path``): a local daemon;
   the socket's file permissions are the access control.
@@ -26,7 +28,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -35,6 +39,7 @@ from provisioner._proto.atomix.runtime.v1 import registry_pb2 as rpb
 from provisioner._proto.atomix.runtime.v1 import registry_pb2_grpc as rgrpc
 from provisioner._proto.provisioner.v1 import node_pb2 as npb
 from provisioner._proto.provisioner.v1 import node_pb2_grpc as ngrpc
+from provisioner.defaults import RPC_TIMEOUT_S
 from provisioner.errors import (
     AlreadyExists,
     DataLoss,
@@ -49,9 +54,10 @@ from provisioner.errors import (
     Unavailable,
     UsageError,
 )
-from provisioner.executors.base import ApplyEvent, EventType
+from provisioner.events import ApplyEvent, EventType
+from provisioner.executors.base import Executor, LockState
+from provisioner.logline import LogLine
 from provisioner.model import DesiredState, DriverSpec
-from provisioner.node import LogLine
 from provisioner.plan.steps import Action, Plan
 from provisioner.state import NodeState
 
@@ -140,12 +146,23 @@ def error_from_rpc(exc: grpc.RpcError, target: str) -> ProvisionerError:
     return NodeError(f"the daemon at {target} failed: {code.name}: {details}")
 
 
+def _cancel_on(stop: threading.Event, ended: threading.Event,
+               cancel: Callable[[], object]) -> None:
+    """Call ``cancel`` once ``stop`` is set, unless the stream has ``ended`` first."""
+    while not ended.is_set():
+        if stop.wait(0.2):
+            cancel()
+            return
+
+
 class RemoteExecutor:
     """Observes, plans and applies through the daemon at ``target``."""
 
     def __init__(self, target: str, *, tls_ca: str | None = None, tls_cert: str | None = None,
                  tls_key: str | None = None, insecure: bool = False,
-                 timeout_s: float = 120.0) -> None:
+                 timeout_s: float = RPC_TIMEOUT_S) -> None:
+        """A channel to ``target`` (see the module doc for targets and TLS); nothing is
+        sent until the first call. ``timeout_s``: deadline of each unary call."""
         self.target = target
         self.timeout_s = timeout_s
         self.channel = make_channel(target, tls_ca, tls_cert, tls_key, insecure)
@@ -157,13 +174,24 @@ class RemoteExecutor:
         return self.observe().node_id
 
     def close(self) -> None:
+        """Close the channel."""
         self.channel.close()
 
     def __enter__(self) -> RemoteExecutor:
+        """This executor; closed on exit."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the channel."""
         self.close()
+
+    def describe(self) -> dict[str, Any]:
+        """``mode`` daemon and its ``target``."""
+        return {"mode": "daemon", "target": self.target}
+
+    def lock_state(self) -> LockState:
+        """``unknown``: the daemon takes its lock for each apply and does not report it."""
+        return LockState("unknown")
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[RemoteExecutor]:
@@ -180,14 +208,17 @@ class RemoteExecutor:
         return True
 
     def observe(self) -> NodeState:
+        """The daemon's GetState."""
         try:
             response = self.stub.GetState(npb.GetStateRequest(), timeout=self.timeout_s)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, self.target) from None
         return serde.state_from_proto(response.state)
 
-    def plan(self, desired: DesiredState, prune: bool = False, destroy: bool = False) -> Plan:
-        """The daemon's plan for ``desired`` (validated there again)."""
+    def plan(self, desired: DesiredState, prune: bool = False, destroy: bool = False, *,
+             observed: NodeState | None = None) -> Plan:
+        """The daemon's plan for ``desired`` (validated there again, and compiled against
+        the node the daemon observes: ``observed`` is not sent)."""
         request = npb.PlanRequest(resources=[serde.spec_to_proto(s) for s in desired.resources],
                                   manifest_set=desired.manifest_set, prune=prune,
                                   destroy=destroy)
@@ -198,19 +229,25 @@ class RemoteExecutor:
         return serde.plan_from_proto(response.plan)
 
     def logs(self, name: str, follow: bool = False, since_ns: int | None = None,
-             tail: int | None = None, channel: str | None = None) -> Iterator[LogLine]:
-        """An executable's captured output from the daemon (NodeService.GetLogs)."""
-        request = npb.GetLogsRequest(executable=name, follow=follow, since_ns=since_ns or 0,
-                                     channel=channel or "")
-        if tail is not None:
-            request.tail = tail
+             tail: int | None = None, channel: str | None = None, *,
+             stop: threading.Event | None = None) -> Iterator[LogLine]:
+        """An executable's captured output from the daemon (NodeService.GetLogs); a
+        follow ends when ``stop`` is set (the call is cancelled) or the iterator closed."""
+        request = serde.logs_request_to_proto(name, follow, since_ns, tail, channel)
         stream = self.stub.GetLogs(request, timeout=None if follow else self.timeout_s)
+        ended = threading.Event()
+        if stop is not None:
+            threading.Thread(target=_cancel_on, args=(stop, ended, stream.cancel), daemon=True,
+                             name="logs-stop").start()
         try:
             for entry in stream:
-                yield LogLine(entry.timestamp_ns, entry.channel, entry.text, entry.continued)
+                yield serde.logline_from_proto(entry)
         except grpc.RpcError as exc:
+            if stop is not None and stop.is_set():
+                return  # cancelled on request
             raise error_from_rpc(exc, self.target) from None
         finally:
+            ended.set()
             stream.cancel()
 
     def push_driver_files(self, plan: Plan) -> None:
@@ -250,3 +287,7 @@ class RemoteExecutor:
             stream.cancel()
         raise Unavailable(f"the daemon at {self.target} ended the apply without a summary; "
                           "what was done is recorded there: run status, then apply again")
+
+
+if TYPE_CHECKING:  # mypy checks that this class is an Executor
+    _conforms: type[Executor] = RemoteExecutor

@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
+from provisioner.defaults import DEFAULT_PARALLELISM
 from provisioner.errors import ProvisionerError
-from provisioner.executors.base import ApplyEvent, EventType, Summary
+from provisioner.events import ApplyEvent, EventType, Summary
 from provisioner.limits import MAX_PARALLELISM
 from provisioner.plan.render import change_counts
 from provisioner.plan.steps import Change, Plan, Step
 
-DEFAULT_PARALLELISM = 8
+__all__ = ["DEFAULT_PARALLELISM", "run_plan"]
 
 
 def _now_ns() -> int:

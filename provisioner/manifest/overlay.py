@@ -6,7 +6,8 @@ derives from the proto descriptors. It is the only hand-written part of the sche
 
 Keys are proto message full names, then field names in snake_case. A field entry is
 merged into the field's generated schema (for repeated fields, put item rules under
-``items``; for maps, key rules under ``propertyNames``).
+``items``; for maps, key rules under ``propertyNames``). ``DESCRIPTIONS`` replaces the
+proto comment of a field where it is not true here.
 """
 
 from __future__ import annotations
@@ -119,6 +120,21 @@ FIELDS: dict[str, dict[str, dict[str, Any]]] = {
     "provisioner.v1.PersistentExecutableSpec": {
         "command": _COMMAND,
         "depends_on": _DEPENDS_ON,
+    },
+}
+
+#: Descriptions that replace a proto comment which is not true of this provisioner
+#: (upstream comments of the seed protos, which are not edited). Same keys as FIELDS.
+DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "aurae.runtime.v0.CpuController": {
+        # Upstream says "Minimum: 0"; the kernel and the schema say otherwise.
+        "max": (
+            "CPU time the cell's tasks may use in each period of 1,000,000 microseconds "
+            "(1 s), in microseconds (cgroup v2 cpu.max; v1 cpu.cfs_quota_us).\n\n"
+            f"* Minimum: {lim.MIN_CPU_MAX_US} (the kernel refuses a quota below 1 ms)\n"
+            f"* Maximum: {lim.MAX_CPU_MAX_US} (8192 CPUs' worth)\n\n"
+            "Not set: no limit (the cgroup's default, the literal \"max\")."
+        ),
     },
 }
 

@@ -179,7 +179,10 @@ def _schema_of(error: ValidationError) -> dict[str, Any]:
 
 def _shadowed(error: ValidationError) -> bool:
     """A CPU list failing its pattern also fails its format, whose message says more;
-    a string too long to read fails its length, which says enough."""
+    a string too long to read fails its length, which says enough; the schemas' "not
+    both spellings" rule (``dependencies``, for editors) is ``_spelled_twice``'s to say."""
+    if "dependencies" in error.relative_schema_path:
+        return True
     if isinstance(error.instance, str) and error.validator in ("pattern", "format") and len(
             error.instance) > _max_length(error):
         return True

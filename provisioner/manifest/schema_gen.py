@@ -2,10 +2,12 @@
 
 Run through ``scripts/generate.py``; never at run time. Every message reachable from a
 kind's spec becomes a definition; every field is accepted under its proto name
-(snake_case) and its JSON name (lowerCamelCase), as protobuf's JSON mapping does; enum
-values are written as friendly lowercase words (``RESTART_POLICY_ON_FAILURE`` ->
-``on-failure``); proto comments become descriptions, so editors show them on hover.
-``overlay.py`` adds what protos cannot say.
+(snake_case) and its JSON name (lowerCamelCase), as protobuf's JSON mapping does, but
+not both at once (a draft-07 ``dependencies`` rule), and editors suggest only the
+lowerCamelCase one (``doNotSuggest`` on the alias); enum values are written as friendly
+lowercase words (``RESTART_POLICY_ON_FAILURE`` -> ``on-failure``); proto comments
+become descriptions, so editors show them on hover, unless the overlay replaces one
+that is not true here. ``overlay.py`` adds what protos cannot say.
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ class _Builder:
         self.definitions[full_name] = {}  # placeholder against recursion
         msg = self.index.messages[full_name]
         properties: dict[str, Any] = {}
+        twice: dict[str, Any] = {}
         defaults = overlay.DEFAULTS.get(full_name, {})
         for field in msg.field:
             schema = self.field(full_name, field)
@@ -128,7 +131,8 @@ class _Builder:
                 schema = _merge(schema, extra)
             if field.name in defaults:
                 schema["default"] = defaults[field.name]
-            described = self.index.comments.get(f"{full_name}.{field.name}")
+            described = overlay.DESCRIPTIONS.get(full_name, {}).get(field.name) or (
+                self.index.comments.get(f"{full_name}.{field.name}"))
             limit = (extra or {}).get("description")  # the overlay's word on the limit
             if described and limit:
                 schema["description"] = f"{described}\n{limit}"
@@ -137,11 +141,18 @@ class _Builder:
             properties[field.name] = schema
             if field.json_name != field.name:
                 properties[field.json_name] = copy.deepcopy(schema)
+                # Completion offers one spelling: the snake_case alias is still
+                # accepted, but hidden ("doNotSuggest" is honoured by the YAML and
+                # JSON language servers; other validators ignore the keyword).
+                schema["doNotSuggest"] = True
+                twice[field.name] = _not_twice(field.name, field.json_name)
         definition: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "properties": properties,
         }
+        if twice:
+            definition["dependencies"] = twice
         required = overlay.REQUIRED.get(full_name)
         if required:
             definition["required"] = required
@@ -177,6 +188,18 @@ class _Builder:
             return {"type": "number"}
         low, high = _INT_RANGES[field.type]
         return {"type": "integer", "minimum": low, "maximum": high}
+
+
+def _not_twice(snake: str, camel: str) -> dict[str, Any]:
+    """Draft-07 ``dependencies`` entry: with ``snake`` present, ``camel`` is refused.
+
+    ``errorMessage`` (a language-server keyword, ignored by validators) makes the
+    editor say what ``provisioner validate`` says, at the same key.
+    """
+    return {
+        "properties": {camel: False},
+        "errorMessage": f"given twice, as {snake!r} and {camel!r}",
+    }
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -228,7 +251,12 @@ def kind_schema(kind: str, index: _Index, standalone: bool = True) -> dict[str, 
 
 
 def manifest_schema(index: _Index) -> dict[str, Any]:
-    """One schema for any document of a manifest file (editors apply it per document)."""
+    """One schema for any document of a manifest file, whatever its kind.
+
+    It dispatches on ``kind`` (draft-07 ``if`` / ``then``), so that one association
+    (a ``yaml.schemas`` glob, a catalog entry) validates every document of a
+    multi-document file, each against its own kind's schema.
+    """
     definitions: dict[str, Any] = {}
     branches = []
     for kind in overlay.KINDS:
@@ -237,7 +265,11 @@ def manifest_schema(index: _Index) -> dict[str, Any]:
         definitions[kind] = part
         branches.append(
             {
-                "if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
+                "if": {
+                    "type": "object",
+                    "properties": {"kind": {"const": kind}},
+                    "required": ["kind"],
+                },
                 "then": {"$ref": f"#/definitions/{kind}"},
             }
         )
@@ -246,7 +278,8 @@ def manifest_schema(index: _Index) -> dict[str, Any]:
         "$id": "manifest.schema.json",
         "title": "provisioner manifest document",
         "description": "One document of a provisioner manifest file (multi-document YAML).",
-        "type": "object",
+        # An empty document (a leading or trailing '---') is skipped by the loader.
+        "type": ["object", "null"],
         "additionalProperties": False,
         "required": ["apiVersion", "kind"],
         "properties": {

@@ -62,6 +62,21 @@ if TYPE_CHECKING:
     from provisioner.node.runtime import (
         persistent as persistent,
     )
+    from provisioner.node.runtime.commands import (
+        EXEC_LEAF_PREFIX as EXEC_LEAF_PREFIX,
+    )
+    from provisioner.node.runtime.commands import (
+        MAX_OUTPUT_BYTES as MAX_OUTPUT_BYTES,
+    )
+    from provisioner.node.runtime.commands import (
+        ExecResult as ExecResult,
+    )
+    from provisioner.node.runtime.commands import (
+        cleanup_exec_leaves as cleanup_exec_leaves,
+    )
+    from provisioner.node.runtime.commands import (
+        run_command as run_command,
+    )
     from provisioner.node.runtime.layer import (
         NodeConfig as NodeConfig,
     )
@@ -113,9 +128,6 @@ if TYPE_CHECKING:
     from provisioner.node.state.lock import (
         read_holder as read_holder,
     )
-    from provisioner.node.state.store import (
-        DEFAULT_STATE_DIR as DEFAULT_STATE_DIR,
-    )
     from provisioner.node.state.store import Event as _StoreEvent
 
     StoreEvent = _StoreEvent
@@ -140,6 +152,11 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "NodeLayer": ("provisioner.node.runtime.layer", "NodeLayer"),
     "log_path": ("provisioner.node.runtime.layer", "log_path"),
     "status_path": ("provisioner.node.runtime.layer", "status_path"),
+    "EXEC_LEAF_PREFIX": ("provisioner.node.runtime.commands", "EXEC_LEAF_PREFIX"),
+    "MAX_OUTPUT_BYTES": ("provisioner.node.runtime.commands", "MAX_OUTPUT_BYTES"),
+    "ExecResult": ("provisioner.node.runtime.commands", "ExecResult"),
+    "cleanup_exec_leaves": ("provisioner.node.runtime.commands", "cleanup_exec_leaves"),
+    "run_command": ("provisioner.node.runtime.commands", "run_command"),
     "observe": ("provisioner.node.runtime.observe", "observe"),
     "reconcile": ("provisioner.node.runtime.observe", "reconcile"),
     "Pods": ("provisioner.node.runtime.pods", "Pods"),
@@ -151,7 +168,6 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "LockHolder": ("provisioner.node.state.lock", "LockHolder"),
     "WriterLock": ("provisioner.node.state.lock", "WriterLock"),
     "read_holder": ("provisioner.node.state.lock", "read_holder"),
-    "DEFAULT_STATE_DIR": ("provisioner.node.state.store", "DEFAULT_STATE_DIR"),
     "StoreEvent": ("provisioner.node.state.store", "Event"),
 }
 
@@ -171,4 +187,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
+    """The facade's names (for ``dir()`` and completion)."""
     return __all__

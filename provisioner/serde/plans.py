@@ -9,7 +9,7 @@ from typing import cast
 
 from provisioner._proto.provisioner.v1 import node_pb2 as npb
 from provisioner.errors import InvalidArgument
-from provisioner.executors.base import ApplyEvent, EventType, Summary
+from provisioner.events import ApplyEvent, EventType, Summary
 from provisioner.model import Kind, Ref, ResourceSpec
 from provisioner.plan.steps import PLAN_FORMAT_VERSION, Action, Change, NoOp, Plan, Step
 from provisioner.serde.resources import CHANGE_ANNOTATION, spec_from_proto, spec_to_proto
@@ -28,6 +28,7 @@ _PHASE_FROM_PROTO = {v: k for k, v in _PHASE_TO_PROTO.items()}
 
 
 def observed_to_proto(obs: ObservedResource) -> npb.ObservedResource:
+    """An observed resource (its spec and, for a process, its live status)."""
     out = npb.ObservedResource(resource=spec_to_proto(obs.spec),
                                manifest_set=obs.manifest_set, present=obs.present,
                                drift=list(obs.drift))
@@ -46,6 +47,7 @@ def observed_to_proto(obs: ObservedResource) -> npb.ObservedResource:
 
 
 def observed_from_proto(obs: npb.ObservedResource) -> ObservedResource:
+    """An observed resource; an unknown process state is InvalidArgument."""
     process = None
     if obs.process_state != npb.PROCESS_STATE_UNSPECIFIED:
         phase = _PHASE_FROM_PROTO.get(obs.process_state)
@@ -63,12 +65,14 @@ def observed_from_proto(obs: npb.ObservedResource) -> ObservedResource:
 
 
 def state_to_proto(state: NodeState) -> npb.NodeState:
+    """The node state as a GetState answer."""
     return npb.NodeState(generation=state.generation, node_name=state.node_name,
                          cgroup_v2=state.cgroup_v2, node_id=state.node_id,
                          resources=[observed_to_proto(r) for r in state.resources])
 
 
 def state_from_proto(state: npb.NodeState) -> NodeState:
+    """A GetState answer as the node state."""
     return NodeState(generation=state.generation, cgroup_v2=state.cgroup_v2,
                      node_name=state.node_name, node_id=state.node_id,
                      resources=tuple(observed_from_proto(r) for r in state.resources))
@@ -86,6 +90,7 @@ _UP = {Action.ALLOCATE, Action.START, Action.PUSH, Action.ENABLE, Action.DISABLE
 
 
 def step_to_proto(step: Step, index: int) -> npb.PlanStep:
+    """Step ``index`` of a plan, with its change and resource."""
     out = npb.PlanStep(index=index, action=_ACTION_TO_PROTO[step.action],
                        kind=step.ref.kind.value, name=step.ref.name, reason=step.reason,
                        requires=list(step.requires))
@@ -153,6 +158,7 @@ def derive_changes(steps: Sequence[npb.PlanStep]) -> list[Change]:
 
 
 def plan_to_proto(plan: Plan) -> npb.Plan:
+    """A plan, steps numbered in order."""
     return npb.Plan(
         format_version=plan.format_version, generation=plan.generation,
         manifest_set=plan.manifest_set,
@@ -204,6 +210,7 @@ _SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(Summary))
 
 
 def event_to_proto(event: ApplyEvent) -> npb.ApplyEvent:
+    """An apply event (its step as a full PlanStep, the summary's counts)."""
     out = npb.ApplyEvent(format_version=event.format_version,
                          type=_EVENT_TO_PROTO[event.type], timestamp_ns=event.timestamp_ns,
                          message=event.message, duration_s=event.duration_s)

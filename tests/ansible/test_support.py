@@ -30,9 +30,8 @@ from provisioner.ansible_support import (
     ModuleFailure,
     NodeOptions,
 )
-from provisioner.cli.node_commands import DEFAULT_CGROUP_ROOT
+from provisioner.defaults import DEFAULT_CGROUP_ROOT, DEFAULT_LOCK_TIMEOUT_S, DEFAULT_STATE_DIR
 from provisioner.errors import NodeError
-from provisioner.executors.local import DEFAULT_LOCK_TIMEOUT_S
 from provisioner.executors.scheduler import run_plan
 from provisioner.model import (
     CellLimits,
@@ -43,7 +42,6 @@ from provisioner.model import (
     Ref,
     RestartPolicy,
 )
-from provisioner.node.state.store import DEFAULT_STATE_DIR
 from provisioner.plan.compiler import compile_plan
 from provisioner.plan.steps import Step
 from provisioner.state import NodeState, ObservedResource, ProcessPhase, ProcessStatus

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from provisioner.cli.output import JsonReporter, LineReporter, TerminalReporter, summary_line
-from provisioner.executors.base import ApplyEvent, EventType, Summary
+from provisioner.events import ApplyEvent, EventType, Summary
 from provisioner.model import Kind, Ref
 from provisioner.plan.steps import Action, Change, Step
 

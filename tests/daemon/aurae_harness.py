@@ -19,8 +19,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from provisioner.daemon.aurae_observe import DEFAULT_RING_LINES
 from provisioner.daemon.context import DaemonConfig, DaemonContext
-from provisioner.daemon.observe import DEFAULT_RING_LINES
 from provisioner.daemon.services import register_all
 from provisioner.executors.local import LocalExecutor
 from provisioner.node.process.logs import LogRing

@@ -15,7 +15,7 @@ import pytest
 from provisioner import serde
 from provisioner._proto.provisioner.v1 import node_pb2 as npb
 from provisioner._proto.provisioner.v1 import node_pb2_grpc as ngrpc
-from provisioner.executors.base import EventType
+from provisioner.events import EventType
 from provisioner.executors.remote import RemoteExecutor
 from provisioner.model import (
     CellLimits,

@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-import provisioner.daemon.observe as observe_module
+import provisioner.daemon.aurae_observe as observe_module
 from provisioner._proto.aurae.discovery.v0 import discovery_pb2, discovery_pb2_grpc
 from provisioner._proto.aurae.observe.v0 import observe_pb2 as pb
 from provisioner._proto.aurae.observe.v0 import observe_pb2_grpc as pb_grpc

@@ -24,12 +24,12 @@ from cryptography.x509.oid import NameOID
 from provisioner._proto.atomix.runtime.v1 import registry_pb2 as rpb
 from provisioner._proto.atomix.runtime.v1 import registry_pb2_grpc as rgrpc
 from provisioner.cli import main, node_commands
+from provisioner.defaults import DEFAULT_STATE_DIR
 from provisioner.errors import InvalidArgument, NotFound, StalePlan, Unavailable, UsageError
-from provisioner.executors.base import EventType
+from provisioner.events import EventType
 from provisioner.executors.remote import RemoteExecutor, error_from_rpc
 from provisioner.model import CellLimits, CellSpec, DesiredState
 from provisioner.node.runtime.layer import NodeLayer
-from provisioner.node.state.store import DEFAULT_STATE_DIR
 from tests.conftest import make_config, tear_down
 from tests.daemon.node_harness import Daemon, rpc_error, running_daemon
 

@@ -10,7 +10,7 @@ import threading
 import time
 
 from provisioner.errors import NodeError
-from provisioner.executors.base import EventType
+from provisioner.events import EventType
 from provisioner.executors.scheduler import run_plan
 from provisioner.limits import MAX_PARALLELISM
 from provisioner.model import Kind, Ref

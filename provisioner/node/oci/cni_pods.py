@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from provisioner.defaults import DEFAULT_POD_SUBNET
 from provisioner.errors import FailedPrecondition, InvalidArgument, NodeError, ProvisionerError
 from provisioner.model import ContainerPort, PodNetwork, PodSpec
 from provisioner.names import check_dns_label
@@ -51,7 +52,6 @@ from provisioner.node.oci.network import (
     netns_path,
     remove_netns,
 )
-from provisioner.podnet import DEFAULT_POD_SUBNET
 
 LOCK_FILE = "/run/lock/provisioner-cni.lock"
 IFNAME = "eth0"

@@ -35,20 +35,13 @@ from dataclasses import dataclass
 
 from provisioner.errors import InvalidArgument
 from provisioner.limits import MAX_LOG_FILE_BYTES, MAX_LOG_FILES_KEPT, MAX_LOG_LINE_BYTES
+from provisioner.logline import STDERR, STDOUT, LogLine
 
-STDOUT = "stdout"
-STDERR = "stderr"
+__all__ = ["STDERR", "STDOUT", "LogLimits", "LogLine", "LogReader", "LogRing", "parse_record"]
+
 _TAGS = {STDOUT: "O", STDERR: "E"}
 _CHANNELS = {"O": STDOUT, "E": STDERR}
 _PREFIX, _SUFFIX = "output-", ".log"
-
-
-@dataclass(frozen=True, slots=True)
-class LogLine:
-    ts_ns: int
-    channel: str  # STDOUT or STDERR
-    text: str
-    continued: bool = False  # a piece of an overlong line; the rest follows
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from provisioner.defaults import DEFAULT_POD_SUBNET, DEFAULT_STATE_DIR
 from provisioner.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -48,14 +49,12 @@ from provisioner.node.process.supervise import (
     sweep_tmp_files,
 )
 from provisioner.node.state.store import (
-    DEFAULT_STATE_DIR,
     HolderRecord,
     ProcessRecord,
     ProcessState,
     Store,
 )
 from provisioner.node.types import NamespaceTarget
-from provisioner.podnet import DEFAULT_POD_SUBNET
 
 log = logging.getLogger(__name__)
 

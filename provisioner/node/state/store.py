@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from provisioner.defaults import DEFAULT_STATE_DIR
 from provisioner.errors import FailedPrecondition, InvalidArgument, LockBusy, NodeError
 from provisioner.model import Kind
 from provisioner.node.state import schema as _schema
@@ -69,7 +70,6 @@ __all__ = [
     "ResourceRecord", "Store", "ensure_state_dir",
 ]
 
-DEFAULT_STATE_DIR = "/var/lib/provisioner"
 DB_FILE = "state.db"
 DEFAULT_MAX_EVENTS = 100_000
 GENERATION_KEY = "generation"

@@ -53,7 +53,7 @@ from provisioner.node import STDERR, STDOUT, LogLine, LogReader, LogRing, NodeLa
 __all__ = ["DEFAULT_RING_LINES", "LegacyObserveService", "LogHub", "ObserveService",
            "find_executable_by_pid", "follow_ring"]
 
-log = logging.getLogger("provisioner.daemon.observe")
+log = logging.getLogger("provisioner.daemon.aurae_observe")
 
 DEFAULT_RING_LINES = 10_000
 _WAIT_S = 0.25  # how long a follower sleeps before it looks at cancellation again
@@ -242,6 +242,7 @@ def find_executable_by_pid(layer: NodeLayer, pid: int) -> str:
 
 
 def running_count(layer: NodeLayer) -> int:
+    """How many recorded executables (and containers) run now."""
     return sum(1 for p in layer.store.list_processes() if layer.is_running(p.name))
 
 
@@ -287,17 +288,23 @@ class _Streams:
 
 
 class ObserveService(pb_grpc.ObserveServiceServicer):
+    """``aurae.observe.v0.ObserveService``: the daemon's log and an executable's output
+    as streams."""
+
     def __init__(self, ctx: DaemonContext, hub: LogHub) -> None:
         self.streams = _Streams(ctx, hub)
 
     @handles_errors
     def GetAuraeDaemonLogStream(self, request: pb.GetAuraeDaemonLogStreamRequest,
                                 context: grpc.ServicerContext) -> Iterator[pb.LogItem]:
+        """The daemon's own log: the lines it holds, then new ones until cancelled."""
         yield from self.streams.daemon_log(context, _v0_item)
 
     @handles_errors
     def GetSubProcessStream(self, request: pb.GetSubProcessStreamRequest,
                             context: grpc.ServicerContext) -> Iterator[pb.LogItem]:
+        """The output of the executable that has or had pid ``process_id`` (one channel,
+        or both when unspecified): its recent lines, then new ones until cancelled."""
         channel = _channel(_CHANNELS_V0, request.channel_type)
         yield from self.streams.sub_process(request.process_id, channel, context, _v0_item)
 
@@ -314,6 +321,7 @@ class LegacyObserveService(legacy_grpc.ObserveServicer):
     @handles_errors
     def Status(self, request: legacy_pb.StatusRequest,
                context: grpc.ServicerContext) -> legacy_pb.StatusResponse:
+        """The self-check's verdict and how many executables run, in one message."""
         problems = self_check(self.ctx.layer)
         running = running_count(self.ctx.layer)
         state = "healthy" if not problems else "unhealthy: " + "; ".join(problems)
@@ -324,11 +332,13 @@ class LegacyObserveService(legacy_grpc.ObserveServicer):
     @handles_errors
     def GetAuraeDaemonLogStream(self, request: legacy_pb.GetAuraeDaemonLogStreamRequest,
                                 context: grpc.ServicerContext) -> Iterator[legacy_pb.LogItem]:
+        """The daemon's own log, as :meth:`ObserveService.GetAuraeDaemonLogStream`."""
         yield from self.streams.daemon_log(context, _legacy_item)
 
     @handles_errors
     def GetSubProcessStream(self, request: legacy_pb.GetSubProcessStreamRequest,
                             context: grpc.ServicerContext) -> Iterator[legacy_pb.LogItem]:
+        """An executable's output, as :meth:`ObserveService.GetSubProcessStream`."""
         channel = _channel(_CHANNELS_LEGACY, request.channel_type)
         yield from self.streams.sub_process(request.process_id, channel, context,
                                             _legacy_item)
