@@ -1,4 +1,5 @@
-"""Domain errors -> gRPC status codes, in one place for every servicer."""
+"""Domain errors end a servicer's call with their gRPC status (the table is
+:mod:`provisioner.serde.status`, which clients read back)."""
 
 from __future__ import annotations
 
@@ -10,47 +11,16 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from provisioner.errors import (
-    AlreadyExists,
-    DataLoss,
-    FailedPrecondition,
-    InvalidArgument,
-    ManifestError,
-    NodeError,
-    NotFound,
-    PermissionDenied,
-    ProvisionerError,
-    Unavailable,
-    UsageError,
-)
+from provisioner.errors import ProvisionerError
+from provisioner.serde.status import ERROR_CLASS_KEY, status_of
 
 log = logging.getLogger("provisioner.daemon")
 
-#: Most specific first: the first class an error is an instance of decides its code.
-CODES: tuple[tuple[type[ProvisionerError], grpc.StatusCode], ...] = (
-    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
-    (UsageError, grpc.StatusCode.INVALID_ARGUMENT),
-    (ManifestError, grpc.StatusCode.INVALID_ARGUMENT),
-    (NotFound, grpc.StatusCode.NOT_FOUND),
-    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
-    (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
-    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
-    (Unavailable, grpc.StatusCode.UNAVAILABLE),
-    (DataLoss, grpc.StatusCode.DATA_LOSS),
-    (NodeError, grpc.StatusCode.INTERNAL),
-)
-
-
-def code_for(exc: BaseException) -> grpc.StatusCode:
-    for cls, code in CODES:
-        if isinstance(exc, cls):
-            return code
-    return grpc.StatusCode.INTERNAL
-
 
 def abort(context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
-    """End the call with the status ``exc`` maps to; real faults are logged."""
-    code = code_for(exc)
+    """End the call with the status ``exc`` maps to (:mod:`provisioner.serde.status`),
+    the error's class named in the trailing metadata; real faults are logged."""
+    code, class_name = status_of(exc)
     if isinstance(exc, ProvisionerError):
         message = str(exc)
     else:
@@ -58,6 +28,8 @@ def abort(context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
         message = f"internal error: {type(exc).__name__}: {exc}"
     if code is grpc.StatusCode.INTERNAL:
         log.error("%s", message)
+    if class_name is not None:
+        context.set_trailing_metadata(((ERROR_CLASS_KEY, class_name),))
     context.abort(code, message)
     raise AssertionError("unreachable")  # context.abort raises
 

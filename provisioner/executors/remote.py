@@ -12,7 +12,8 @@ here: ``unknown``). This module does not import the node layer. Targets:
   certificate; omitted: the system's roots) and ``tls_cert`` + ``tls_key`` (this
   client's identity), or, for a lab only, ``insecure=True`` (plain TCP).
 
-gRPC errors come back as the provisioner's errors (:func:`error_from_rpc`), with the
+gRPC errors come back as the provisioner's errors (:func:`error_from_rpc`: the class the
+daemon names in the status metadata, not parsed from text), with the
 daemon's message unchanged, so the CLI reports them as it would locally.
 ``node_id`` is the daemon's (from ``GetState``, asked once), so a plan saved against
 one daemon is refused by another, as locally.
@@ -41,16 +42,8 @@ from provisioner._proto.provisioner.v1 import node_pb2 as npb
 from provisioner._proto.provisioner.v1 import node_pb2_grpc as ngrpc
 from provisioner.defaults import RPC_TIMEOUT_S
 from provisioner.errors import (
-    AlreadyExists,
-    DataLoss,
-    FailedPrecondition,
-    InvalidArgument,
-    LockBusy,
     NodeError,
-    NotFound,
-    PermissionDenied,
     ProvisionerError,
-    StalePlan,
     Unavailable,
     UsageError,
 )
@@ -59,6 +52,7 @@ from provisioner.executors.base import Executor, LockState
 from provisioner.logline import LogLine
 from provisioner.model import DesiredState, DriverSpec
 from provisioner.plan.steps import Action, Plan
+from provisioner.serde.status import ERROR_CLASS_KEY, error_class_of
 from provisioner.state import NodeState
 
 MiB = 1024 * 1024
@@ -116,34 +110,23 @@ def make_channel(target: str, tls_ca: str | None = None, tls_cert: str | None = 
     return grpc.secure_channel(target, credentials, options=_OPTIONS)
 
 
-_CODES: dict[grpc.StatusCode, type[ProvisionerError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-    grpc.StatusCode.UNAUTHENTICATED: PermissionDenied,
-    grpc.StatusCode.DATA_LOSS: DataLoss,
-}
-
-
 def error_from_rpc(exc: grpc.RpcError, target: str) -> ProvisionerError:
-    """The provisioner error a failed call stands for."""
-    code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
-    details = (exc.details() if isinstance(exc, grpc.Call) else "") or str(code)
-    if code is grpc.StatusCode.UNAVAILABLE:
+    """The provisioner error a failed call stands for: the class the daemon named in the
+    status metadata (:mod:`provisioner.serde.status`), with its message; a status grpc
+    made itself (unreachable, deadline) says which daemon; any other code is a fault."""
+    if not isinstance(exc, grpc.Call):
+        return NodeError(f"the daemon at {target} failed: {exc}")
+    code = exc.code()
+    details = exc.details() or code.name
+    sent = any(key == ERROR_CLASS_KEY for key, _ in exc.trailing_metadata() or ())
+    if code is grpc.StatusCode.UNAVAILABLE and not sent:
         return Unavailable(f"cannot reach the daemon at {target}: {details}")
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return Unavailable(f"the daemon at {target} did not answer in time: {details}")
-    if code is grpc.StatusCode.FAILED_PRECONDITION:
-        if "plan was made at node generation" in details:
-            return StalePlan(details)
-        if details.startswith(("state is locked by", "another apply is running")):
-            return LockBusy(details)
-    cls = _CODES.get(code)
-    if cls is not None:
-        return cls(details)
-    return NodeError(f"the daemon at {target} failed: {code.name}: {details}")
+    cls = error_class_of(code, exc.trailing_metadata())
+    if cls is None or (cls is NodeError and not sent):
+        return NodeError(f"the daemon at {target} failed: {code.name}: {details}")
+    return cls(details)
 
 
 def _cancel_on(stop: threading.Event, ended: threading.Event,
