@@ -56,6 +56,7 @@ class LoadError(ManifestError):
         super().__init__(self.render())
 
     def render(self) -> str:
+        """``file:line:column: message``, with the parts that are known."""
         where = self.file
         if self.line is not None:
             where += f":{self.line}"

@@ -37,6 +37,7 @@ class UnixSocket:
         self._key = (st.st_dev, st.st_ino)
 
     def remove(self) -> None:
+        """Unlink the socket file, but only if it is still the one this listener bound."""
         with contextlib.suppress(OSError):
             st = os.lstat(self.path)
             if (st.st_dev, st.st_ino) == self._key:

@@ -221,6 +221,9 @@ def _metadata(kind: str, info: dict[str, Any], builder: _Builder) -> dict[str, A
 
 
 def kind_schema(kind: str, index: _Index, standalone: bool = True) -> dict[str, Any]:
+    """The JSON Schema of one kind's documents (``standalone``: with its own ``$schema``
+    and definitions; else for embedding in the manifest schema).
+    """
     info = overlay.KINDS[kind]
     builder = _Builder(index)
     spec_ref = builder.message(info["spec"])
@@ -294,6 +297,7 @@ def manifest_schema(index: _Index) -> dict[str, Any]:
 
 
 def build_schemas(fds: d.FileDescriptorSet) -> dict[str, dict[str, Any]]:
+    """Every schema file's name and content, derived from the descriptor set ``fds``."""
     index = _Index(fds)
     schemas = {f"{kind.lower()}.schema.json": kind_schema(kind, index) for kind in overlay.KINDS}
     schemas["manifest.schema.json"] = manifest_schema(index)
@@ -301,6 +305,7 @@ def build_schemas(fds: d.FileDescriptorSet) -> dict[str, dict[str, Any]]:
 
 
 def write_schemas(out: Path) -> None:
+    """Write every schema file into ``out`` (what ``scripts/generate.py`` calls)."""
     out.mkdir(parents=True, exist_ok=True)
     for name, schema in build_schemas(descriptor_set()).items():
         (out / name).write_text(json.dumps(schema, indent=2, sort_keys=False) + "\n")

@@ -116,6 +116,9 @@ def _no_nul(value: object, what: str) -> str:
 
 
 def check_process(args: list[str], env: list[str], cwd: str, uid: int, gid: int) -> None:
+    """Refuse a container process runc would choke on: an empty command, NUL bytes,
+    environment entries that are not KEY=VALUE, a relative cwd, ids out of range.
+    """
     if not isinstance(args, list) or not args:
         raise InvalidArgument("a container needs a command (args is empty)")
     for arg in args:
@@ -136,6 +139,7 @@ def check_process(args: list[str], env: list[str], cwd: str, uid: int, gid: int)
 
 
 def check_hostname(hostname: str) -> str:
+    """``hostname`` if it is a valid host name (DNS labels); else InvalidArgument."""
     if (not isinstance(hostname, str) or not _HOSTNAME_RE.fullmatch(hostname)
             or len(hostname) > _HOSTNAME_MAX):
         raise InvalidArgument(f"container hostname {hostname!r} is not a host name "

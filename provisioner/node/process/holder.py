@@ -183,6 +183,7 @@ def _reap() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of the namespace holder process (``python -m``); its exit status."""
     args = _parse(sys.argv[1:] if argv is None else argv)
     try:
         check_dns_label(args.name, what="holder hostname")

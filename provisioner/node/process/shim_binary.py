@@ -29,6 +29,7 @@ _found: str | None = None
 
 
 def sources() -> list[str]:
+    """The shim's C sources and headers, sorted (the build's inputs)."""
     return sorted(os.path.join(SOURCE_DIR, n) for n in os.listdir(SOURCE_DIR)
                   if n.endswith((".c", ".h")))
 
@@ -86,6 +87,7 @@ def shim_binary() -> str:
 
 
 def main() -> int:
+    """Build the shim if it is stale and print its path; 1 with the reason if it cannot."""
     try:
         print(build())
     except (NodeError, Unavailable) as exc:

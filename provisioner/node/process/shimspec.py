@@ -88,6 +88,7 @@ class ShimSpec:
         self.log_limits.check()
 
     def to_json(self) -> dict[str, Any]:
+        """The spec file's object (what the shim reads)."""
         # By hand rather than dataclasses.asdict (a deep copy, ~5x slower): this is on
         # the path of every launch.
         ns = self.namespace
@@ -143,6 +144,7 @@ class ShimStatus:
     updated_at_ns: int = 0
 
     def to_json(self) -> dict[str, Any]:
+        """The status file's object."""
         return {**vars(self), "leaf": _leaf_json(self.leaf)}  # see ShimSpec.to_json
 
     @classmethod
@@ -154,6 +156,7 @@ class ShimStatus:
         return cls(**{**data, **grace, "leaf": leaf_from_json(data["leaf"])})
 
     def with_(self, **changes: Any) -> ShimStatus:
+        """A copy of this status with ``changes`` applied."""
         return replace(self, **changes)
 
 
@@ -174,6 +177,7 @@ def _leaf_json(leaf: LeafCgroup) -> dict[str, Any]:
 
 
 def leaf_from_json(data: dict[str, Any]) -> LeafCgroup:
+    """The leaf cgroup a status or spec file describes."""
     return LeafCgroup(tuple(data["dirs"]), bool(data["v2"]), data.get("freezer_dir"))
 
 
@@ -206,6 +210,7 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
 
 
 def write_status(status: ShimStatus) -> None:
+    """Write ``status`` to its status file atomically."""
     write_json_atomic(status.status_file, status.to_json())
 
 

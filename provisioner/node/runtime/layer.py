@@ -103,6 +103,7 @@ def stopped_record(name: str, cell: str, final: ShimStatus | None) -> ProcessRec
 
 
 def process_record(name: str, cell: str, status: ShimStatus) -> ProcessRecord:
+    """The store's record of process ``name`` in ``cell`` from its supervisor's status."""
     return ProcessRecord(
         name=name, cell=cell, shim_pid=status.shim_pid, shim_start_time=status.shim_start_time,
         pid=status.child_pid, pid_start_time=status.child_start_time,
@@ -138,6 +139,7 @@ class NodeLayer:
 
     @property
     def cgroup_v2(self) -> bool:
+        """True when the cells live in the unified (v2) hierarchy."""
         return self.cgroups.cgroup_v2
 
     def close(self) -> None:
@@ -161,6 +163,7 @@ class NodeLayer:
                 os.unlink(path)
 
     def read_shim_status(self, name: str) -> ShimStatus | None:
+        """The supervisor status of executable or container ``name``; None if it has none."""
         try:
             return read_status(self.status_file(name))
         except NotFound:
@@ -168,6 +171,7 @@ class NodeLayer:
 
     # -- records -------------------------------------------------------------------
     def applied_spec(self, kind: Kind, name: str) -> ResourceSpec | None:
+        """The spec of ``kind``/``name`` as last applied (from the store); None if unknown."""
         record = self.store.get_resource(kind, name)
         return loads(record.spec_json) if record else None
 
@@ -237,6 +241,9 @@ class NodeLayer:
         return target
 
     def namespace_of(self, cell: str) -> NamespaceTarget | None:
+        """The namespaces of ``cell``'s holder to join, None for a cell without any;
+        FailedPrecondition when the holder died.
+        """
         held = self.store.get_holder(cell) if cell else None
         if held is None:
             return None
@@ -452,6 +459,7 @@ class NodeLayer:
             self.cgroups.remove_leaf(cell, executable_leaf(name))
 
     def is_running(self, name: str) -> bool:
+        """True while executable or container ``name`` runs (its supervisor says so)."""
         status = self.read_shim_status(name)
         return status is not None and is_running(status)
 

@@ -149,12 +149,14 @@ class Pods:
         self.layer.free_cell(cell)
 
     def applied(self, pod: str) -> PodSpec:
+        """Pod ``pod`` as applied; NotFound when the node has no such pod."""
         spec = self.layer.applied_spec(Kind.POD, check_dns_label(pod, "pod name"))
         if not isinstance(spec, PodSpec):
             raise NotFound(f"pod {pod!r} does not exist")
         return spec
 
     def statuses(self, spec: PodSpec) -> list[tuple[ContainerSpec, ShimStatus | None]]:
+        """Each container of ``spec`` with its supervisor status (None: never started)."""
         return [(c, self.layer.read_shim_status(container_process_name(spec.name, c.name)))
                 for c in spec.containers]
 
