@@ -71,7 +71,10 @@ def run(tmp: Path, name: str, tasks: list[dict[str, object]]) -> list[tuple[str,
     playbook.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False,
                                          "tasks": tasks}], sort_keys=False))
     timings = folder / "timings.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    # Bytecode is written and used as an installed package's would be (start-up is most
+    # of a no-op task's cost), whatever PYTHONDONTWRITEBYTECODE says.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("ANSIBLE_") and k != "PYTHONDONTWRITEBYTECODE"}
     env.update(ANSIBLE_COLLECTIONS_PATH=str(REPO), TIMINGS_FILE=str(timings),
                ANSIBLE_HOME=str(folder / "ansible-home"))
     subprocess.run([str(VENV_BIN / "ansible-playbook"), str(playbook), "-i", "localhost,",

@@ -29,8 +29,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from provisioner.ansible_content import load_definition
-from provisioner.ansible_diff import diff_text
 from provisioner.ansible_results import (
     ApplyOutcome,
     plan_records,
@@ -239,6 +237,8 @@ class Converger:
         if warning:
             result["warnings"] = [warning]
         if self.want_diff:
+            from provisioner.ansible_diff import diff_text
+
             result["diff"] = diff_text(plan, desired, observed, destroy)
         return result
 
@@ -276,6 +276,9 @@ class ManifestManager(Converger):
         if o.texts:
             result = load_texts(o.texts, name)
         elif o.definition is not None:
+            # Only now: it brings Jinja2 (~40 ms), which a task without one never needs.
+            from provisioner.ansible_content import load_definition
+
             try:
                 result = load_definition(o.definition, name)
             except ValueError as exc:

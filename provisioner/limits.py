@@ -10,10 +10,7 @@ stored before these limits existed can never crash a stop (see :func:`clamp`).
 
 from __future__ import annotations
 
-import logging
 import math
-
-log = logging.getLogger(__name__)
 
 #: stopGracePeriod: time between SIGTERM and SIGKILL. An hour is far beyond any sane
 #: shutdown; the SIGKILL of the whole leaf comes then at the latest.
@@ -62,13 +59,16 @@ def clamp(value: float, low: float, high: float, what: str) -> float:
     For numbers read back from state an older version wrote: out of range there must
     not stop the node from acting (stopping a process above all).
     """
+    if not (math.isnan(value) or value > high or value < low):
+        return value
+    import logging  # only now: `validate` needs these bounds, not logging (~7 ms)
+
+    log = logging.getLogger(__name__)
     if math.isnan(value) or value > high:
         log.warning("%s: %r is above the limit %s; using %s", what, value, high, high)
         return high
-    if value < low:
-        log.warning("%s: %r is below the limit %s; using %s", what, value, low, low)
-        return low
-    return value
+    log.warning("%s: %r is below the limit %s; using %s", what, value, low, low)
+    return low
 
 
 def format_seconds(seconds: float) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, NoReturn
 
@@ -31,6 +30,8 @@ class Parser(argparse.ArgumentParser):
 
 def emit_json(obj: dict[str, Any]) -> None:
     """One JSON object on one line, with the format version first."""
+    import json
+
     sys.stdout.write(
         json.dumps({"format_version": JSON_FORMAT_VERSION, **obj}, separators=(",", ":")) + "\n"
     )
@@ -57,9 +58,11 @@ def add_template_args(parser: argparse.ArgumentParser) -> None:
 
 def template_vars(args: argparse.Namespace) -> dict[str, Any]:
     """The template variables of ``--vars-file`` s, then ``--var`` s (later wins)."""
+    variables: dict[str, Any] = {}
+    if not (args.vars_file or args.var):
+        return variables  # without importing the templating code (and Jinja2)
     from provisioner.manifest.template import load_vars_file, parse_var
 
-    variables: dict[str, Any] = {}
     for path in args.vars_file:
         variables.update(load_vars_file(path))
     for assignment in args.var:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from typing import TYPE_CHECKING
 
 from provisioner.cli.base import EXIT_OK, Parser
-from provisioner.daemon.context import MAX_CONCURRENT_RPCS_LIMIT, DaemonConfig, MiB
 from provisioner.defaults import (
     DEFAULT_CGROUP_ROOT,
     DEFAULT_MAX_CONCURRENT_RPCS,
@@ -21,15 +21,19 @@ from provisioner.defaults import (
 )
 from provisioner.errors import UsageError
 
+if TYPE_CHECKING:  # the daemon's modules load only for its commands (provisioner.cli.main)
+    from provisioner.daemon.context import DaemonConfig
+
 DEFAULT_CERT_DIR = "/etc/provisioner/pki"
 _HOST_PORT = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+|\*):(\d{1,5})$")
 
 
-def add_daemon(sub: argparse._SubParsersAction[Parser]) -> None:
-    """The ``daemon`` command and its listening, policy and limit options."""
-    parser = sub.add_parser(
-        "daemon", help="serve the node's gRPC APIs",
-        description="Serve every API of this node over gRPC: on a root-only unix socket "
+def add_daemon(parser: Parser) -> None:
+    """The ``daemon`` command's description and its listening, policy and limit options."""
+    from provisioner.daemon.context import MAX_CONCURRENT_RPCS_LIMIT
+
+    parser.description = (
+        "Serve every API of this node over gRPC: on a root-only unix socket "
         "by default, on TCP with mutual TLS when asked. Runs until SIGTERM or SIGINT; "
         "executables keep running for the next start unless --stop-on-exit.")
     listen = parser.add_argument_group("listening")
@@ -73,6 +77,8 @@ def add_daemon(sub: argparse._SubParsersAction[Parser]) -> None:
 
 def daemon_config(args: argparse.Namespace) -> DaemonConfig:
     """The configuration the arguments describe, or UsageError for a bad combination."""
+    from provisioner.daemon.context import MAX_CONCURRENT_RPCS_LIMIT, DaemonConfig, MiB
+
     tls = {"--tls-cert": args.tls_cert, "--tls-key": args.tls_key,
            "--client-ca": args.client_ca}
     given = [flag for flag, value in tls.items() if value]
@@ -116,11 +122,10 @@ def run_daemon(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_certs(sub: argparse._SubParsersAction[Parser]) -> None:
+def add_certs(parser: Parser) -> None:
     """The ``certs init`` and ``certs issue`` commands."""
-    parser = sub.add_parser(
-        "certs", help="make a lab CA and certificates for mutual TLS",
-        description="A small certificate authority for lab setups: `certs init` makes the "
+    parser.description = (
+        "A small certificate authority for lab setups: `certs init` makes the "
         "CA, `certs issue NAME --server|--client` a certificate signed by it. A client "
         "certificate's common name is the identity the daemon's policy matches.")
     actions = parser.add_subparsers(dest="certs_command", metavar="ACTION",

@@ -8,25 +8,24 @@ import re
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provisioner.cli.base import EXIT_OK, Parser, emit_json
 from provisioner.cli.node_commands import add_node_args, executor
 from provisioner.errors import UsageError
-from provisioner.logline import LogLine
-from provisioner.names import check_process_name
-from provisioner.state import NodeState, ObservedResource
+
+if TYPE_CHECKING:  # imported when a command runs (see provisioner.cli.main)
+    from provisioner.logline import LogLine
+    from provisioner.state import NodeState, ObservedResource
 
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def add_status(sub: argparse._SubParsersAction[Parser]) -> None:
-    """The ``status`` command."""
-    parser = sub.add_parser("status", help="what the node runs, its state and any drift",
-                            description="List every resource the provisioner manages on "
-                            "the node with its live state; drift is what differs from what "
-                            "was applied.")
+def add_status(parser: Parser) -> None:
+    """The ``status`` command's description and options."""
+    parser.description = ("List every resource the provisioner manages on the node with "
+                          "its live state; drift is what differs from what was applied.")
     parser.add_argument("--manifest-set", metavar="NAME", help="only this manifest set")
     parser.add_argument("--json", action="store_true", help="one JSON object")
     add_node_args(parser)
@@ -86,13 +85,11 @@ def run_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_logs(sub: argparse._SubParsersAction[Parser]) -> None:
-    """The ``logs`` command."""
-    parser = sub.add_parser("logs", help="print an executable's (or a pod container's) output",
-                            description="Print the captured stdout and stderr of an "
-                            "executable, or of a pod's container (POD.CONTAINER), oldest "
-                            "first: from this machine's log files, or from the node daemon "
-                            "named by --target.")
+def add_logs(parser: Parser) -> None:
+    """The ``logs`` command's description and options."""
+    parser.description = ("Print the captured stdout and stderr of an executable, or of a "
+                          "pod's container (POD.CONTAINER), oldest first: from this "
+                          "machine's log files, or from the node daemon named by --target.")
     parser.add_argument("name", metavar="EXECUTABLE|POD.CONTAINER")
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     parser.add_argument("--since", metavar="WHEN",
@@ -132,6 +129,8 @@ def _print_line(line: LogLine, timestamps: bool) -> None:
 def run_logs(args: argparse.Namespace) -> int:
     """``logs``: print an executable's (or pod container's) output, through the node's
     executor (a daemon's GetLogs, or the log files of this machine's state directory)."""
+    from provisioner.names import check_process_name
+
     name = check_process_name(args.name)
     if args.tail is not None and args.tail < 0:
         raise UsageError("--tail must be 0 or more")

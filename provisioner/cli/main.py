@@ -1,64 +1,124 @@
-"""Entry point: parse arguments, run one command, turn errors into exit codes once."""
+"""Entry point: parse arguments, run one command, turn errors into exit codes once.
+
+Start-up is part of every command's cost (scripts and Ansible tasks call it many
+times), so this module imports almost nothing: a command's module is imported only when
+that command runs (or shows its help), and each module imports what its work needs only
+when it does it. ``provisioner version`` loads neither gRPC nor the manifest code;
+``validate`` and ``schema`` load neither gRPC, the daemon nor the node layer; a command
+with ``--target`` never loads the node layer. ``tests/cli/test_startup_imports.py``
+pins this; ``bench/cli_startup.py`` measures it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from provisioner import __version__
-from provisioner.cli import daemon_commands, inspect_commands, manifest_commands, node_commands
 from provisioner.cli.base import EXIT_FAULT, EXIT_INVALID, EXIT_OK, EXIT_USAGE, Parser, emit_json
 from provisioner.errors import ManifestError, ProvisionerError, UsageError
 
+#: Every command with its one-line help, in the order ``provisioner --help`` lists them.
+COMMANDS: dict[str, str] = {
+    "validate": "check manifests against the schemas and each other",
+    "schema": "print or export the JSON Schemas",
+    "plan": "show what apply would change",
+    "apply": "make the node match the manifests (or a saved plan)",
+    "destroy": "remove everything a manifest set created",
+    "status": "what the node runs, its state and any drift",
+    "logs": "print an executable's (or a pod container's) output",
+    "daemon": "serve the node's gRPC APIs",
+    "certs": "make a lab CA and certificates for mutual TLS",
+    "version": "print the version",
+}
 
-def build_parser() -> Parser:
+
+def _definer(command: str) -> Callable[[Parser], None]:
+    """The function that gives ``command``'s parser its description, options and handler;
+    its module is imported now, not before."""
+    if command == "validate":
+        from provisioner.cli.manifest_commands import add_validate as define
+    elif command == "schema":
+        from provisioner.cli.manifest_commands import add_schema as define
+    elif command == "plan":
+        from provisioner.cli.node_commands import add_plan as define
+    elif command == "apply":
+        from provisioner.cli.node_commands import add_apply as define
+    elif command == "destroy":
+        from provisioner.cli.node_commands import add_destroy as define
+    elif command == "status":
+        from provisioner.cli.inspect_commands import add_status as define
+    elif command == "logs":
+        from provisioner.cli.inspect_commands import add_logs as define
+    elif command == "daemon":
+        from provisioner.cli.daemon_commands import add_daemon as define
+    elif command == "certs":
+        from provisioner.cli.daemon_commands import add_certs as define
+    else:
+        define = add_version
+    return define
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option (the top-level
+    parser has no option taking a value)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> Parser:
+    """The argument parser. Every command is listed (for ``--help`` and for errors);
+    with ``argv``, only the command it names gets its options (the others' modules stay
+    unimported); without, every command does."""
     parser = Parser(
         prog="provisioner",
         description="Declarative node provisioner: validate "
         "YAML manifests, plan and apply them on a node.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    manifest_commands.add_validate(sub)
-    manifest_commands.add_schema(sub)
-    node_commands.add_plan(sub)
-    node_commands.add_apply(sub)
-    node_commands.add_destroy(sub)
-    inspect_commands.add_status(sub)
-    inspect_commands.add_logs(sub)
-    daemon_commands.add_daemon(sub)
-    daemon_commands.add_certs(sub)
-    version = sub.add_parser("version", help="print the version")
-    version.add_argument("--json", action="store_true")
-    version.set_defaults(run=run_version)
+    chosen = _command_in(argv) if argv is not None else None
+    for command, text in COMMANDS.items():
+        command_parser = sub.add_parser(command, help=text)
+        if argv is None or command == chosen:
+            _definer(command)(command_parser)
     return parser
 
 
-def run_version(args: argparse.Namespace) -> int:
-    import google.protobuf
-    import grpc
+def add_version(parser: Parser) -> None:
+    """The ``version`` command."""
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(run=run_version)
 
+
+def run_version(args: argparse.Namespace) -> int:
+    """``version``: this package's version and those of Python, grpcio and protobuf (read
+    from the installed distributions: importing gRPC would cost more than the rest)."""
+    import platform
+
+    from provisioner.cli.versions import distribution_version, provisioner_version
+
+    version = provisioner_version()
     info = {
-        "version": __version__,
+        "version": version,
         "python": platform.python_version(),
-        "grpcio": grpc.__version__,
-        "protobuf": google.protobuf.__version__,
+        "grpcio": distribution_version("grpcio"),
+        "protobuf": distribution_version("protobuf"),
     }
     if args.json:
         emit_json(info)
     else:
         print(
-            f"provisioner {__version__} (python {info['python']}, grpcio {info['grpcio']}, "
+            f"provisioner {version} (python {info['python']}, grpcio {info['grpcio']}, "
             f"protobuf {info['protobuf']})"
         )
     return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    """Run the command ``argv`` (default: the process's arguments) names; its exit code."""
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(words)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(words)
         if not getattr(args, "run", None):
             raise UsageError(f"a command is needed\n{parser.format_usage().rstrip()}")
         code: int = args.run(args)
@@ -79,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except Exception as exc:  # the one place a fault becomes an exit code
         print(f"provisioner: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if "--debug" in (argv or sys.argv):
+        if "--debug" in words:
             raise
         return EXIT_FAULT
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from provisioner.cli.base import (
     EXIT_INVALID,
@@ -16,17 +14,13 @@ from provisioner.cli.base import (
     template_vars,
 )
 from provisioner.errors import UsageError
-from provisioner.manifest import load
-from provisioner.manifest.overlay import KINDS
 
 
-def add_validate(sub: argparse._SubParsersAction[Parser]) -> None:
-    """The ``validate`` command."""
-    parser = sub.add_parser(
-        "validate",
-        help="check manifests against the schemas and each other",
-        description="Check manifest files (or directories of *.yaml / *.yml) and report every "
-        "error as FILE:LINE:COL: PATH: MESSAGE. Exit 0 when valid, 2 when invalid.",
+def add_validate(parser: Parser) -> None:
+    """The ``validate`` command's description and options."""
+    parser.description = (
+        "Check manifest files (or directories of *.yaml / *.yml) and report every "
+        "error as FILE:LINE:COL: PATH: MESSAGE. Exit 0 when valid, 2 when invalid."
     )
     parser.add_argument("paths", nargs="+", metavar="FILE|DIR", help="manifest files or dirs")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -36,6 +30,8 @@ def add_validate(sub: argparse._SubParsersAction[Parser]) -> None:
 
 def run_validate(args: argparse.Namespace) -> int:
     """``validate``: check manifests without a node; every error printed (exit 2)."""
+    from provisioner.manifest import load
+
     result = load(args.paths, template_vars(args))
     if args.json:
         emit_json(
@@ -59,13 +55,13 @@ def run_validate(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_INVALID
 
 
-def add_schema(sub: argparse._SubParsersAction[Parser]) -> None:
-    """The ``schema`` command."""
-    parser = sub.add_parser(
-        "schema",
-        help="print or export the JSON Schemas",
-        description="Print the JSON Schema of one kind, or of any manifest document when no "
-        "kind is given; with --out, write every schema file into a directory.",
+def add_schema(parser: Parser) -> None:
+    """The ``schema`` command's description and options."""
+    from provisioner.manifest.overlay import KINDS
+
+    parser.description = (
+        "Print the JSON Schema of one kind, or of any manifest document when no "
+        "kind is given; with --out, write every schema file into a directory."
     )
     parser.add_argument("kind", nargs="?", help=f"one of {', '.join(KINDS)}")
     parser.add_argument("--out", metavar="DIR", help="write all schema files into DIR")
@@ -74,6 +70,10 @@ def add_schema(sub: argparse._SubParsersAction[Parser]) -> None:
 
 def run_schema(args: argparse.Namespace) -> int:
     """``schema``: print a kind's JSON Schema (or list the kinds)."""
+    import json
+    from pathlib import Path
+
+    from provisioner.manifest.overlay import KINDS
     from provisioner.manifest.schema_check import load_schema
 
     names = [f"{kind.lower()}.schema.json" for kind in KINDS] + ["manifest.schema.json"]

@@ -18,7 +18,6 @@ from provisioner.cli.base import (
     emit_json,
     template_vars,
 )
-from provisioner.cli.output import report
 from provisioner.defaults import (
     DEFAULT_CGROUP_ROOT,
     DEFAULT_LOCK_TIMEOUT_S,
@@ -32,19 +31,15 @@ from provisioner.defaults import (
     ENV_TARGET,
 )
 from provisioner.errors import FailedPrecondition, UsageError, ValidationFailed
-from provisioner.events import ApplyEvent, EventType
-from provisioner.executors.base import Executor
-from provisioner.executors.choose import find_daemon, open_executor
-from provisioner.limits import MAX_PARALLELISM
-from provisioner.manifest import load
-from provisioner.manifest.loader import default_set_name
-from provisioner.model import DesiredState
-from provisioner.plan.planfile import is_plan_file, load_plan, plan_to_dict, save_plan
-from provisioner.plan.render import render_plan
-from provisioner.plan.steps import Plan
 
+# What a command needs is imported when it runs (see provisioner.cli.main): building the
+# parser must stay cheap, and a --target command must never load the node layer.
 if TYPE_CHECKING:
+    from provisioner.events import ApplyEvent
+    from provisioner.executors.base import Executor
     from provisioner.executors.remote import RemoteExecutor
+    from provisioner.model import DesiredState
+    from provisioner.plan.steps import Plan
 
 
 def add_node_args(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +84,8 @@ def executor(args: argparse.Namespace, read_only: bool = False
              ) -> contextlib.AbstractContextManager[Executor]:
     """:func:`open_executor` for a command's ``--target``, ``--state-dir``, ... options
     (``read_only`` for commands that only look: they create nothing on a fresh node)."""
+    from provisioner.executors.choose import open_executor
+
     return open_executor(args.target, args.state_dir, args.cgroup_root, args.lock_timeout,
                          tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
                          insecure=args.insecure, read_only=read_only,
@@ -97,6 +94,8 @@ def executor(args: argparse.Namespace, read_only: bool = False
 
 def _remote(args: argparse.Namespace) -> RemoteExecutor | None:
     """:func:`find_daemon` for parsed options (tests/executors/test_remote.py uses it)."""
+    from provisioner.executors.choose import find_daemon
+
     return find_daemon(args.target, args.state_dir, args.cgroup_root, tls_ca=args.tls_ca,
                        tls_cert=args.tls_cert, tls_key=args.tls_key, insecure=args.insecure,
                        socket=DEFAULT_SOCKET)
@@ -104,6 +103,10 @@ def _remote(args: argparse.Namespace) -> RemoteExecutor | None:
 
 def desired_state(args: argparse.Namespace) -> DesiredState:
     """Validated manifests, or every error printed and ValidationFailed (exit 2)."""
+    from provisioner.manifest import load
+    from provisioner.manifest.loader import default_set_name
+    from provisioner.model import DesiredState
+
     result = load(args.paths, template_vars(args))
     if not result.ok:
         for issue in result.issues:
@@ -114,17 +117,19 @@ def desired_state(args: argparse.Namespace) -> DesiredState:
 
 
 def _show_plan(plan: Plan, as_json: bool, node_id: str) -> None:
+    from provisioner.plan.planfile import plan_to_dict
+    from provisioner.plan.render import render_plan
+
     if as_json:
         emit_json({"type": "plan", "plan": plan_to_dict(plan, node_id)})
     else:
         print("\n".join(render_plan(plan)), flush=True)
 
 
-def add_plan(sub: argparse._SubParsersAction[Parser]) -> None:
-    """The ``plan`` command."""
-    parser = sub.add_parser("plan", help="show what apply would change",
-                            description="Compare manifests with the node and print the "
-                            "ordered steps that apply would take. Changes nothing.")
+def add_plan(parser: Parser) -> None:
+    """The ``plan`` command's description and options."""
+    parser.description = ("Compare manifests with the node and print the ordered steps "
+                          "that apply would take. Changes nothing.")
     add_manifest_args(parser)
     parser.add_argument("--prune", action="store_true",
                         help="also remove resources of the set that are no longer declared")
@@ -138,6 +143,8 @@ def add_plan(sub: argparse._SubParsersAction[Parser]) -> None:
 
 def run_plan(args: argparse.Namespace) -> int:
     """``plan``: print (and with ``--out`` save) what apply would do."""
+    from provisioner.plan.planfile import save_plan
+
     desired = desired_state(args)
     with executor(args, read_only=True) as ex:
         plan = ex.plan(desired, prune=args.prune)
@@ -149,12 +156,11 @@ def run_plan(args: argparse.Namespace) -> int:
     return EXIT_INVALID if args.detailed_exitcode and plan.has_changes else EXIT_OK
 
 
-def add_apply(sub: argparse._SubParsersAction[Parser]) -> None:
-    """The ``apply`` command."""
-    parser = sub.add_parser("apply", help="make the node match the manifests (or a saved plan)",
-                            description="Plan and apply in one go, or apply a plan saved "
-                            "with `plan --out`. Exit 0 on success, 1 if a step failed, 2 if "
-                            "the manifests are invalid.")
+def add_apply(parser: Parser) -> None:
+    """The ``apply`` command's description and options."""
+    parser.description = ("Plan and apply in one go, or apply a plan saved with `plan "
+                          "--out`. Exit 0 on success, 1 if a step failed, 2 if the manifests "
+                          "are invalid.")
     add_manifest_args(parser)
     parser.add_argument("--prune", action="store_true",
                         help="remove resources of the set that are no longer declared")
@@ -165,12 +171,11 @@ def add_apply(sub: argparse._SubParsersAction[Parser]) -> None:
     parser.set_defaults(run=run_apply, destroy=False)
 
 
-def add_destroy(sub: argparse._SubParsersAction[Parser]) -> None:
+def add_destroy(parser: Parser) -> None:
     """The ``destroy`` command (``apply`` of an empty set, ``destroy=True``)."""
-    parser = sub.add_parser("destroy", help="remove everything a manifest set created",
-                            description="Stop and remove every resource of the manifest set "
-                            "(named by --manifest-set or derived from the files), in reverse "
-                            "dependency order. Resources of other sets are never touched.")
+    parser.description = ("Stop and remove every resource of the manifest set (named by "
+                          "--manifest-set or derived from the files), in reverse dependency "
+                          "order. Resources of other sets are never touched.")
     add_manifest_args(parser, required=False)
     parser.add_argument("--json", action="store_true", help="one JSON event per line")
     parser.add_argument("--parallelism", type=int, default=0, metavar="N")
@@ -180,6 +185,11 @@ def add_destroy(sub: argparse._SubParsersAction[Parser]) -> None:
 
 def run_apply(args: argparse.Namespace) -> int:
     """``apply`` and ``destroy``: plan (or load a saved plan) and apply it."""
+    from provisioner.limits import MAX_PARALLELISM
+    from provisioner.model import DesiredState
+    from provisioner.plan.planfile import is_plan_file, load_plan
+    from provisioner.plan.render import render_plan
+
     if not 0 <= args.parallelism <= MAX_PARALLELISM:
         raise UsageError(f"--parallelism must be 0 (default) to {MAX_PARALLELISM}")
     if args.destroy and not args.paths and not args.manifest_set:
@@ -205,6 +215,9 @@ def run_apply(args: argparse.Namespace) -> int:
 
 
 def _execute(ex: Executor, plan: Plan, args: argparse.Namespace) -> int:
+    from provisioner.cli.output import report
+    from provisioner.events import EventType
+
     failures: list[str] = []
     events = ex.apply(plan, args.parallelism)
 

@@ -1,6 +1,28 @@
-"""Manifests: load (Jinja2, safe YAML) -> validate (JSON Schema, cross-checks) -> model."""
+"""Manifests: load (Jinja2, safe YAML) -> validate (JSON Schema, cross-checks) -> model.
 
-from provisioner.manifest.issues import Issue
-from provisioner.manifest.loader import LoadResult, expand_paths, load
+The names below are imported on first use (PEP 562): importing one module of the
+package (``provisioner.manifest.build`` for the protobuf conversion, say) must not load
+the whole pipeline, Jinja2 and the schema validators with it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from provisioner.manifest.issues import Issue
+    from provisioner.manifest.loader import LoadResult, expand_paths, load
 
 __all__ = ["Issue", "LoadResult", "expand_paths", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Issue":
+        from provisioner.manifest import issues
+
+        return issues.Issue
+    if name in ("LoadResult", "expand_paths", "load"):
+        from provisioner.manifest import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module 'provisioner.manifest' has no attribute {name!r}")

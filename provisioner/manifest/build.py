@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from functools import cache
@@ -175,6 +174,8 @@ def _port(port: _Fields) -> ContainerPort:
 
 def file_sha256(path: Path) -> str:
     """Lowercase hex SHA-256 of a file; "" when it cannot be read (reported elsewhere)."""
+    import hashlib  # (~4 ms to import; only Drivers need it)
+
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:

@@ -14,7 +14,6 @@ from provisioner.manifest.build import build_resource
 from provisioner.manifest.crosscheck import Declared, cross_check
 from provisioner.manifest.issues import Issue
 from provisioner.manifest.schema_check import check_document
-from provisioner.manifest.template import render
 from provisioner.manifest.yamlsafe import MAX_FILE_BYTES, decode, load_documents, no_gc
 from provisioner.model import DesiredState
 
@@ -83,6 +82,16 @@ def _read(file: str) -> bytes:
         return handle.read(MAX_FILE_BYTES + 1)
 
 
+def _render(file: str, text: str, variables: Mapping[str, Any]) -> str:
+    """:func:`provisioner.manifest.template.render`, imported (with Jinja2, ~30 ms) only
+    for a text with one of its markers (``{{``, ``{%``, ``{#``): plain YAML is as it is."""
+    if "{{" not in text and "{%" not in text and "{#" not in text:
+        return text
+    from provisioner.manifest.template import render
+
+    return render(file, text, variables)
+
+
 def load(
     paths: Iterable[str], variables: Mapping[str, Any] | None = None, manifest_set: str = "default"
 ) -> LoadResult:
@@ -98,7 +107,7 @@ def _load(
     texts: list[tuple[str, str]] = []
     for file in files:
         try:
-            texts.append((file, render(file, decode(file, _read(file)), variables or {})))
+            texts.append((file, _render(file, decode(file, _read(file)), variables or {})))
         except LoadError as exc:
             issues.append(Issue.from_load_error(exc))
         except OSError as exc:

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""What starting the ``provisioner`` command costs against starting Python itself.
+
+Three commands, run interleaved (one of each per round, in turn, so they share the
+machine's load), each a fresh process of the virtualenv's interpreter:
+
+* ``python -c pass`` (the baseline: the interpreter's own start-up, site and the
+  editable install's finder included);
+* ``provisioner version``;
+* ``provisioner validate FILE`` of one small manifest (one Cell).
+
+For each: the median CPU time of the child (user + system, from ``wait4``), the median
+wall time and the peak resident memory (the largest ``ru_maxrss``), then the CPU ratios
+against the baseline with their targets (issue #14: version <= 2.5, validate <= 4).
+Bytecode is written and used as an installed package's would be, whatever
+PYTHONDONTWRITEBYTECODE says (one warm-up run of each command writes it).
+
+    python bench/cli_startup.py [--rounds 30]
+
+``--python`` and ``--pythonpath`` run another checkout with the same interpreter (for a
+before/after: ``--pythonpath /tmp/old-checkout``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+#: CPU time of the command / CPU time of ``python -c pass`` (medians), at most.
+TARGETS = {"version": 2.5, "validate": 4.0}
+BASELINE = "python -c pass"
+
+MANIFEST = """\
+apiVersion: provisioner/v1
+kind: Cell
+metadata: {name: web}
+spec: {cpu: {weight: 200}}
+"""
+
+
+def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Run ``argv`` to its end: (CPU seconds, wall seconds, peak RSS in KiB) of the
+    child alone. Output is discarded; a non-zero exit stops the benchmark."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    stderr = proc.stderr.read()  # (small: the child writes nothing there unless it fails)
+    proc.stderr.close()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): "
+                         f"{stderr.decode(errors='replace')}")
+    return usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds")
+    parser.add_argument("--python", default=sys.executable,
+                        help="the interpreter (default: this one, the virtualenv's)")
+    parser.add_argument("--pythonpath", help="a checkout to run instead of the installed "
+                        "package (put first on PYTHONPATH)")
+    args = parser.parse_args()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    if args.pythonpath:
+        env["PYTHONPATH"] = args.pythonpath
+    # The console script the package installs (it runs `provisioner.cli.main()` with the
+    # same interpreter, so site and the import path are the baseline's).
+    cli = [str(Path(args.python).parent / "provisioner")]
+    with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
+        manifest = Path(tmp) / "cell.yaml"
+        manifest.write_text(MANIFEST)
+        commands = {
+            BASELINE: [args.python, "-c", "pass"],
+            "version": [*cli, "version"],
+            "validate": [*cli, "validate", str(manifest)],
+        }
+        for argv in commands.values():  # warm the page cache and write the bytecode
+            measure(argv, env)
+        samples: dict[str, list[tuple[float, float, int]]] = {name: [] for name in commands}
+        for _ in range(args.rounds):
+            for name, argv in commands.items():
+                samples[name].append(measure(argv, env))
+    cpu = {name: statistics.median(s[0] for s in runs) for name, runs in samples.items()}
+    where = f" ({args.pythonpath})" if args.pythonpath else ""
+    print(f"CLI start-up{where}: medians of {args.rounds} interleaved rounds "
+          "(CPU = user + system of the child)")
+    print(f"  {'command':<16}{'CPU ms':>8}{'wall ms':>9}{'peak RSS MiB':>14}"
+          f"{'CPU ratio':>11}{'target':>8}")
+    met = True
+    for name, runs in samples.items():
+        wall = statistics.median(s[1] for s in runs)
+        peak = max(s[2] for s in runs) / 1024
+        ratio = cpu[name] / cpu[BASELINE]
+        target = TARGETS.get(name)
+        met = met and (target is None or ratio <= target)
+        print(f"  {name:<16}{cpu[name] * 1000:8.1f}{wall * 1000:9.1f}{peak:14.1f}"
+              f"{ratio:11.2f}{f'<= {target}' if target else '':>8}")
+    print(f"targets met: {'yes' if met else 'NO'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Start-up imports follow the command (issue #14): each test runs the command line in a
+fresh interpreter and looks at what it imported.
+
+``version``, ``schema`` and ``validate`` load neither gRPC, the daemon nor the node
+layer; a valid document is checked without ``jsonschema`` (an invalid one loads it to
+explain every error, with its file, line and column); a command with ``--target`` never
+loads the node layer. ``bench/cli_startup.py`` measures what this saves.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.node_harness import running_daemon
+
+#: Runs ``provisioner.cli.main(argv)`` as the console script does, then writes the
+#: names of every module imported to the file named by its first argument.
+PROBE = """\
+import sys
+from provisioner.cli import main
+try:
+    code = main(sys.argv[2:])
+finally:
+    with open(sys.argv[1], "w") as out:
+        out.write("\\n".join(sorted(sys.modules)))
+sys.exit(code)
+"""
+
+HEAVY = ("grpc", "google.protobuf", "provisioner.node", "provisioner.daemon",
+         "provisioner.executors.local", "provisioner._proto")
+
+VALID = """\
+apiVersion: provisioner/v1
+kind: Cell
+metadata: {name: web}
+spec: {cpu: {weight: 200}}
+"""
+
+INVALID = """\
+apiVersion: provisioner/v1
+kind: Cell
+metadata:
+  name: web
+spec:
+  cpu:
+    weight: 0
+"""
+
+
+def run_cli(tmp_path: Path, *argv: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """The command's result and the modules its process imported."""
+    modules_file = tmp_path / "modules.txt"
+    result = subprocess.run([sys.executable, "-c", PROBE, str(modules_file), *argv],
+                            cwd=tmp_path,  # not the checkout: the package as installed
+                            capture_output=True, text=True, timeout=60, check=False)
+    return result, set(modules_file.read_text().split())
+
+
+def loaded(modules: set[str], *names: str) -> list[str]:
+    """Which of ``names`` (or their submodules) were imported."""
+    return sorted(m for m in modules for name in names
+                  if m == name or m.startswith(name + "."))
+
+
+def test_version_loads_no_grpc_nor_manifests_and_reports_the_installed_versions(
+        tmp_path: Path) -> None:
+    result, modules = run_cli(tmp_path, "version", "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert loaded(modules, *HEAVY, "jsonschema", "yaml", "jinja2", "provisioner.manifest",
+                  "provisioner.model", "importlib.metadata") == []
+    info = json.loads(result.stdout)
+    assert info["version"] == metadata.version("provisioner")
+    assert info["grpcio"] == metadata.version("grpcio")
+    assert info["protobuf"] == metadata.version("protobuf")
+    assert info["python"] == ".".join(map(str, sys.version_info[:3]))
+
+
+def test_version_text(tmp_path: Path) -> None:
+    result, _ = run_cli(tmp_path, "version")
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"provisioner \S+ \(python \S+, grpcio \S+, protobuf \S+\)\n",
+                        result.stdout), result.stdout
+
+
+def test_schema_loads_no_grpc_daemon_or_node_layer(tmp_path: Path) -> None:
+    result, modules = run_cli(tmp_path, "schema", "cell")
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["title"] == "Cell"
+    assert loaded(modules, *HEAVY) == []
+
+
+def test_validate_of_a_valid_file_loads_no_jsonschema_jinja_grpc_or_node_layer(
+        tmp_path: Path) -> None:
+    manifest = tmp_path / "cell.yaml"
+    manifest.write_text(VALID)
+
+    result, modules = run_cli(tmp_path, "validate", str(manifest))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "valid: 1 resources in 1 documents of 1 files\n"
+    assert loaded(modules, *HEAVY, "jsonschema", "jinja2") == []
+
+
+def test_validate_of_an_invalid_file_still_explains_where(tmp_path: Path) -> None:
+    manifest = tmp_path / "cell.yaml"
+    manifest.write_text(INVALID)
+
+    result, modules = run_cli(tmp_path, "validate", str(manifest))
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"{manifest}:7:13: spec.cpu.weight: 0 is less than the minimum of 1" \
+        in result.stderr, result.stderr
+    assert "invalid: 1 error(s)" in result.stderr
+    assert "jsonschema" in modules  # loaded to explain the failure
+    assert loaded(modules, *HEAVY) == []
+
+
+def test_a_template_loads_jinja_only_when_it_has_template_syntax(tmp_path: Path) -> None:
+    manifest = tmp_path / "cell.yaml"
+    manifest.write_text(VALID.replace("200", "{{ weight }}"))
+
+    result, modules = run_cli(tmp_path, "validate", str(manifest), "--var", "weight=300")
+
+    assert result.returncode == 0, result.stderr
+    assert "jinja2" in modules
+
+
+def test_help_lists_every_command_without_importing_their_modules(tmp_path: Path) -> None:
+    result, modules = run_cli(tmp_path, "--help")
+
+    assert result.returncode == 0, result.stderr
+    for command in ("validate", "schema", "plan", "apply", "destroy", "status", "logs",
+                    "daemon", "certs", "version"):
+        assert re.search(rf"^    {command} +\S", result.stdout, re.MULTILINE), result.stdout
+    assert loaded(modules, *HEAVY, "provisioner.manifest", "provisioner.cli.node_commands") \
+        == []
+
+
+def test_a_command_shows_its_own_options(tmp_path: Path) -> None:
+    result, _ = run_cli(tmp_path, "daemon", "--help")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "--max-concurrent-rpcs N" in text
+    assert "at most 1024)" in text  # the daemon's limit, imported for this help only
+
+
+@pytest.mark.parametrize("command", [["status"], ["plan"]])
+def test_a_target_command_never_loads_the_node_layer(tmp_path: Path,
+                                                     command: list[str]) -> None:
+    manifest = tmp_path / "cell.yaml"
+    manifest.write_text(VALID)
+    args = [str(manifest)] if command == ["plan"] else []
+    with running_daemon(tmp_path) as daemon:
+        result, modules = run_cli(tmp_path, *command, *args, "--target", daemon.target)
+
+    assert result.returncode == 0, result.stderr
+    assert "grpc" in modules  # it did talk to the daemon
+    assert loaded(modules, "provisioner.node", "provisioner.executors.local",
+                  "provisioner.daemon", "jsonschema", "jinja2") == []
