@@ -16,7 +16,7 @@ from jsonschema.exceptions import ValidationError
 
 from provisioner.cpulist import parse_cpu_list
 from provisioner.errors import InvalidArgument
-from provisioner.imageref import parse_image_reference
+from provisioner.imageref import parse_image_reference, parse_registry
 from provisioner.limits import MAX_STOP_GRACE_S, format_seconds
 from provisioner.manifest.build import parse_duration
 from provisioner.manifest.issues import Issue, json_path
@@ -56,6 +56,13 @@ def _is_image_reference(value: object) -> bool:
     return True
 
 
+@FORMATS.checks("registry-host", raises=InvalidArgument)
+def _is_registry_host(value: object) -> bool:
+    if isinstance(value, str) and value:
+        parse_registry(value)
+    return True
+
+
 def load_schema(name: str) -> dict[str, Any]:
     """A generated schema shipped in the package (``provisioner/schemas``)."""
     text = resources.files("provisioner").joinpath("schemas", name).read_text(encoding="utf-8")
@@ -87,6 +94,8 @@ _FAST_FORMATS = {
     "duration": _passes_check(check_duration),
     "image-reference": _passes_check(
         lambda v: parse_image_reference(v) if isinstance(v, str) else None),
+    "registry-host": _passes_check(
+        lambda v: parse_registry(v) if isinstance(v, str) and v else None),
 }
 
 
