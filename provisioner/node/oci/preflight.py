@@ -21,7 +21,7 @@ from provisioner.imageref import canonical_reference, parse_image_reference, par
 from provisioner.model import ContainerSpec, Kind, PodSpec, PullPolicy
 from provisioner.node.oci.images import ImageStore
 from provisioner.node.oci.layout import parse_reference, resolve
-from provisioner.node.oci.registry_images import find_pulled
+from provisioner.node.oci.registry_images import find_pulled, named
 from provisioner.plan.steps import Action, Plan, Step
 
 __all__ = ["check_plan", "image_problem", "images_to_pull", "unusable_images"]
@@ -38,7 +38,7 @@ def image_problem(container: ContainerSpec, images: ImageStore | None = None) ->
                 parse_registry(container.registry)
             if container.pull_policy is PullPolicy.NEVER and (
                     images is None or find_pulled(images, text, container.registry) is None):
-                return (f"image {text!r} ({canonical_reference(text, container.registry)}) "
+                return (f"{named(text, canonical_reference(text, container.registry))} "
                         "is not on this node and its pullPolicy is Never")
             return None
         if container.registry:

@@ -37,7 +37,7 @@ from provisioner.model import PullPolicy
 from provisioner.node.oci.layout import Manifest, blob_path, resolve
 from provisioner.node.oci.pull import RegistryOptions, skopeo_copy
 
-__all__ = ["find_pulled", "pull_registry_image"]
+__all__ = ["find_pulled", "named", "pull_registry_image"]
 
 class _Image(Protocol):
     @property
@@ -74,8 +74,8 @@ def pull_registry_image(store: _Store, image: str, registry: str,
         if found is not None:
             return found
         if policy is PullPolicy.NEVER:
-            raise FailedPrecondition(f"image {image!r} ({canonical}) is not on this node and "
-                                     "its pullPolicy is Never")
+            raise FailedPrecondition(f"{named(image, canonical)} is not on this node and its "
+                                     "pullPolicy is Never")
     store.prepare()
     with _staging_layout(store) as layout:
         blobs = os.path.join(store.dir, BLOBS)
@@ -88,11 +88,17 @@ def pull_registry_image(store: _Store, image: str, registry: str,
         except InvalidArgument as e:
             if "does not match its digest" in str(e) or " bytes, its descriptor says" in str(e):
                 _drop_damaged(layout, str(e))
-                raise DataLoss(f"image {image!r} ({canonical}): {e}; the damaged blob was "
+                raise DataLoss(f"{named(image, canonical)}: {e}; the damaged blob was "
                                "removed from the cache, pull again") from None
             raise
     _remember(store.dir, canonical, pulled.digest)
     return pulled
+
+
+def named(image: str, canonical: str) -> str:
+    """``image 'busybox' (docker.io/library/busybox:latest)``: as written, and in full
+    when that differs."""
+    return f"image {image!r}" + (f" ({canonical})" if canonical != image else "")
 
 
 def find_pulled(store: _Store, image: str, registry: str = "") -> _Image | None:
