@@ -118,7 +118,7 @@ def _speaks_tls(host: str, timeout_s: float = 5.0) -> bool:
         port = int(host.rpartition(":")[2])
     elif host.count(":") == 1:
         port = int(host.partition(":")[2])
-    context = ssl.create_default_context()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no CA loading: ~40 ms saved
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
