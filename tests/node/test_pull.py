@@ -22,10 +22,12 @@ import pytest
 from provisioner.errors import (
     DataLoss,
     FailedPrecondition,
+    InvalidArgument,
     NotFound,
     PermissionDenied,
     Unavailable,
 )
+from provisioner.imageref import canonical_reference
 from provisioner.model import PullPolicy
 from provisioner.node.oci.images import ImageStore
 from provisioner.node.oci.pull import RegistryOptions, plain_http_allowed, pull_error
@@ -238,3 +240,29 @@ def test_skopeo_failures_map_onto_the_error_hierarchy(stderr: str, error: type,
     mapped = pull_error("a:1", "r.example/a:1", stderr)
     assert isinstance(mapped, error)
     assert str(mapped).startswith("image 'a:1' (r.example/a:1): ") and words in str(mapped)
+
+
+@pytest.mark.parametrize(("image", "registry", "canonical"), [
+    ("busybox", "", "docker.io/library/busybox:latest"),
+    ("busybox:1.36", "", "docker.io/library/busybox:1.36"),
+    ("team/app", "", "docker.io/team/app:latest"),
+    ("docker.io/busybox", "", "docker.io/library/busybox:latest"),
+    ("busybox", "localhost:5000", "localhost:5000/busybox:latest"),
+    ("team/app:v2", "registry.example.com", "registry.example.com/team/app:v2"),
+    ("ghcr.io/org/app:v1", "registry.example.com", "ghcr.io/org/app:v1"),
+    ("app:v1@sha256:" + "b" * 64, "r.example:443", "r.example:443/app@sha256:" + "b" * 64),
+])
+def test_references_are_made_canonical(image: str, registry: str, canonical: str) -> None:
+    assert canonical_reference(image, registry) == canonical
+
+
+@pytest.mark.parametrize(("image", "registry", "words"), [
+    ("oci:/srv/x:v1", "", "is a local OCI layout"),
+    ("busybox", "https://r.example", "is not a registry host"),
+    ("busybox", "r.example:0", "port 0 is not in 1-65535"),
+    ("Busybox", "", "repository names are lowercase"),
+])
+def test_bad_references_or_registries_are_refused(image: str, registry: str,
+                                                  words: str) -> None:
+    with pytest.raises(InvalidArgument, match=words):
+        canonical_reference(image, registry)
