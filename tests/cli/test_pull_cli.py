@@ -189,3 +189,21 @@ def test_a_daemon_pulls_from_a_registry(tmp_path: Path, capsys: pytest.CaptureFi
         assert main(["status", "--json", "--target", daemon.target]) == 0
         assert '"running"' in capsys.readouterr().out
         assert main(["destroy", str(path), "--target", daemon.target]) == 0
+
+
+def test_the_daemon_takes_the_registry_options(tmp_path: Path) -> None:
+    from provisioner.cli.daemon_commands import daemon_config
+    from provisioner.cli.main import build_parser
+    from provisioner.errors import UsageError
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    parse = build_parser().parse_args
+    config = daemon_config(parse(["daemon", "--registry-ca", str(ca), "--insecure-registry",
+                                  "r.example:5000", "--insecure-registry", "plain.example"]))
+    assert config.registry_ca == str(ca)
+    assert config.insecure_registries == ("r.example:5000", "plain.example")
+    with pytest.raises(UsageError, match=r"--registry-ca .*: no such file"):
+        daemon_config(parse(["daemon", "--registry-ca", str(tmp_path / "missing.pem")]))
+    with pytest.raises(UsageError, match="--insecure-registry: registry 'http://x'"):
+        daemon_config(parse(["daemon", "--insecure-registry", "http://x"]))
