@@ -34,7 +34,8 @@ class InfoOptions(NodeOptions):
 
 
 def state_word(resource: ObservedResource) -> str:
-    """running, exited, backoff, stopped, pending for processes; present or missing."""
+    """running, exited, backoff, stopped, pending, failed for processes; present or
+    missing."""
     process = resource.process
     if process is None:
         return "present" if resource.present else "missing"
@@ -53,9 +54,9 @@ def resource_status(resource: ObservedResource) -> dict[str, Any]:
     if process is not None:
         status.update(pid=process.pid, restarts=process.restart_count,
                       exit_code=process.exit_code, exit_signal=process.exit_signal)
-        if process.phase in (ProcessPhase.EXITED, ProcessPhase.BACKOFF,
-                             ProcessPhase.STOPPED) and (process.exit_code is not None
-                                                        or process.exit_signal):
+        ended = (ProcessPhase.EXITED, ProcessPhase.BACKOFF, ProcessPhase.STOPPED,
+                 ProcessPhase.FAILED)
+        if process.phase in ended and (process.exit_code is not None or process.exit_signal):
             status["exit"] = process.describe_exit()
     return status
 

@@ -29,6 +29,10 @@ ENV_TARGET = "PROVISIONER_TARGET"
 ENV_STATE_DIR = "PROVISIONER_STATE_DIR"
 ENV_CGROUP_ROOT = "PROVISIONER_CGROUP_ROOT"
 ENV_POD_SUBNET = "PROVISIONER_POD_SUBNET"
+#: ``--registry-ca``: a PEM file of CAs trusted for registry pulls besides the system's.
+ENV_REGISTRY_CA = "PROVISIONER_REGISTRY_CA"
+#: ``--insecure-registry``, comma-separated: registries pulled from without verified TLS.
+ENV_INSECURE_REGISTRIES = "PROVISIONER_INSECURE_REGISTRIES"
 
 #: How long to wait for another process's (or thread's) writer lock, in seconds.
 DEFAULT_LOCK_TIMEOUT_S = 10.0

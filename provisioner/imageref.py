@@ -6,9 +6,11 @@ Two forms:
   the only form a node can use today (:mod:`provisioner.node.oci.layout` resolves it);
 * a registry reference, ``[HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST]``, in the grammar of
   the OCI distribution reference (lowercase path components separated by ``/``, a
-  first component with a ``.`` or ``:``, or ``localhost``, is the registry host). It is
-  accepted by the syntax check so that manifests written for registry pulls stay
-  valid, and refused at ``plan``: this node has no registry access yet.
+  first component with a ``.`` or ``:``, or ``localhost``, is the registry host),
+  pulled with skopeo (:mod:`provisioner.node.oci.pull`). Docker Hub's defaults apply
+  when no host is given (``docker.io``, ``library/`` for one-part names, tag
+  ``latest`` without tag or digest); a container's ``registry`` field supplies the
+  host when the image names none (:func:`canonical_reference`).
 
 A malformed reference is refused at ``validate`` with its line; whether a layout exists
 and has the tag is the node's to say, at ``plan``.
@@ -36,6 +38,11 @@ MAX_NAME_CHARS = 255
 FORMS = "oci:/path/of/a/layout[:tag], or [HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST]"
 
 
+#: Docker Hub, the host of a reference that names none (and no ``registry`` is given).
+DEFAULT_REGISTRY = "docker.io"
+_REGISTRY_HOST_RE = re.compile(_HOST)
+
+
 @dataclass(frozen=True)
 class ImageReference:
     """A syntactically valid reference: a layout (``layout`` set) or a registry one."""
@@ -50,6 +57,17 @@ class ImageReference:
     @property
     def is_layout(self) -> bool:
         return bool(self.layout)
+
+    def canonical(self, registry: str = "") -> str:
+        """The fully qualified registry reference, ``HOST/NAME:TAG`` or
+        ``HOST/NAME@DIGEST`` (a digest wins over a tag: it names the content)."""
+        host = self.host or registry or DEFAULT_REGISTRY
+        name = self.name
+        if host == DEFAULT_REGISTRY and "/" not in name:
+            name = f"library/{name}"
+        if self.digest:
+            return f"{host}/{name}@{self.digest}"
+        return f"{host}/{name}:{self.tag or 'latest'}"
 
 
 def parse_image_reference(text: str) -> ImageReference:
@@ -81,6 +99,31 @@ def parse_image_reference(text: str) -> ImageReference:
             raise InvalidArgument(f"{text!r}: port {port} is not in 1-65535")
     return ImageReference(text, host=host, name=name, tag=match.group("tag") or "",
                           digest=match.group("digest") or "")
+
+
+def parse_registry(text: str) -> str:
+    """A container's ``registry`` field checked: ``HOST[:PORT]`` (no scheme, no path)."""
+    if not _REGISTRY_HOST_RE.fullmatch(text):
+        raise InvalidArgument(f"registry {text!r} is not a registry host (HOST or HOST:PORT, "
+                              "such as registry.example.com or localhost:5000; no scheme, "
+                              "no path)")
+    if ":" in text and not text.startswith("["):
+        port = int(text.rpartition(":")[2])
+        if not 1 <= port <= 65535:
+            raise InvalidArgument(f"registry {text!r}: port {port} is not in 1-65535")
+    return text
+
+
+def canonical_reference(image: str, registry: str = "") -> str:
+    """The fully qualified reference of ``image`` (the ``registry`` field supplying its
+    host when it names none); InvalidArgument for a local layout or bad syntax."""
+    reference = parse_image_reference(image)
+    if reference.is_layout:
+        raise InvalidArgument(f"image {image!r} is a local OCI layout, not a registry "
+                              "reference")
+    if registry:
+        parse_registry(registry)
+    return reference.canonical(registry)
 
 
 def _layout(text: str) -> ImageReference:

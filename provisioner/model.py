@@ -53,6 +53,20 @@ class Protocol(enum.StrEnum):
 
 Pairs = tuple[tuple[str, str], ...]
 
+class PullPolicy(enum.StrEnum):
+    """When a container's registry image is pulled (Kubernetes' ``imagePullPolicy``).
+
+    ``IfNotPresent``: only when this node has no image for the reference yet;
+    ``Always``: at every allocate (a moved tag is followed; unchanged layers are not
+    fetched again); ``Never``: never - the image must be on the node already. Local
+    OCI layouts are read where they are, whatever the policy.
+    """
+
+    IF_NOT_PRESENT = "IfNotPresent"
+    ALWAYS = "Always"
+    NEVER = "Never"
+
+
 DEFAULT_STOP_GRACE_S = 10.0
 
 
@@ -149,6 +163,7 @@ class ContainerSpec:
     env: Pairs = ()
     working_dir: str = ""
     ports: tuple[ContainerPort, ...] = ()
+    pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
 
 
 @dataclass(frozen=True)

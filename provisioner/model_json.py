@@ -24,6 +24,7 @@ from provisioner.model import (
     PodNetwork,
     PodSpec,
     Protocol,
+    PullPolicy,
     Ref,
     ResourceSpec,
     RestartPolicy,
@@ -56,7 +57,7 @@ def _plain(value: Any) -> Any:
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
-    if isinstance(value, RestartPolicy | PodNetwork | Protocol):
+    if isinstance(value, RestartPolicy | PodNetwork | Protocol | PullPolicy):
         return value.value
     return value
 
@@ -86,7 +87,9 @@ def spec_from_dict(data: dict[str, Any]) -> ResourceSpec:
             fields["containers"] = tuple(
                 ContainerSpec(**{**c, "command": tuple(c.get("command", ())),
                                  "env": _pairs(c.get("env", ())),
-                                 "ports": tuple(_port(p) for p in c.get("ports", ()))})
+                                 "ports": tuple(_port(p) for p in c.get("ports", ())),
+                                 "pull_policy": PullPolicy(c.get("pull_policy",
+                                                                 "IfNotPresent"))})
                 for c in fields.get("containers", ())
             )
             network = fields.get("network")

@@ -20,6 +20,7 @@ class ProcessPhase(enum.StrEnum):
     EXITED = "exited"
     BACKOFF = "backoff"
     STOPPED = "stopped"
+    FAILED = "failed"  # could not be started (a container's command does not exist)
 
 
 @dataclass(frozen=True)

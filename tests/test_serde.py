@@ -27,6 +27,7 @@ from provisioner.model import (
     PodNetwork,
     PodSpec,
     Protocol,
+    PullPolicy,
     Ref,
     ResourceSpec,
     RestartPolicy,
@@ -54,7 +55,9 @@ SPECS: list[ResourceSpec] = [
     PodSpec("ports", (ContainerSpec("c", "busybox", ports=(
         ContainerPort(8080, 18080), ContainerPort(53, 5353, Protocol.UDP),
         ContainerPort(9090))),)),
-    PodSpec("br", (ContainerSpec("c", "busybox"),), network=PodNetwork.BRIDGE),
+    PodSpec("br", (ContainerSpec("c", "busybox", pull_policy=PullPolicy.ALWAYS),
+                   ContainerSpec("d", "busybox", pull_policy=PullPolicy.NEVER)),
+            network=PodNetwork.BRIDGE),
     PodSpec("hn", (ContainerSpec("c", "busybox", ports=(ContainerPort(80),)),),
             host_network=True),
     DriverSpec("raft-1.2", "v1.0.0", "1.1", "/srv/raft.so", "ab" * 32),

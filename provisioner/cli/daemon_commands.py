@@ -8,6 +8,7 @@ import re
 from typing import TYPE_CHECKING
 
 from provisioner.cli.base import EXIT_OK, Parser
+from provisioner.cli.registry_args import add_registry_args, registry_options
 from provisioner.defaults import (
     DEFAULT_CGROUP_ROOT,
     DEFAULT_MAX_CONCURRENT_RPCS,
@@ -64,6 +65,7 @@ def add_daemon(parser: Parser) -> None:
     parser.add_argument("--pod-subnet", default=os.environ.get(ENV_POD_SUBNET, DEFAULT_POD_SUBNET),
                         metavar="CIDR", help=f"IPv4 subnet of the pod bridge (env "
                         f"{ENV_POD_SUBNET}; default %(default)s)")
+    add_registry_args(parser)
     parser.add_argument("--max-message-mb", type=int, default=DEFAULT_MAX_MESSAGE_MB,
                         metavar="N",
                         help="largest request or response message (default %(default)s)")
@@ -111,7 +113,8 @@ def daemon_config(args: argparse.Namespace) -> DaemonConfig:
         tcp=args.tcp, tls_cert=args.tls_cert, tls_key=args.tls_key,
         client_ca=args.client_ca, insecure_tcp=args.insecure_tcp, policy_file=args.policy,
         stop_on_exit=args.stop_on_exit, max_message_bytes=args.max_message_mb * MiB,
-        max_concurrent_rpcs=args.max_concurrent_rpcs, pod_subnet=args.pod_subnet)
+        max_concurrent_rpcs=args.max_concurrent_rpcs, pod_subnet=args.pod_subnet,
+        **registry_options(args))
 
 
 def run_daemon(args: argparse.Namespace) -> int:

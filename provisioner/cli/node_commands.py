@@ -18,6 +18,7 @@ from provisioner.cli.base import (
     emit_json,
     template_vars,
 )
+from provisioner.cli.registry_args import add_registry_args, registry_options
 from provisioner.defaults import (
     DEFAULT_CGROUP_ROOT,
     DEFAULT_LOCK_TIMEOUT_S,
@@ -66,6 +67,7 @@ def add_node_args(parser: argparse.ArgumentParser) -> None:
                        metavar="CIDR",
                        help=f"IPv4 subnet of the pod bridge (env {ENV_POD_SUBNET}; "
                        "default %(default)s; ignored with a daemon)")
+    add_registry_args(group, " (ignored with a daemon)")
     group.add_argument("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT_S,
                        metavar="SECONDS", help="how long to wait for another apply to "
                        "finish (default %(default)g)")
@@ -89,7 +91,7 @@ def executor(args: argparse.Namespace, read_only: bool = False
     return open_executor(args.target, args.state_dir, args.cgroup_root, args.lock_timeout,
                          tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
                          insecure=args.insecure, read_only=read_only,
-                         pod_subnet=args.pod_subnet)
+                         pod_subnet=args.pod_subnet, **registry_options(args))
 
 
 def _remote(args: argparse.Namespace) -> RemoteExecutor | None:

@@ -56,6 +56,10 @@ class DaemonConfig:
     workers: int = 32
     #: The pod bridge's IPv4 subnet (docs/pods.md, Network).
     pod_subnet: str = DEFAULT_POD_SUBNET
+    #: Registry pulls: extra CA file, registries without verified TLS, auth.json.
+    registry_ca: str = ""
+    insecure_registries: tuple[str, ...] = ()
+    registry_auth_file: str = ""
     #: Discover reuses a self-check result this long (seconds): a health probe must be
     #: cheap enough to call in a loop; 0 checks on every call.
     health_ttl_s: float = 1.0

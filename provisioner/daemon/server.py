@@ -37,7 +37,7 @@ from provisioner.daemon.context import MAX_CONCURRENT_RPCS_LIMIT, DaemonConfig, 
 from provisioner.daemon.listen import UnixSocket, listen_tcp, listen_unix
 from provisioner.errors import FailedPrecondition, InvalidArgument, NodeError
 from provisioner.executors.local import LocalExecutor
-from provisioner.node import STDOUT, LogLine, LogRing, NodeConfig, NodeLayer
+from provisioner.node import STDOUT, LogLine, LogRing, NodeConfig, NodeLayer, RegistryOptions
 
 log = logging.getLogger("provisioner.daemon")
 
@@ -324,7 +324,11 @@ def serve(config: DaemonConfig) -> None:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     policy = check_config(config)
     layer = NodeLayer(NodeConfig(state_dir=config.state_dir, cgroup_root=config.cgroup_root,
-                                 pod_subnet=config.pod_subnet))
+                                 pod_subnet=config.pod_subnet,
+                                 registries=RegistryOptions(
+                                     ca_file=config.registry_ca,
+                                     insecure=config.insecure_registries,
+                                     auth_file=config.registry_auth_file)))
     try:
         executor = LocalExecutor(layer, purpose="provisioner daemon")
         ctx = DaemonContext(config, layer, executor)

@@ -44,7 +44,9 @@ def open_executor(target: str | None, state_dir: str = DEFAULT_STATE_DIR,
                   tls_ca: str | None = None, tls_cert: str | None = None,
                   tls_key: str | None = None, insecure: bool = False,
                   purpose: str = "", read_only: bool = False,
-                  pod_subnet: str = DEFAULT_POD_SUBNET) -> Iterator[Executor]:
+                  pod_subnet: str = DEFAULT_POD_SUBNET, registry_ca: str = "",
+                  insecure_registries: tuple[str, ...] = (),
+                  registry_auth_file: str = "") -> Iterator[Executor]:
     """The executor to act through, closed afterwards: the daemon at ``target``; else
     the daemon at the default socket when it answers (only with the default state
     directory and cgroup root, which are the daemon's); else this machine in-process.
@@ -53,25 +55,33 @@ def open_executor(target: str | None, state_dir: str = DEFAULT_STATE_DIR,
     ``purpose`` is what the writer lock tells other processes (default: the command line).
     ``read_only`` (plan, status, check mode): acting on this machine creates nothing,
     not even the state directory, and a node never used looks empty. ``pod_subnet``:
-    the pod bridge's subnet when acting on this machine (a daemon has its own).
+    the pod bridge's subnet when acting on this machine (a daemon has its own); so
+    are ``registry_ca``, ``insecure_registries`` and ``registry_auth_file``, how
+    registry images are pulled (docs/pods.md).
     """
     remote = find_daemon(target, state_dir, cgroup_root, tls_ca=tls_ca, tls_cert=tls_cert,
                          tls_key=tls_key, insecure=insecure)
     executor = remote if remote is not None else open_local(
         state_dir, cgroup_root, lock_timeout, purpose=purpose, read_only=read_only,
-        pod_subnet=pod_subnet)
+        pod_subnet=pod_subnet, registry_ca=registry_ca,
+        insecure_registries=insecure_registries, registry_auth_file=registry_auth_file)
     with executor:
         yield executor
 
 
 def open_local(state_dir: str = DEFAULT_STATE_DIR, cgroup_root: str = DEFAULT_CGROUP_ROOT,
                lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S, *, purpose: str = "",
-               read_only: bool = False, pod_subnet: str = DEFAULT_POD_SUBNET) -> Executor:
+               read_only: bool = False, pod_subnet: str = DEFAULT_POD_SUBNET,
+               registry_ca: str = "", insecure_registries: tuple[str, ...] = (),
+               registry_auth_file: str = "") -> Executor:
     """A local executor on this machine's node layer (imported only now)."""
     from provisioner.executors.local import LocalExecutor
-    from provisioner.node import NodeConfig, NodeLayer
+    from provisioner.node import NodeConfig, NodeLayer, RegistryOptions
 
-    config = NodeConfig(state_dir=state_dir, cgroup_root=cgroup_root, pod_subnet=pod_subnet)
+    registries = RegistryOptions(ca_file=registry_ca, insecure=insecure_registries,
+                                 auth_file=registry_auth_file)
+    config = NodeConfig(state_dir=state_dir, cgroup_root=cgroup_root, pod_subnet=pod_subnet,
+                        registries=registries)
     return LocalExecutor(NodeLayer(config, read_only=read_only), lock_timeout_s=lock_timeout,
                          purpose=purpose)
 

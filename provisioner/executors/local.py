@@ -165,7 +165,8 @@ class LocalExecutor:
         """Compiled here against ``observed`` (or the node observed now), then checked
         for images this node cannot use (FailedPrecondition)."""
         node = observed if observed is not None else self.observe()
-        return check_plan(compile_plan(desired, node, prune=prune, destroy=destroy))
+        return check_plan(compile_plan(desired, node, prune=prune, destroy=destroy),
+                          self.layer.config.state_dir)
 
     def logs(self, name: str, follow: bool = False, since_ns: int | None = None,
              tail: int | None = None, channel: str | None = None, *,

@@ -23,6 +23,7 @@ from provisioner.model import (
     PodNetwork,
     PodSpec,
     Protocol,
+    PullPolicy,
     Ref,
     ResourceSpec,
     RestartPolicy,
@@ -129,6 +130,7 @@ def build_resource(doc: Document) -> ResourceSpec:
                     env=_pairs(container.get("env")),
                     working_dir=container.get("working_dir", ""),
                     ports=tuple(_port(_Fields(p)) for p in container.get("ports") or ()),
+                    pull_policy=PullPolicy(container.get("pull_policy", "IfNotPresent")),
                 )
             )
         return PodSpec(

@@ -98,6 +98,9 @@ FIELDS: dict[str, dict[str, dict[str, Any]]] = {
                     "items": {"maxLength": lim.MAX_COMMAND_CHARS}},
         "env": _ENV,
         "ports": {"maxItems": lim.MAX_CONTAINER_PORTS},
+        "registry": {"maxLength": 255, "format": "registry-host"},
+        "pull_policy": {"enum": ["IfNotPresent", "Always", "Never"],
+                        "default": "IfNotPresent"},
     },
     "provisioner.v1.ContainerPort": {
         "container_port": {"minimum": 1, "maximum": 65535},

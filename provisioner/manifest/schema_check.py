@@ -18,7 +18,7 @@ import fastjsonschema
 
 from provisioner.cpulist import parse_cpu_list
 from provisioner.errors import InvalidArgument
-from provisioner.imageref import parse_image_reference
+from provisioner.imageref import parse_image_reference, parse_registry
 from provisioner.limits import MAX_STOP_GRACE_S, format_seconds
 from provisioner.manifest.build import parse_duration
 from provisioner.manifest.issues import Issue, json_path
@@ -58,6 +58,12 @@ def _is_image_reference(value: object) -> bool:
     return True
 
 
+def _is_registry_host(value: object) -> bool:
+    if isinstance(value, str) and value:
+        parse_registry(value)
+    return True
+
+
 @cache
 def format_checker() -> FormatChecker:
     """The explaining validator's checks of the schemas' own formats (an
@@ -68,6 +74,7 @@ def format_checker() -> FormatChecker:
     checker.checks("cpu-list", raises=InvalidArgument)(_is_cpu_list)
     checker.checks("duration", raises=InvalidArgument)(_is_duration)
     checker.checks("image-reference", raises=InvalidArgument)(_is_image_reference)
+    checker.checks("registry-host", raises=InvalidArgument)(_is_registry_host)
     return checker
 
 
@@ -116,6 +123,8 @@ _FAST_FORMATS = {
     "duration": _passes_check(check_duration),
     "image-reference": _passes_check(
         lambda v: parse_image_reference(v) if isinstance(v, str) else None),
+    "registry-host": _passes_check(
+        lambda v: parse_registry(v) if isinstance(v, str) and v else None),
 }
 
 

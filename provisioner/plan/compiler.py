@@ -316,6 +316,8 @@ def _process_drift(spec: ResourceSpec, obs: ObservedResource) -> str:
         return f"drift: process {process.describe_exit()}"
     if process.phase is ProcessPhase.STOPPED:
         return "drift: process was stopped"
+    if process.phase is ProcessPhase.FAILED:
+        return "drift: process failed to start"
     return "not started yet"
 
 

@@ -18,6 +18,8 @@ Wire conventions decided here:
 - ``RestartPolicy`` never/on-failure/always <-> ``RESTART_POLICY_*``; UNSPECIFIED reads
   as never. ``PodNetwork`` loopback/bridge/host <-> ``POD_NETWORK_*``; UNSPECIFIED
   reads as "not given" (the model resolves it from hostNetwork and the ports).
+  ``PullPolicy`` IfNotPresent/Always/Never <-> ``PULL_POLICY_*``; UNSPECIFIED reads as
+  IfNotPresent.
 - A step's :class:`~provisioner.plan.steps.Change` travels in ``PlanStep.change``. A
   plan saved by an older client carried it in the step resource's annotation
   :data:`CHANGE_ANNOTATION`, which is still read; with neither (a step built by another

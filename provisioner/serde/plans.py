@@ -23,6 +23,7 @@ _PHASE_TO_PROTO = {
     ProcessPhase.EXITED: npb.PROCESS_STATE_EXITED,
     ProcessPhase.BACKOFF: npb.PROCESS_STATE_BACKOFF,
     ProcessPhase.STOPPED: npb.PROCESS_STATE_STOPPED,
+    ProcessPhase.FAILED: npb.PROCESS_STATE_FAILED,
 }
 _PHASE_FROM_PROTO = {v: k for k, v in _PHASE_TO_PROTO.items()}
 

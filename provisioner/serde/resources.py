@@ -25,6 +25,7 @@ from provisioner.model import (
     PodNetwork,
     PodSpec,
     Protocol,
+    PullPolicy,
     Ref,
     ResourceSpec,
     RestartPolicy,
@@ -105,6 +106,11 @@ _NETWORK_TO_PROTO = {PodNetwork.LOOPBACK: mpb.POD_NETWORK_LOOPBACK,
                      PodNetwork.BRIDGE: mpb.POD_NETWORK_BRIDGE,
                      PodNetwork.HOST: mpb.POD_NETWORK_HOST}
 _NETWORK_FROM_PROTO = {v: k for k, v in _NETWORK_TO_PROTO.items()}
+_PULL_TO_PROTO = {PullPolicy.IF_NOT_PRESENT: mpb.PULL_POLICY_IF_NOT_PRESENT,
+                  PullPolicy.ALWAYS: mpb.PULL_POLICY_ALWAYS,
+                  PullPolicy.NEVER: mpb.PULL_POLICY_NEVER}
+_PULL_FROM_PROTO = {v: k for k, v in _PULL_TO_PROTO.items()}
+_PULL_NAMES = {mpb.PullPolicy.Name(v): k.value for k, v in _PULL_TO_PROTO.items()}
 
 
 def _port_from_proto(port: mpb.ContainerPort) -> ContainerPort:
@@ -154,7 +160,8 @@ def spec_to_proto(spec: ResourceSpec) -> mpb.Resource:
         for c in spec.containers:
             added = pod.containers.add(name=c.name, image=c.image, registry=c.registry,
                                        command=list(c.command), env=dict(c.env),
-                                       working_dir=c.working_dir)
+                                       working_dir=c.working_dir,
+                                       pull_policy=_PULL_TO_PROTO[c.pull_policy])
             for port in c.ports:
                 added.ports.add(container_port=port.container_port,
                                 host_port=port.host_port, protocol=port.protocol.value)
@@ -206,7 +213,9 @@ def spec_from_proto(res: mpb.Resource) -> ResourceSpec:
         p = res.pod
         containers = tuple(ContainerSpec(c.name, c.image, c.registry, tuple(c.command),
                                          _pairs(c.env), c.working_dir,
-                                         ports=tuple(_port_from_proto(x) for x in c.ports))
+                                         ports=tuple(_port_from_proto(x) for x in c.ports),
+                                         pull_policy=_PULL_FROM_PROTO.get(
+                                             c.pull_policy, PullPolicy.IF_NOT_PRESENT))
                            for c in p.containers)
         return PodSpec(name, containers, p.cell, policy_from_proto(p.restart_policy),
                        parse_duration(p.stop_grace_period), labels, _refs(p.depends_on),
@@ -246,8 +255,9 @@ _INT64_TYPES = frozenset({3, 4, 6, 16, 18})  # int64, uint64, fixed64, sfixed64,
 
 def _fix(descriptor: Any, data: dict[str, Any]) -> dict[str, Any]:
     """Undo the JSON mapping where manifests differ: 64-bit integers back to numbers,
-    RESTART_POLICY_* back to never/on-failure/always and POD_NETWORK_* to
-    loopback/bridge/host (UNSPECIFIED: left out)."""
+    RESTART_POLICY_* back to never/on-failure/always, POD_NETWORK_* to
+    loopback/bridge/host and PULL_POLICY_* to IfNotPresent/Always/Never (UNSPECIFIED:
+    left out)."""
     for field in descriptor.fields:
         if field.name not in data:
             continue
@@ -264,6 +274,11 @@ def _fix(descriptor: Any, data: dict[str, Any]) -> dict[str, Any]:
                 del data[field.name]
             elif isinstance(value, str) and value.startswith("POD_NETWORK_"):
                 data[field.name] = value.removeprefix("POD_NETWORK_").lower()
+        elif field.enum_type is not None and field.enum_type.name == "PullPolicy":
+            if value in ("PULL_POLICY_UNSPECIFIED", 0):
+                del data[field.name]
+            else:
+                data[field.name] = _PULL_NAMES.get(value, value)
         elif field.message_type is not None and not field.message_type.GetOptions().map_entry:
             items = value if isinstance(value, list) else [value]
             for item in items:

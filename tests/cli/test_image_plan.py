@@ -48,8 +48,6 @@ def test_a_usable_layout_plans(node: Node, capsys: pytest.CaptureFixture[str]) -
 @pytest.mark.parametrize(("image", "expected"), [
     ("oci:{tmp}/no-such-layout", "no-such-layout: no such directory"),
     ("oci:{busybox}:v9", "'v9'"),
-    ("busybox:latest", "only local OCI layouts (oci:/path[:tag]) are supported yet"),
-    ("localhost:5000/team/app@sha256:" + "a" * 64, "only local OCI layouts"),
 ])
 def test_an_unusable_image_is_refused_at_plan_naming_the_pod(
         node: Node, capsys: pytest.CaptureFixture[str], image: str,  # noqa: F811
@@ -62,6 +60,16 @@ def test_an_unusable_image_is_refused_at_plan_naming_the_pod(
         assert "pod.yaml:5:1: Pod/shop: container 'web': " in text, text
         assert expected in text, text
     assert node.status(capsys) == {}  # not even the cell: the apply never started
+
+
+def test_a_registry_reference_plans_its_pull_without_contacting_the_registry(
+        node: Node, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    # Port 1 on loopback: nothing listens; the plan does not need the registry.
+    code, text = plan(node, capsys, "127.0.0.1:1/team/app@sha256:" + "a" * 64)
+    assert code == 0, text
+    assert "pulls 127.0.0.1:1/team/app@sha256:" in text, text
+    code, text = plan(node, capsys, "busybox")
+    assert code == 0 and "pulls docker.io/library/busybox:latest" in text, text
 
 
 def test_a_daemon_refuses_the_plan_naming_the_pod(

@@ -37,6 +37,8 @@ NOT_SCHEMA: dict[str, str] = {
     "driver-sha-mismatch": "reads the driver's file",
     "cell-cpus-backwards": "the cpu-list format (a backwards range) is checked in Python",
     "pod-network-contradictions": "a pod's network against its ports is checked in Python",
+    "pod-bad-image-references": "the image-reference and registry-host formats are "
+                                "checked in Python",
     "only-comments": "a file without any document: nothing for a per-document schema",
     "billion-laughs": "the provisioner bounds alias expansion; the editor expands",
     "recursive-alias": "alias handling differs between the two YAML parsers",

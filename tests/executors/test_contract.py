@@ -53,6 +53,7 @@ spec:
   containers:
     - name: web
       image: 'busybox:latest'
+      pullPolicy: Never
 """
 
 
@@ -139,7 +140,7 @@ def test_plan_compiles_against_what_the_caller_observed(subject: Subject) -> Non
 
 
 def test_an_image_the_node_cannot_use_is_refused_at_plan(subject: Subject) -> None:
-    with pytest.raises(FailedPrecondition, match="only local OCI layouts"):
+    with pytest.raises(FailedPrecondition, match="not on this node and its pullPolicy is Never"):
         subject.ex.plan(desired(MANIFESTS + "---\n" + POD))
     assert subject.ex.observe().resources == ()
 

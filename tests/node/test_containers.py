@@ -290,11 +290,13 @@ def test_paths_and_ids(tmp_path: Path) -> None:
 def test_the_command_quotes_every_path(tmp_path: Path) -> None:
     state = str(tmp_path / "it's state")
     cmd = container_command(state, f"{state}/pods/p/c", "p.c")
-    done = subprocess.run(["sh", "-c", f"set -- {cmd.split(';')[1].removeprefix(' exec ')}; "
+    done = subprocess.run(["sh", "-c", f"set -- {cmd.split(';')[2].removeprefix(' exec ')}; "
                            'for a; do echo "$a"; done'], capture_output=True, text=True,
                           check=True)
-    assert done.stdout.splitlines()[1:] == ["--root", f"{state}/runc", "run", "--bundle",
-                                            f"{state}/pods/p/c", "p.c"]
+    assert done.stdout.splitlines()[1:] == ["--root", f"{state}/runc", "--log",
+                                            f"{state}/pods/p/c/runc.log", "--log-format",
+                                            "json", "run", "--bundle", f"{state}/pods/p/c",
+                                            "p.c"]
 
 
 # --- bundles ---------------------------------------------------------------------------

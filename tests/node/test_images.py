@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.errors import FailedPrecondition, InvalidArgument, NotFound
+from provisioner.model import PullPolicy
 from provisioner.node.oci.images import Image, ImageConfig, ImageStore
 from provisioner.node.oci.layout import machine_platform
 from tests.oci_fixture import (
@@ -269,14 +270,19 @@ def test_zstd_layers_are_unsupported(store: ImageStore, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("reference", ["docker.io/library/busybox", "busybox:1.36", "busybox",
                                        "ghcr.io/org/app@sha256:" + "0" * 64])
-def test_registry_references_are_refused(store: ImageStore, reference: str) -> None:
-    with pytest.raises(FailedPrecondition, match=r"no registry access.*oci:/"):
-        store.pull(reference)
+def test_registry_references_never_pulled_are_refused_with_policy_never(
+        store: ImageStore, reference: str) -> None:
+    # No network: Never uses only what this node pulled before (tests/node/test_pull.py
+    # pulls from a real local registry).
+    with pytest.raises(FailedPrecondition, match=r"is not on this node and its pullPolicy "
+                                                 r"is Never"):
+        store.pull(reference, policy=PullPolicy.NEVER)
+    assert store.digests() == set()
 
 
-def test_a_registry_is_refused_even_with_a_layout(store: ImageStore, tmp_path: Path) -> None:
+def test_a_registry_is_refused_with_a_layout(store: ImageStore, tmp_path: Path) -> None:
     path = layout(tmp_path, files_layer({"a": b""}))
-    with pytest.raises(FailedPrecondition, match="no registry access"):
+    with pytest.raises(FailedPrecondition, match="not a local OCI layout"):
         store.pull(path, registry="docker.io")
 
 

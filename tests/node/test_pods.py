@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from provisioner.model import CellSpec, ContainerSpec, Kind, PodSpec, RestartPolicy
+from provisioner.model import CellSpec, ContainerSpec, Kind, PodSpec, PullPolicy, RestartPolicy
 from provisioner.names import container_process_name
 from provisioner.node.process.logs import LogReader
 from provisioner.node.runtime.layer import NodeLayer
@@ -203,8 +203,11 @@ def test_bad_pods_are_refused_and_leave_nothing(node: NodeLayer, busybox: str,
     bad_image = PodSpec(name="p", containers=(ContainerSpec("c", f"oci:{tmp_path}/none"),))
     with pytest.raises((InvalidArgument, NotFound)):
         pods.allocate(bad_image, "s")
-    registry = PodSpec(name="p", containers=(ContainerSpec("c", "docker.io/library/nginx"),))
-    with pytest.raises(FailedPrecondition, match="registry"):
+    # (No network here: an image never pulled, with policy Never; test_pull_cli.py
+    # pulls from a real local registry.)
+    registry = PodSpec(name="p", containers=(ContainerSpec(
+        "c", "docker.io/library/nginx", pull_policy=PullPolicy.NEVER),))
+    with pytest.raises(FailedPrecondition, match="pullPolicy is Never"):
         pods.allocate(registry, "s")
     with pytest.raises(NotFound, match="cell 'nowhere'"):
         pods.allocate(PodSpec(name="p", cell="nowhere",

@@ -1,5 +1,6 @@
 """OCI images and containers: image layouts (``layout``), unpacking layers into a rootfs
-(``unpack``), the image cache (``images``), runtime configs for runc (``config``),
+(``unpack``), the image cache (``images``), registry pulls with skopeo (``pull``,
+``registry_images``), runtime configs for runc (``config``),
 mounts (``mounts``), containers run by runc under the supervisor (``containers``), a
 pod's network namespace (``network``) and its bridge address, ports and /etc files
 through the CNI plugins (``cni``, ``cni_pods``, ``cni_etc``), and the check that a plan's

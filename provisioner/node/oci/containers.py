@@ -353,14 +353,40 @@ def cgroup_mounts() -> tuple[str, ...]:
 
 # --- the command ---------------------------------------------------------------------
 
+#: runc's own log in a bundle (JSON lines): an ``error`` entry there means runc could
+#: not start the container (its command does not exist, say), not that it exited.
+RUNC_LOG = "runc.log"
+
+
 def container_command(state_dir: str, bundle: str, container_id: str) -> str:
     """The shell command a shim runs for the container: clear what a SIGKILLed runc may
-    have left under this id, then ``exec runc run`` in the foreground."""
+    have left under this id and runc's log of the last run, then ``exec runc run`` in
+    the foreground (its own messages also in ``<bundle>/runc.log``)."""
     check_container_id(container_id)
     if not isinstance(bundle, str) or not os.path.isabs(bundle) or "\0" in bundle:
         raise InvalidArgument(f"bundle {bundle!r} is not an absolute path")
     runc = shlex.quote(runc_binary())
     root = shlex.quote(runc_root(state_dir))
     ident = shlex.quote(container_id)
-    return (f"{runc} --root {root} delete --force {ident} >/dev/null 2>&1; "
-            f"exec {runc} --root {root} run --bundle {shlex.quote(bundle)} {ident}")
+    log = shlex.quote(os.path.join(bundle, RUNC_LOG))
+    return (f"{runc} --root {root} delete --force {ident} >/dev/null 2>&1; rm -f {log}; "
+            f"exec {runc} --root {root} --log {log} --log-format json run "
+            f"--bundle {shlex.quote(bundle)} {ident}")
+
+
+def runc_failure(bundle: str) -> str:
+    """runc's reason when it could not start the container of ``bundle`` (the last
+    ``error`` entry of its log), or "" when it did (or left no log)."""
+    try:
+        with open(os.path.join(bundle, RUNC_LOG), "rb") as f:
+            lines = f.read(1 << 20).decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("error", "fatal"):
+            return str(entry.get("msg", "")).strip()
+    return ""

@@ -1,9 +1,11 @@
-"""The image store: local OCI images unpacked into root filesystems, cached by digest.
+"""The image store: OCI images unpacked into root filesystems, cached by digest.
 
 ``ImageStore(state_dir).pull(reference)`` turns an image of a local OCI layout (see
-:mod:`provisioner.node.oci.layout` for references: ``oci:/path[:tag]``; this node has no
-registry access) into an :class:`Image`: its manifest digest, an unpacked root
-filesystem and the part of its config a container needs.
+:mod:`provisioner.node.oci.layout` for references: ``oci:/path[:tag]``) or of a
+registry (``[HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST]``, pulled with skopeo as
+:mod:`provisioner.node.oci.registry_images` says, per the container's pull policy)
+into an :class:`Image`: its manifest digest, an unpacked root filesystem and the part
+of its config a container needs.
 
 Layout, under ``<state_dir>/images/`` (mode 0700: a rootfs may hold setuid programs
 that no host user should reach):
@@ -19,6 +21,9 @@ that no host user should reach):
   name exist already (a concurrent pull of the same image won), the staging copy is
   discarded and the existing one used. Leftovers of dead pulls (their lock free, more
   than a minute old) are removed by the next pull or remove.
+- ``blobs/sha256/``, ``refs/``, ``.pull-<random>/``: registry pulls' shared blobs,
+  what each reference was pulled as, and pulls in progress
+  (:mod:`provisioner.node.oci.registry_images`).
 - ``.removing-<random>/``: an image being removed - renamed away first, so it
   disappears at once, then deleted.
 
@@ -46,6 +51,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from provisioner.errors import InvalidArgument, NodeError, ProvisionerError
+from provisioner.imageref import parse_image_reference
+from provisioner.model import PullPolicy
 from provisioner.node.oci.layout import (
     Manifest,
     machine_platform,
@@ -54,6 +61,8 @@ from provisioner.node.oci.layout import (
     read_json_blob,
     resolve,
 )
+from provisioner.node.oci.pull import RegistryOptions
+from provisioner.node.oci.registry_images import pull_registry_image
 from provisioner.node.oci.unpack import apply_layer
 
 __all__ = ["Image", "ImageConfig", "ImageStore", "image_config"]
@@ -119,18 +128,41 @@ class ImageStore:
     #: A staging (or removal) directory this old whose lock is free is a dead one's.
     stale_after_s = 60.0
 
-    def __init__(self, state_dir: str) -> None:
+    def __init__(self, state_dir: str, registries: RegistryOptions | None = None) -> None:
         self.dir = os.path.join(os.path.realpath(state_dir), "images")
+        self.registries = registries or RegistryOptions()
 
-    def pull(self, reference: str, registry: str = "") -> Image:
-        """The image ``reference`` names, unpacked now unless it was already."""
+    def pull(self, reference: str, registry: str = "",
+             policy: PullPolicy = PullPolicy.IF_NOT_PRESENT) -> Image:
+        """The image ``reference`` names, unpacked now unless it was already (a
+        registry image pulled first, as ``policy`` says)."""
+        if not reference.startswith(("oci:", "/")) and \
+                not parse_image_reference(reference).is_layout:
+            image = pull_registry_image(self, reference, registry, policy)
+            assert isinstance(image, Image)
+            return image
         layout, tag = parse_reference(reference, registry)
-        manifest = resolve(layout, tag)
+        return self.unpack_manifest(reference, resolve(layout, tag))
+
+    def unpack_manifest(self, reference: str, manifest: Manifest) -> Image:
+        """The image of ``manifest`` (resolved in a layout), unpacked unless it was."""
         final = os.path.join(self.dir, manifest.sha256.partition(":")[2])
         config = self._cached(final)
         if config is None:
             config = self._unpack(reference, manifest, final)
         return Image(reference, manifest.sha256, os.path.join(final, "rootfs"), config)
+
+    def remove_tree(self, path: str) -> None:
+        """Delete ``path`` and everything below it (a staging directory)."""
+        if os.path.lexists(path):
+            _rmtree(path)
+
+    def prepare(self) -> None:
+        """Make the images directory (0700) and sweep what dead pulls left."""
+        os.makedirs(os.path.dirname(self.dir), exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(self.dir, 0o700)
+        self._sweep()
 
     def cached(self, digest: str, reference: str = "") -> Image | None:
         """The image unpacked here under ``digest`` (whatever its layout does now), or
@@ -178,10 +210,7 @@ class ImageStore:
     def _unpack(self, reference: str, manifest: Manifest, final: str) -> ImageConfig:
         config = image_config(read_json_blob(manifest.layout, manifest.config),
                               f"image config {manifest.config.digest} in {manifest.layout}")
-        os.makedirs(os.path.dirname(self.dir), exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(self.dir, 0o700)
-        self._sweep()
+        self.prepare()
         staging = tempfile.mkdtemp(prefix=".staging-", dir=self.dir)
         fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -233,13 +262,14 @@ class ImageStore:
         return True
 
     def _sweep(self) -> None:
-        """Remove what dead pulls and removals left (lock free, older than a minute)."""
+        """Remove what dead unpacks, pulls and removals left (lock free, older than a
+        minute)."""
         try:
             names = os.listdir(self.dir)
         except FileNotFoundError:
             return
         for name in names:
-            if not name.startswith((".staging-", ".removing-")):
+            if not name.startswith((".staging-", ".removing-", ".pull-")):
                 continue
             path = os.path.join(self.dir, name)
             try:

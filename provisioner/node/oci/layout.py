@@ -1,7 +1,7 @@
 """Reading local OCI image layouts: references, index, manifests and verified blobs.
 
-This node has no registry access: an image is a directory in the `OCI image layout`_
-format (``oci-layout``, ``index.json``, ``blobs/<alg>/<hex>``), as written by
+A local image is a directory in the `OCI image layout`_ format (``oci-layout``,
+``index.json``, ``blobs/<alg>/<hex>``), as written by
 ``skopeo copy docker://... oci:/srv/images/busybox:1.36``, ``umoci`` or
 ``buildah push ... oci:...``. A reference names one:
 
@@ -45,9 +45,9 @@ __all__ = [
     "resolve",
 ]
 
-NO_REGISTRY = ("this node has no registry access: import the image as an OCI layout "
-               "(e.g. skopeo copy docker://IMAGE oci:/srv/images/NAME:TAG) and use "
-               "oci:/path/of/the/layout[:tag]")
+NO_REGISTRY = ("a registry name or reference is not a local OCI layout: a layout is "
+               "oci:/path/of/the/layout[:tag]; a registry image is "
+               "[HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST], pulled by the image store")
 REF_NAME = "org.opencontainers.image.ref.name"
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

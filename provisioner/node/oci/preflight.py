@@ -1,33 +1,50 @@
 """What a plan needs of this node that the manifests cannot promise: checked at plan.
 
-A pod the plan allocates needs every container's image here, now: a local OCI layout
-that exists and has the tag. ``validate`` has already checked the reference's syntax
-(:mod:`provisioner.imageref`); a registry reference is valid syntax but cannot be used
-yet (no registry pulls), and a layout path or tag that is missing on this node would
-only fail at apply. :func:`check_plan` refuses such a plan at once, naming each
-resource, its container and what is wrong. It only reads (``oci-layout``,
-``index.json`` and the image manifest of each layout); nothing is unpacked.
+A pod the plan allocates needs every container's image: a local OCI layout that
+exists and has the tag, or a registry reference this node can pull (or has pulled).
+``validate`` has already checked the reference's syntax (:mod:`provisioner.imageref`);
+a layout path or tag missing on this node, a registry given for a local layout, or a
+``Never`` pull policy for an image this node does not have would only fail at apply.
+:func:`check_plan` refuses such a plan at once, naming each resource, its container
+and what is wrong, and adds to each allocate step the images it will pull (``plan``
+says which images it pulls). It only reads (``oci-layout``, ``index.json`` and the
+image manifest of each layout, the image store's reference records); nothing is
+pulled or unpacked, and no registry is contacted.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 from provisioner.errors import FailedPrecondition, ProvisionerError
-from provisioner.imageref import parse_image_reference
-from provisioner.model import ContainerSpec, Kind, PodSpec
-from provisioner.node.oci.layout import NO_REGISTRY, parse_reference, resolve
-from provisioner.plan.steps import Action, Plan
+from provisioner.imageref import canonical_reference, parse_image_reference, parse_registry
+from provisioner.model import ContainerSpec, Kind, PodSpec, PullPolicy
+from provisioner.node.oci.images import ImageStore
+from provisioner.node.oci.layout import parse_reference, resolve
+from provisioner.node.oci.registry_images import find_pulled, named
+from provisioner.plan.steps import Action, Plan, Step
 
-__all__ = ["check_plan", "image_problem", "unusable_images"]
+__all__ = ["check_plan", "image_problem", "images_to_pull", "unusable_images"]
 
 
-def image_problem(container: ContainerSpec) -> str | None:
-    """Why this node cannot run ``container``'s image, or None when it can."""
+def image_problem(container: ContainerSpec, images: ImageStore | None = None) -> str | None:
+    """Why this node cannot run ``container``'s image, or None when it can (a registry
+    image it can pull counts as usable; ``images``, the store, tells Never apart)."""
     text = container.image
     try:
         reference = parse_image_reference(text)
-        if not reference.is_layout or container.registry:
-            return (f"image {text!r}{_registry(container)}: only local OCI layouts "
-                    f"(oci:/path[:tag]) are supported yet; {NO_REGISTRY}")
+        if not reference.is_layout:
+            if container.registry:
+                parse_registry(container.registry)
+            if container.pull_policy is PullPolicy.NEVER and (
+                    images is None or find_pulled(images, text, container.registry) is None):
+                return (f"{named(text, canonical_reference(text, container.registry))} "
+                        "is not on this node and its pullPolicy is Never")
+            return None
+        if container.registry:
+            return (f"image {text!r} is a local OCI layout: its registry "
+                    f"{container.registry!r} has no meaning (drop it, or name a registry "
+                    "image)")
         layout, tag = parse_reference(text)
         resolve(layout, tag)
     except ProvisionerError as exc:
@@ -36,11 +53,27 @@ def image_problem(container: ContainerSpec) -> str | None:
     return None
 
 
-def _registry(container: ContainerSpec) -> str:
-    return f" (registry {container.registry!r})" if container.registry else ""
+def images_to_pull(spec: PodSpec, images: ImageStore | None) -> list[str]:
+    """The canonical references an allocate of ``spec`` pulls from registries: those
+    with pullPolicy Always, and IfNotPresent ones this node has not pulled yet."""
+    wanted: list[str] = []
+    for container in spec.containers:
+        if container.image.startswith(("oci:", "/")) or \
+                container.pull_policy is PullPolicy.NEVER:
+            continue
+        try:
+            canonical = canonical_reference(container.image, container.registry)
+        except ProvisionerError:
+            continue
+        if canonical in wanted:
+            continue
+        if container.pull_policy is PullPolicy.ALWAYS or images is None or \
+                find_pulled(images, container.image, container.registry) is None:
+            wanted.append(canonical)
+    return wanted
 
 
-def unusable_images(plan: Plan) -> list[str]:
+def unusable_images(plan: Plan, images: ImageStore | None = None) -> list[str]:
     """One line per container of a pod the plan allocates whose image is unusable here:
     ``FILE:LINE: Pod/NAME: container C: what is wrong``."""
     problems: list[str] = []
@@ -50,18 +83,30 @@ def unusable_images(plan: Plan) -> list[str]:
                 isinstance(spec, PodSpec):
             continue
         for container in spec.containers:
-            problem = image_problem(container)
+            problem = image_problem(container, images)
             if problem:
                 where = f"{spec.source}: " if spec.source.file else ""
                 problems.append(f"{where}{step.ref}: container {container.name!r}: {problem}")
     return problems
 
 
-def check_plan(plan: Plan) -> Plan:
-    """``plan`` if this node can carry it out as far as it can tell now; else
-    FailedPrecondition listing every problem."""
-    problems = unusable_images(plan)
+def check_plan(plan: Plan, state_dir: str = "") -> Plan:
+    """``plan`` if this node can carry it out as far as it can tell now (its allocate
+    steps saying which images they pull); else FailedPrecondition listing every
+    problem. ``state_dir``: the node's, whose image store says what was pulled."""
+    images = ImageStore(state_dir) if state_dir else None
+    problems = unusable_images(plan, images)
     if problems:
         raise FailedPrecondition("this node cannot use the image of "
                                  f"{len(problems)} container(s):\n  " + "\n  ".join(problems))
-    return plan
+    steps = tuple(_with_pulls(step, images) for step in plan.steps)
+    return plan if steps == plan.steps else dataclasses.replace(plan, steps=steps)
+
+
+def _with_pulls(step: Step, images: ImageStore | None) -> Step:
+    if step.action is not Action.ALLOCATE or not isinstance(step.spec, PodSpec):
+        return step
+    pulls = images_to_pull(step.spec, images)
+    if not pulls:
+        return step
+    return dataclasses.replace(step, reason=f"{step.reason}; pulls {', '.join(pulls)}")

@@ -32,6 +32,7 @@ from provisioner.model_json import dumps, loads
 from provisioner.names import cell_parent, check_cell_path, check_dns_label, check_process_name
 from provisioner.node.cgroups.layout import HOLDER_LEAF, detect_layout, executable_leaf, make_driver
 from provisioner.node.oci.containers import remove_runc_cgroups
+from provisioner.node.oci.pull import RegistryOptions
 from provisioner.node.process import leaf as leafops
 from provisioner.node.process.exec_limits import check_exec_size
 from provisioner.node.process.logs import LogLimits
@@ -80,6 +81,8 @@ class NodeConfig:
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 60.0
     pod_subnet: str = DEFAULT_POD_SUBNET  # bridge pods' addresses (docs/pods.md, Network)
+    #: CA file, insecure registries and auth file of registry pulls (docs/pods.md).
+    registries: RegistryOptions = field(default_factory=RegistryOptions)
 
 
 #: The state directory's folder of shim status files (flat: ``<name>.json``).

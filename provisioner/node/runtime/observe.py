@@ -19,6 +19,7 @@ from provisioner.model_json import dumps, loads
 from provisioner.names import container_process_name
 from provisioner.node.cgroups.layout import same_limits
 from provisioner.node.oci.cni_pods import PodNetworks
+from provisioner.node.oci.containers import bundle_dir, runc_failure
 from provisioner.node.process.namespaces import holder_alive
 from provisioner.node.process.shimspec import ShimStatus
 from provisioner.node.process.supervise import shim_alive
@@ -48,8 +49,8 @@ def process_status(status: ShimStatus | None) -> tuple[ProcessStatus, list[str]]
 
 
 #: Which container's phase speaks for its pod: the least healthy one.
-_POD_PHASE_ORDER = (ProcessPhase.PENDING, ProcessPhase.STOPPED, ProcessPhase.EXITED,
-                    ProcessPhase.BACKOFF, ProcessPhase.RUNNING)
+_POD_PHASE_ORDER = (ProcessPhase.FAILED, ProcessPhase.PENDING, ProcessPhase.STOPPED,
+                    ProcessPhase.EXITED, ProcessPhase.BACKOFF, ProcessPhase.RUNNING)
 
 
 def pod_status(layer: NodeLayer, spec: PodSpec) -> tuple[ProcessStatus, list[str]]:
@@ -60,6 +61,16 @@ def pod_status(layer: NodeLayer, spec: PodSpec) -> tuple[ProcessStatus, list[str
     for container in spec.containers:
         status = layer.read_shim_status(container_process_name(spec.name, container.name))
         process, notes = process_status(status)
+        if process.phase in (ProcessPhase.EXITED, ProcessPhase.BACKOFF) and \
+                process.exit_code not in (None, 0):
+            # runc could not start it (not: its command ran and failed): say so, with
+            # runc's reason, rather than "exited".
+            reason = runc_failure(bundle_dir(layer.config.state_dir, spec.name,
+                                             container.name))
+            if reason:
+                if process.phase is ProcessPhase.EXITED:
+                    process = replace(process, phase=ProcessPhase.FAILED)
+                notes = [*notes, f"runc: {reason}"]
         seen.append(process)
         drift += [f"container {container.name}: {note}" for note in notes]
     worst = min(seen, key=lambda p: _POD_PHASE_ORDER.index(p.phase))

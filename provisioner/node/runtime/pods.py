@@ -62,7 +62,7 @@ class Pods:
 
     def __init__(self, layer: NodeLayer) -> None:
         self.layer = layer
-        self.images = ImageStore(layer.config.state_dir)
+        self.images = ImageStore(layer.config.state_dir, layer.config.registries)
         self.networks = PodNetworks(layer.config.state_dir, layer.cgroups.root_name,
                                     layer.config.pod_subnet)
 
@@ -76,7 +76,8 @@ class Pods:
                                 "network; free it first")
         digests = {}
         for container in spec.containers:
-            image = self.images.pull(container.image, container.registry)
+            image = self.images.pull(container.image, container.registry,
+                                     container.pull_policy)
             image_user(image)  # a user the image does not know fails here, not at start
             _args(container, image)  # likewise a container with nothing to run
             digests[container.name] = image.digest
@@ -246,19 +247,28 @@ class Pods:
 
     def _image(self, pod: str, container: ContainerSpec) -> Image:
         """The container's image: pulled (cached unless its layout changed), or - when
-        its layout is gone or broken now - the one unpacked at allocate."""
+        its layout is gone or broken now - the one unpacked at allocate. A registry
+        image is the one allocate pulled (its pull policy applied there), pulled again
+        only if that one is gone."""
+        remembered = self._remembered_image(pod, container)
+        if not container.image.startswith(("oci:", "/")) and remembered is not None:
+            return remembered
         try:
-            return self.images.pull(container.image, container.registry)
+            return self.images.pull(container.image, container.registry,
+                                    container.pull_policy)
         except (NotFound, InvalidArgument):
-            try:
-                with open(self._images_file(pod), encoding="utf-8") as f:
-                    digest = json.load(f).get(container.name, "")
-            except (OSError, ValueError, AttributeError):
-                digest = ""
-            cached = self.images.cached(str(digest), container.image) if digest else None
-            if cached is None:
+            if remembered is None:
                 raise
-            return cached
+            return remembered
+
+    def _remembered_image(self, pod: str, container: ContainerSpec) -> Image | None:
+        """The image unpacked for ``container`` at allocate, if it is still here."""
+        try:
+            with open(self._images_file(pod), encoding="utf-8") as f:
+                digest = json.load(f).get(container.name, "")
+        except (OSError, ValueError, AttributeError):
+            digest = ""
+        return self.images.cached(str(digest), container.image) if digest else None
 
     def _netns(self, pod: str) -> str:
         return netns_name(self.layer.cgroups.root_name, pod)

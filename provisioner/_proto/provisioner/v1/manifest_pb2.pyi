@@ -15,6 +15,13 @@ class RestartPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESTART_POLICY_ON_FAILURE: _ClassVar[RestartPolicy]
     RESTART_POLICY_ALWAYS: _ClassVar[RestartPolicy]
 
+class PullPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PULL_POLICY_UNSPECIFIED: _ClassVar[PullPolicy]
+    PULL_POLICY_IF_NOT_PRESENT: _ClassVar[PullPolicy]
+    PULL_POLICY_ALWAYS: _ClassVar[PullPolicy]
+    PULL_POLICY_NEVER: _ClassVar[PullPolicy]
+
 class PodNetwork(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     POD_NETWORK_UNSPECIFIED: _ClassVar[PodNetwork]
@@ -25,6 +32,10 @@ RESTART_POLICY_UNSPECIFIED: RestartPolicy
 RESTART_POLICY_NEVER: RestartPolicy
 RESTART_POLICY_ON_FAILURE: RestartPolicy
 RESTART_POLICY_ALWAYS: RestartPolicy
+PULL_POLICY_UNSPECIFIED: PullPolicy
+PULL_POLICY_IF_NOT_PRESENT: PullPolicy
+PULL_POLICY_ALWAYS: PullPolicy
+PULL_POLICY_NEVER: PullPolicy
 POD_NETWORK_UNSPECIFIED: PodNetwork
 POD_NETWORK_LOOPBACK: PodNetwork
 POD_NETWORK_BRIDGE: PodNetwork
@@ -100,7 +111,7 @@ class ExecutableSpec(_message.Message):
     def __init__(self, command: _Optional[str] = ..., description: _Optional[str] = ..., cell: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., working_dir: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., restart_policy: _Optional[_Union[RestartPolicy, str]] = ..., stop_grace_period: _Optional[str] = ..., depends_on: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ContainerSpec(_message.Message):
-    __slots__ = ("name", "image", "registry", "command", "env", "working_dir", "ports")
+    __slots__ = ("name", "image", "registry", "command", "env", "working_dir", "pull_policy", "ports")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +125,7 @@ class ContainerSpec(_message.Message):
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     WORKING_DIR_FIELD_NUMBER: _ClassVar[int]
+    PULL_POLICY_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
@@ -121,8 +133,9 @@ class ContainerSpec(_message.Message):
     command: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
     working_dir: str
+    pull_policy: PullPolicy
     ports: _containers.RepeatedCompositeFieldContainer[ContainerPort]
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., registry: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., working_dir: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[ContainerPort, _Mapping]]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., registry: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., working_dir: _Optional[str] = ..., pull_policy: _Optional[_Union[PullPolicy, str]] = ..., ports: _Optional[_Iterable[_Union[ContainerPort, _Mapping]]] = ...) -> None: ...
 
 class ContainerPort(_message.Message):
     __slots__ = ("container_port", "host_port", "protocol")

@@ -16,6 +16,7 @@ class ProcessState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROCESS_STATE_EXITED: _ClassVar[ProcessState]
     PROCESS_STATE_BACKOFF: _ClassVar[ProcessState]
     PROCESS_STATE_STOPPED: _ClassVar[ProcessState]
+    PROCESS_STATE_FAILED: _ClassVar[ProcessState]
 
 class StepAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -52,6 +53,7 @@ PROCESS_STATE_RUNNING: ProcessState
 PROCESS_STATE_EXITED: ProcessState
 PROCESS_STATE_BACKOFF: ProcessState
 PROCESS_STATE_STOPPED: ProcessState
+PROCESS_STATE_FAILED: ProcessState
 STEP_ACTION_UNSPECIFIED: StepAction
 STEP_ACTION_ALLOCATE: StepAction
 STEP_ACTION_START: StepAction

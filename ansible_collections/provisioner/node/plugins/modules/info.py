@@ -119,7 +119,8 @@ resources:
     - The resources, by kind, C(cells), C(executables), C(pods), C(drivers) and
       C(persistent_executables); each a list of objects with C(kind), C(name),
       C(manifest_set), C(present), C(state) (running, exited, backoff, stopped,
-      pending for processes, present or missing otherwise), C(drift) (a list), C(labels)
+      pending, or failed - a container runc could not start - for processes, present
+      or missing otherwise), C(drift) (a list), C(labels)
       and for processes C(pid), C(restarts), C(exit_code), C(exit_signal) and, once
       exited, C(exit).
   returned: always
