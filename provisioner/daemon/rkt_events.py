@@ -169,6 +169,8 @@ class EventWatcher:
             try:
                 self.scan()
             except (ProvisionerError, OSError) as exc:  # the next scan tries again
+                if stopping.is_set() or str(exc).endswith(" is closed"):
+                    return  # the daemon is closing (or closed) its store
                 log.warning("rkt events: observing the pods failed: %s", exc)
             if stopping.wait(self.interval_s):
                 return
