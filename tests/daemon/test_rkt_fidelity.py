@@ -85,25 +85,25 @@ def proc_cgroup(pid: int) -> str:
     return next(line.split(":", 2)[2] for line in lines if line.startswith("0::"))
 
 
-def leaf_pids(daemon: Daemon, pod: str, container: str) -> set[int]:
-    status = daemon.layer.read_shim_status(container_process_name(pod, container))
-    assert status is not None
-    pids: set[int] = set()
-    for d in status.leaf.dirs:  # the leaf and runc's container cgroup below it
-        for root, _dirs, files in os.walk(d):
-            if "cgroup.procs" in files:
-                pids |= {int(p) for p in Path(root, "cgroup.procs").read_text().split()}
-    return pids
-
-
 def container_init(daemon: Daemon, pod: str, container: str) -> int:
-    """The container's own process (in runc's cgroup below the leaf), not runc."""
+    """The container's own process (in runc's cgroup below the leaf, once it runs the
+    container's command: ``sleep``), not runc nor runc's init."""
     status = daemon.layer.read_shim_status(container_process_name(pod, container))
     assert status is not None
-    d = Path(status.leaf.dirs[0], "ctr")
-    wait_for(lambda: (d / "cgroup.procs").exists() and (d / "cgroup.procs").read_text().split(),
-             10, "the container's process")
-    return min(int(p) for p in (d / "cgroup.procs").read_text().split())
+    procs = Path(status.leaf.dirs[0], "ctr", "cgroup.procs")
+    found: list[int] = []
+
+    def sleeping() -> bool:
+        with contextlib.suppress(OSError):
+            for pid in map(int, procs.read_text().split()):
+                with contextlib.suppress(OSError):
+                    if Path(f"/proc/{pid}/comm").read_text().strip() == "sleep":
+                        found.append(pid)
+                        return True
+        return False
+
+    wait_for(sleeping, 10, "the container's process")
+    return found[0]
 
 
 def events_since(api: rkt_grpc.PublicAPIStub, since: int, settle: float = 0.7,
@@ -261,7 +261,7 @@ def test_exit_code_of_a_signalled_app_is_the_signal_number_as_in_rkt(
     pods = Pods(daemon.layer)
     pods.start(pod_spec("victim", image, web="exec sleep 1000"))
     pods.start(pod_spec("stubborn", image, grace=0.3,
-                        web="trap '' TERM; while true; do sleep 0.1; done"))
+                        web="trap '' TERM; echo deaf; while true; do sleep 0.1; done"))
     daemon.layer.start_executable(ExecutableSpec("three", "exit 3"))
     daemon.layer.start_executable(ExecutableSpec("shot", "exec sleep 1000"))
     running = by_name(api, "victim")
@@ -270,6 +270,13 @@ def test_exit_code_of_a_signalled_app_is_the_signal_number_as_in_rkt(
     shot = daemon.layer.read_shim_status("shot")
     assert shot is not None and shot.child_pid
     os.kill(shot.child_pid, signal.SIGKILL)
+    stubborn = by_name(api, "stubborn").id
+
+    def deaf() -> bool:  # its trap is set: SIGTERM is ignored from now on
+        reply = api.GetLogs(rkt.GetLogsRequest(pod_id=stubborn), timeout=10)
+        return any("deaf" in line for r in reply for line in r.lines)
+
+    wait_for(deaf, 10, "the trap")
     pods.stop("stubborn")  # ignores SIGTERM: killed after its grace period
 
     def app(name: str) -> rkt.App:
