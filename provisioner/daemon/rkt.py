@@ -5,11 +5,16 @@ GetInfo reports our versions: ``rkt_version`` is the provisioner's version,
 ``0.0.0`` (appc images are not supported), and ``global_flags.dir`` the state directory.
 
 Pods and images come from a :class:`PodSource`: by default the provisioner's own pods
-of OCI containers and their unpacked images (:mod:`provisioner.daemon.rkt_pods`); an
-unknown id is NOT_FOUND. The filter semantics are in ``rkt_match.py``.
+of OCI containers, its executables, and the unpacked images
+(:mod:`provisioner.daemon.rkt_pods`); an unknown id is NOT_FOUND. InspectPod and
+GetLogs take a pod's id, or its name (an extension; a provisioner pod's name wins over
+an executable's). The filter semantics are in ``rkt_match.py``.
 
-ListenEvents streams the daemon's durable event log (``Store.events``), mapped by
-:func:`provisioner.daemon.rkt_match.event_from_store`. Without ``since_time`` only
+ListenEvents streams the rkt events of the daemon's durable event log
+(``Store.events``): an :class:`~provisioner.daemon.rkt_events.EventWatcher`, started
+with the servicer, records each observed pod and app transition once
+(``rkt_events.py``), and :func:`provisioner.daemon.rkt_match.event_from_store` maps them
+back. Without ``since_time`` only
 events from now on are sent; with it, every stored event from that second on (the log
 is durable, so unlike upstream it reaches back before the daemon started). A future
 ``since_time`` simply sends nothing before then. With ``until_time`` only earlier events
@@ -30,6 +35,7 @@ import provisioner
 from provisioner._proto.v1alpha import api_pb2 as rkt
 from provisioner._proto.v1alpha import api_pb2_grpc as rkt_grpc
 from provisioner.daemon.context import DaemonContext
+from provisioner.daemon.rkt_events import EventWatcher
 from provisioner.daemon.rkt_match import (
     NS,
     LogQuery,
@@ -41,7 +47,7 @@ from provisioner.daemon.rkt_match import (
     select_lines,
     select_pods,
 )
-from provisioner.daemon.rkt_pods import ProvisionerPods
+from provisioner.daemon.rkt_pods import KIND_KEY, NAME_KEY, ProvisionerPods, annotation
 from provisioner.daemon.status import handles_errors
 from provisioner.errors import InvalidArgument, NotFound
 from provisioner.node import LogLine
@@ -80,10 +86,13 @@ class NoPods:
 
 class RktServicer(rkt_grpc.PublicAPIServicer):
     def __init__(self, ctx: DaemonContext, source: PodSource | None = None,
-                 poll_s: float = 0.1) -> None:
+                 poll_s: float = 0.1, watch: bool = True) -> None:
         self.ctx = ctx
         self.source: PodSource = source or ProvisionerPods(ctx.layer)
         self.poll_s = poll_s
+        self.watcher = EventWatcher(ctx.layer, self.source)
+        if watch:
+            self.watcher.start(ctx.stopping)
 
     @handles_errors
     def GetInfo(self, request: rkt.GetInfoRequest,
@@ -121,9 +130,14 @@ class RktServicer(rkt_grpc.PublicAPIServicer):
     def _pod(self, pod_id: str) -> rkt.Pod:
         if not pod_id:
             raise InvalidArgument("a pod id is required")
-        for pod in self.source.pods():
+        pods = self.source.pods()
+        for pod in pods:
             if pod.id == pod_id:
                 return pod
+        named = sorted((p for p in pods if annotation(p.annotations, NAME_KEY) == pod_id),
+                       key=lambda p: annotation(p.annotations, KIND_KEY) != "Pod")
+        if named:
+            return named[0]
         raise NotFound(f"no pod with id {pod_id!r}")
 
     @handles_errors

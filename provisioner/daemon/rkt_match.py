@@ -8,13 +8,17 @@ everything. Per field, ``ids``, ``states``, ``cgroups``, ``pod_sub_cgroups``,
 ``ids``, ``names``) match if any listed value matches; ``app_names``, ``image_ids``,
 ``network_names``, ``annotations`` and ``labels`` need all listed values.
 ``imported_after`` / ``imported_before`` are strict bounds in seconds (0: unset).
-``pod_sub_cgroups`` matches a pod whose cgroup is the given cgroup or one of its
-ancestors (compared by path components, so ``/a/b`` is not a prefix of ``/a/bc``).
+``pod_sub_cgroups`` matches a running pod whose cgroup is the given cgroup or one of
+its ancestors (compared by path components, so ``/a/b`` is not a prefix of ``/a/bc``);
+when the pod's apps name their own cgroups (app annotation :data:`CGROUP_KEY`: a pod of
+several containers has no cgroup of its own, see ``rkt_pods.py``), the given cgroup
+must be at or below one of its running apps' cgroups, so a neighbour in the same cell
+never matches.
 """
 
 from __future__ import annotations
 
-import uuid
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -22,8 +26,10 @@ from provisioner._proto.v1alpha import api_pb2 as rkt
 from provisioner.node import LogLine, StoreEvent
 
 NS = 1_000_000_000
-#: Namespace of the synthetic pod ids of ListenEvents (uuid5 of "Kind/name").
-EVENT_ID_NAMESPACE = uuid.UUID("5d2a4c0e-4f6b-4f3c-9a55-7a1c6a0d2b10")
+#: App annotation: the app's own cgroup (a path below the hierarchy root).
+CGROUP_KEY = "provisioner/cgroup"
+#: Kind of the store events that carry rkt events (``rkt_events.py`` writes them).
+EVENT_KIND = "rkt"
 
 
 def _pairs(values: Iterable[rkt.KeyValue]) -> set[tuple[str, str]]:
@@ -53,8 +59,19 @@ def pod_matches(pod: rkt.Pod, f: rkt.PodFilter) -> bool:
         and _all(f.network_names, (net.name for net in pod.networks))
         and _pairs(f.annotations) <= _pairs(pod.annotations)
         and _any(f.cgroups, [pod.cgroup])
-        and (not f.pod_sub_cgroups or any(_under(pod.cgroup, s) for s in f.pod_sub_cgroups))
+        and (not f.pod_sub_cgroups or any(_under(c, s) for c in _own_cgroups(pod)
+                                          for s in f.pod_sub_cgroups))
     )
+
+
+def _own_cgroups(pod: rkt.Pod) -> list[str]:
+    """Where a sub-cgroup must be for ``pod_sub_cgroups``: its running apps' own
+    cgroups when they name them, else the pod's cgroup; nothing unless it runs."""
+    if not pod.cgroup:
+        return []
+    apps = [kv.value for app in pod.apps if app.state == rkt.APP_STATE_RUNNING
+            for kv in app.annotations if kv.Key == CGROUP_KEY]
+    return [c for c in apps if _under(pod.cgroup, c)] or [pod.cgroup]
 
 
 def base_name(name: str) -> str:
@@ -116,47 +133,27 @@ def select_images(images: Iterable[rkt.Image], filters: Sequence[rkt.ImageFilter
 
 # -- events ----------------------------------------------------------------------------
 
-#: (kind, action) of a store event -> rkt event type. Cells are reported as pods (a
-#: cell is the sandbox its executables share), executables as apps. Anything not
-#: listed (updates, records, drivers) has no rkt counterpart and is not sent.
-EVENT_TYPES: dict[tuple[str, str], int] = {
-    ("Cell", "allocated"): rkt.EVENT_TYPE_POD_PREPARED,
-    ("Cell", "adopted"): rkt.EVENT_TYPE_POD_PREPARED,
-    ("Cell", "freed"): rkt.EVENT_TYPE_POD_GARBAGE_COLLECTED,
-    ("Pod", "allocated"): rkt.EVENT_TYPE_POD_PREPARED,
-    ("Pod", "started"): rkt.EVENT_TYPE_POD_STARTED,
-    ("Pod", "stopped"): rkt.EVENT_TYPE_POD_EXITED,
-    ("Pod", "freed"): rkt.EVENT_TYPE_POD_GARBAGE_COLLECTED,
-    ("Executable", "started"): rkt.EVENT_TYPE_APP_STARTED,
-    ("Executable", "running"): rkt.EVENT_TYPE_APP_STARTED,
-    ("Executable", "exited"): rkt.EVENT_TYPE_APP_EXITED,
-    ("Executable", "backoff"): rkt.EVENT_TYPE_APP_EXITED,
-    ("Executable", "stopped"): rkt.EVENT_TYPE_APP_EXITED,
-    ("Executable", "deleted"): rkt.EVENT_TYPE_APP_EXITED,
-}
-
-
-def synthetic_id(kind: str, name: str) -> str:
-    """A stable UUID for a cell, pod or executable: the same every time and on every
-    daemon, since the provisioner has no rkt pod uuids."""
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{kind}/{name}"))
-
 
 def event_from_store(event: StoreEvent) -> rkt.Event | None:
-    """The rkt event of a store event, or None when it has none. ``id`` is
-    :func:`synthetic_id` of the resource (an executable counts as its own pod: the cell
-    it runs in is not part of the event), ``from`` its name, ``time`` seconds, and
-    ``data`` the original kind, action, message and node generation."""
-    kind = EVENT_TYPES.get((event.kind, event.action))
-    if kind is None:
+    """The rkt event a store event of kind :data:`EVENT_KIND` carries (``rkt_events.py``
+    writes them: ``action`` the event type's name, ``name`` the ``from`` name, and
+    ``message`` JSON ``{"id": pod uuid, "data": {...}}``), or None for any other store
+    event: rkt events come only from observed state transitions, never from the
+    provisioner's own records of what it did (which repeat for calls that change
+    nothing). ``time`` is seconds; ``data`` the recorded pairs plus ``generation``."""
+    if event.kind != EVENT_KIND:
         return None
-    data = [rkt.KeyValue(Key="kind", value=event.kind),
-            rkt.KeyValue(Key="action", value=event.action),
-            rkt.KeyValue(Key="generation", value=str(event.generation))]
-    if event.message:
-        data.append(rkt.KeyValue(Key="message", value=event.message))
-    return rkt.Event(type=kind, id=synthetic_id(event.kind, event.name),  # type: ignore[arg-type]
-                     time=event.ts_ns // NS, data=data, **{"from": event.name})
+    try:
+        kind = rkt.EventType.Value(event.action)
+        body = json.loads(event.message)
+        pod_id, pairs = str(body["id"]), dict(body.get("data") or {})
+    except (ValueError, KeyError, TypeError):
+        return None
+    data = [rkt.KeyValue(Key=str(k), value=str(v)) for k, v in pairs.items()]
+    data.append(rkt.KeyValue(Key="generation", value=str(event.generation)))
+    return rkt.Event(type=kind, id=pod_id, time=event.ts_ns // NS,  # type: ignore[arg-type]
+                     data=data,
+                     **{"from": event.name})
 
 
 # -- logs ------------------------------------------------------------------------------

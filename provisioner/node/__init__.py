@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from provisioner.node.cgroups.base import (
+        executable_leaf as executable_leaf,
+    )
+    from provisioner.node.cgroups.base import (
         same_limits as same_limits,
+    )
+    from provisioner.node.oci.image_info import (
+        ImageInfo as ImageInfo,
     )
     from provisioner.node.oci.preflight import (
         check_plan as check_plan,
@@ -58,6 +64,9 @@ if TYPE_CHECKING:
     )
     from provisioner.node.process.shimspec import (
         DEFAULT_PATH as DEFAULT_PATH,
+    )
+    from provisioner.node.process.shimspec import (
+        ShimStatus as ShimStatus,
     )
     from provisioner.node.process.supervise import (
         is_running as is_running,
@@ -139,6 +148,9 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, tuple[str, str | None]] = {
     "same_limits": ("provisioner.node.cgroups.base", "same_limits"),
     "check_plan": ("provisioner.node.oci.preflight", "check_plan"),
+    "ImageInfo": ("provisioner.node.oci.image_info", "ImageInfo"),
+    "executable_leaf": ("provisioner.node.cgroups.base", "executable_leaf"),
+    "ShimStatus": ("provisioner.node.process.shimspec", "ShimStatus"),
     "leaf": ("provisioner.node.process.leaf", None),
     "check_exec_size": ("provisioner.node.process.exec_limits", "check_exec_size"),
     "STDERR": ("provisioner.node.process.logs", "STDERR"),

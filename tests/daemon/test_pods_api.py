@@ -58,7 +58,7 @@ def test_declared_pods_are_driven_by_name(daemon: Daemon, tmp_path: Path) -> Non
     assert [(a.name, a.state) for a in pod.apps] == [
         ("web", rkt.APP_STATE_RUNNING), ("worker", rkt.APP_STATE_RUNNING)]
     listed = api.ListPods(rkt.ListPodsRequest(), timeout=5).pods
-    assert [p.id for p in listed] == ["shop"]
+    assert [p.id for p in listed] == [pod.id]  # a UUID; InspectPod also takes the name
     assert len(api.ListImages(rkt.ListImagesRequest(), timeout=5).images) == 1
 
     def web_said_hello() -> bool:

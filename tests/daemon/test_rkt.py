@@ -15,6 +15,7 @@ import pytest
 import provisioner
 from provisioner._proto.v1alpha import api_pb2 as rkt
 from provisioner._proto.v1alpha import api_pb2_grpc as rkt_grpc
+from provisioner.daemon.rkt_events import Emitted, observe, transitions
 from provisioner.daemon.rkt_match import (
     NS,
     LogQuery,
@@ -26,9 +27,9 @@ from provisioner.daemon.rkt_match import (
     select_images,
     select_lines,
     select_pods,
-    synthetic_id,
 )
-from provisioner.model import CellSpec
+from provisioner.daemon.rkt_pods import RESTARTS_KEY, STARTED_KEY
+from provisioner.model import ExecutableSpec
 from provisioner.node.process.logs import LogLine
 from provisioner.node.state.store import Event as StoreEvent
 from tests.daemon.node_harness import code_of, details_of, rpc_error, running_daemon
@@ -116,21 +117,68 @@ def test_image_filters() -> None:
 
 
 def test_store_events_map_to_rkt_events() -> None:
-    started = event_from_store(StoreEvent(1, 5 * NS + 7, "Executable", "web", "started",
-                                          "pid 4", 3))
+    body = '{"id": "u-1", "data": {"app": "web"}}'
+    started = event_from_store(StoreEvent(1, 5 * NS + 7, "rkt", "web",
+                                          "EVENT_TYPE_APP_STARTED", body, 3))
     assert started is not None and started.type == rkt.EVENT_TYPE_APP_STARTED
-    assert started.id == synthetic_id("Executable", "web") and getattr(started, "from") == "web"
+    assert started.id == "u-1" and getattr(started, "from") == "web"
     assert started.time == 5
-    assert {kv.Key: kv.value for kv in started.data} == {
-        "kind": "Executable", "action": "started", "message": "pid 4", "generation": "3"}
-    freed = event_from_store(StoreEvent(2, NS, "Cell", "box", "freed", "", 4))
-    assert freed is not None and freed.type == rkt.EVENT_TYPE_POD_GARBAGE_COLLECTED
-    assert event_from_store(StoreEvent(3, NS, "Cell", "box", "updated", "", 5)) is None
+    assert {kv.Key: kv.value for kv in started.data} == {"app": "web", "generation": "3"}
+    # The provisioner's own records are not rkt events (they repeat for no-op calls).
+    for kind, action in (("Pod", "started"), ("Cell", "allocated"), ("Executable", "exited")):
+        assert event_from_store(StoreEvent(2, NS, kind, "x", action, "", 4)) is None
+    assert event_from_store(StoreEvent(3, NS, "rkt", "x", "EVENT_TYPE_NOPE", body, 5)) is None
+    assert event_from_store(StoreEvent(3, NS, "rkt", "x", "EVENT_TYPE_POD_STARTED", "{", 5)) \
+        is None
     f = rkt.EventFilter
     assert event_matches(started, f(types=[rkt.EVENT_TYPE_APP_STARTED,
                                            rkt.EVENT_TYPE_APP_EXITED], names=["web"]))
     assert not event_matches(started, f(types=[rkt.EVENT_TYPE_APP_STARTED], names=["db"]))
-    assert not event_matches(started, f(ids=[synthetic_id("Cell", "web")]))
+    assert not event_matches(started, f(ids=["u-2"]))
+
+
+def observed(state: int, *apps: tuple[str, int, bool, int]) -> rkt.Pod:
+    """A pod "p" (id "u") with apps (name, started_at_ns, running, restarts)."""
+    return rkt.Pod(id="u", state=state, annotations=[KV(Key="provisioner/name", value="p")],  # type: ignore[arg-type]
+                   apps=[rkt.App(name=n, exit_code=-1 if up else 9,
+                                 state=rkt.APP_STATE_RUNNING if up else rkt.APP_STATE_EXITED,
+                                 annotations=[KV(Key=STARTED_KEY, value=str(t)),
+                                              KV(Key=RESTARTS_KEY, value=str(r))])
+                         for n, t, up, r in apps])
+
+
+def test_transitions_are_derived_once_from_observations() -> None:
+    E = rkt.EventType
+    run, ex = rkt.POD_STATE_RUNNING, rkt.POD_STATE_EXITED
+
+    def diff(before: list[rkt.Pod], after: list[rkt.Pod]) -> list[tuple[str, str]]:
+        return [(E.Name(e.type)[11:], e.name) for e in transitions(observe(before),
+                                                                   observe(after))]
+
+    prepared = rkt.Pod(id="u", state=rkt.POD_STATE_PREPARED,
+                       annotations=[KV(Key="provisioner/name", value="p")])
+    both = observed(run, ("a", 1, True, 0), ("b", 2, True, 0))
+    assert diff([], [prepared]) == [("POD_PREPARED", "p")]
+    assert diff([prepared], [both]) == [("POD_STARTED", "p"), ("APP_STARTED", "a"),
+                                        ("APP_STARTED", "b")]
+    assert diff([both], [both]) == []  # nothing changed: nothing sent
+    one = observed(run, ("a", 1, True, 0), ("b", 2, False, 0))
+    assert diff([both], [one]) == [("APP_EXITED", "b")]  # the pod still runs
+    assert diff([one], [observed(ex, ("a", 1, False, 0), ("b", 2, False, 0))]) == [
+        ("APP_EXITED", "a"), ("POD_EXITED", "p")]
+    # A restart by the supervisor between two looks; two restarts: two pairs.
+    assert diff([both], [observed(run, ("a", 5, True, 1), ("b", 2, True, 0))]) == [
+        ("APP_EXITED", "a"), ("APP_STARTED", "a")]
+    assert diff([both], [observed(run, ("a", 5, True, 2), ("b", 2, True, 0))]) == [
+        ("APP_EXITED", "a"), ("APP_STARTED", "a"), ("APP_EXITED", "a"), ("APP_STARTED", "a")]
+    # A pod that ran only between two looks; a pod that went away while running.
+    assert diff([prepared], [observed(ex, ("a", 1, False, 0))]) == [
+        ("POD_STARTED", "p"), ("APP_STARTED", "a"), ("APP_EXITED", "a"), ("POD_EXITED", "p")]
+    assert diff([both], []) == [("APP_EXITED", "a"), ("APP_EXITED", "b"), ("POD_EXITED", "p"),
+                                ("POD_GARBAGE_COLLECTED", "p")]
+    final = transitions(observe([one]), observe([observed(ex, ("a", 1, False, 0),
+                                                          ("b", 2, False, 0))]))[0]
+    assert final == Emitted(E.EVENT_TYPE_APP_EXITED, "u", "a", {"app": "a", "exit_code": "9"})
 
 
 LINES = [LogLine(t * NS, "stdout" if t % 2 else "stderr", f"line {t}") for t in range(10, 20)]
@@ -192,24 +240,27 @@ def test_every_rpc_through_a_real_channel(tmp_path: Path) -> None:
         assert code_of(error) is grpc.StatusCode.INVALID_ARGUMENT
         # ListenEvents: history from since_time, ended by until_time in the future.
         start = int(time.time())
-        daemon.layer.allocate_cell(CellSpec("ev"))
-        daemon.layer.free_cell("ev")
+        daemon.layer.start_executable(ExecutableSpec("ev", "exit 0"))
+        time.sleep(0.6)  # the watcher looks every 0.2 s
         until = int(time.time()) + 2
         remaining = until - time.time()
         began = time.monotonic()
         request = rkt.ListenEventsRequest(filter=rkt.EventFilter(
             since_time=start, until_time=until, types=[rkt.EVENT_TYPE_POD_PREPARED,
-                                                       rkt.EVENT_TYPE_POD_GARBAGE_COLLECTED]))
+                                                       rkt.EVENT_TYPE_POD_EXITED]))
         events = [e for r in api.ListenEvents(request, timeout=10) for e in r.events]
         elapsed = time.monotonic() - began
         assert remaining - 0.1 <= elapsed < remaining + 1.0  # closed at until_time
         assert [(e.type, getattr(e, "from")) for e in events] == [
-            (rkt.EVENT_TYPE_POD_PREPARED, "ev"), (rkt.EVENT_TYPE_POD_GARBAGE_COLLECTED, "ev")]
-        assert all(e.id == synthetic_id("Cell", "ev") for e in events)
+            (rkt.EVENT_TYPE_POD_PREPARED, "ev"), (rkt.EVENT_TYPE_POD_EXITED, "ev")]
+        [ev] = api.ListPods(rkt.ListPodsRequest(), timeout=5).pods
+        assert all(e.id == ev.id for e in events)
         # Without since_time: only what happens from now on, as it happens.
         live = api.ListenEvents(rkt.ListenEventsRequest(filter=rkt.EventFilter(
-            until_time=int(time.time()) + 2, names=["live"])), timeout=10)
-        threading.Timer(0.3, lambda: daemon.layer.allocate_cell(CellSpec("live"))).start()
+            until_time=int(time.time()) + 2, names=["live"],
+            types=[rkt.EVENT_TYPE_POD_PREPARED])), timeout=10)
+        threading.Timer(0.3, lambda: daemon.layer.start_executable(
+            ExecutableSpec("live", "sleep 5"))).start()
         got = [(e.type, getattr(e, "from")) for r in live for e in r.events]
         assert got == [(rkt.EVENT_TYPE_POD_PREPARED, "live")]
         past = rkt.ListenEventsRequest(filter=rkt.EventFilter(since_time=start,

@@ -53,6 +53,7 @@ from typing import Any
 from provisioner.errors import InvalidArgument, NodeError, ProvisionerError
 from provisioner.imageref import parse_image_reference
 from provisioner.model import PullPolicy
+from provisioner.node.oci.image_info import ImageInfo, has_info, read_info, write_info
 from provisioner.node.oci.layout import (
     Manifest,
     machine_platform,
@@ -65,7 +66,7 @@ from provisioner.node.oci.pull import RegistryOptions
 from provisioner.node.oci.registry_images import pull_registry_image
 from provisioner.node.oci.unpack import apply_layer
 
-__all__ = ["Image", "ImageConfig", "ImageStore", "image_config"]
+__all__ = ["Image", "ImageConfig", "ImageInfo", "ImageStore", "image_config"]
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -150,6 +151,10 @@ class ImageStore:
         config = self._cached(final)
         if config is None:
             config = self._unpack(reference, manifest, final)
+        elif not has_info(final):  # unpacked by a version without image metadata
+            with contextlib.suppress(OSError, ProvisionerError):
+                write_info(final, manifest, reference,
+                           os.stat(os.path.join(final, "config.json")).st_mtime_ns)
         return Image(reference, manifest.sha256, os.path.join(final, "rootfs"), config)
 
     def remove_tree(self, path: str) -> None:
@@ -184,6 +189,14 @@ class ImageStore:
             return set()
         return {f"sha256:{name}" for name in names if _HEX.match(name)
                 and os.path.isfile(os.path.join(self.dir, name, "config.json"))}
+
+    def info(self, digest: str) -> ImageInfo | None:
+        """The metadata of the image unpacked here under ``digest`` (manifest bytes,
+        import time, size, labels: :mod:`provisioner.node.oci.image_info`), or None."""
+        algorithm, _, hex_ = digest.partition(":")
+        if algorithm != "sha256" or not _HEX.match(hex_):
+            return None
+        return read_info(os.path.join(self.dir, hex_), digest)
 
     def remove(self, digest: str) -> bool:
         """Delete the unpacked image ``digest``; False if there is none."""
@@ -225,6 +238,7 @@ class ImageStore:
                                               f"({descriptor.digest})")
             with open(os.path.join(staging, "config.json"), "w") as f:
                 json.dump(config.to_json(), f)
+            write_info(staging, manifest, reference)
             _syncfs(fd)
             try:
                 os.rename(staging, final)

@@ -156,6 +156,16 @@ class Pods:
             raise NotFound(f"pod {pod!r} does not exist")
         return spec
 
+    def image_digests(self, pod: str) -> dict[str, str]:
+        """The manifest digest of each container's image (by container name), as
+        unpacked at the pod's allocate; empty when unknown."""
+        try:
+            with open(self._images_file(pod), encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
     def statuses(self, spec: PodSpec) -> list[tuple[ContainerSpec, ShimStatus | None]]:
         """Each container of ``spec`` with its supervisor status (None: never started)."""
         return [(c, self.layer.read_shim_status(container_process_name(spec.name, c.name)))

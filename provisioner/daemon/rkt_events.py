@@ -1,0 +1,182 @@
+"""rkt events from what changed on the node: the pods observed, compared with the last
+observation, each transition recorded once.
+
+A :class:`EventWatcher` looks at the pods of a :class:`~provisioner.daemon.rkt.PodSource`
+every ``interval_s`` (0.2 s; and when asked, see :meth:`EventWatcher.scan`) and compares
+them with the previous observation, which it keeps in the store (meta key
+:data:`SNAPSHOT_KEY`) and replaces in the same transaction that records the events. So
+every transition is recorded exactly once, whoever caused it - an API call, a manifest
+applied by the local executor, the supervisor restarting a process, the daemon starting
+persistent executables at its start - and across daemon restarts: what changed while no
+daemon ran is recorded at the next start. A call that changes nothing changes no
+observation, and sends nothing.
+
+Transitions (:func:`transitions`), in this order per pod:
+
+- a pod seen for the first time: ``POD_PREPARED``;
+- not running -> running: ``POD_STARTED``;
+- per app: a run that ended (it ran, and now it does not, or another run replaced it):
+  ``APP_EXITED`` (data: ``app``, and ``exit_code`` when the app is not running now);
+  a new run: ``APP_STARTED`` (data: ``app``). A run that started and ended between two
+  observations gives both, and restarts missed between two observations (the restart
+  count grew by more than one) one pair each;
+- running -> not running (every app stopped): ``POD_EXITED``; a pod that ran only
+  between two observations gets ``POD_STARTED`` and ``POD_EXITED``;
+- a pod gone: ``APP_EXITED`` for apps still running, ``POD_EXITED`` if it ran, then
+  ``POD_GARBAGE_COLLECTED``.
+
+Event ``id`` is the pod's id, ``from`` the pod's name for pod events and the app's name
+for app events; the events are store events of kind ``rkt`` (``rkt_match.event_from_store``).
+Timestamps are those of the observation (at most ``interval_s`` late).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from provisioner._proto.v1alpha import api_pb2 as rkt
+from provisioner.daemon.rkt_match import EVENT_KIND
+from provisioner.daemon.rkt_pods import NAME_KEY, RESTARTS_KEY, STARTED_KEY, annotation
+from provisioner.errors import ProvisionerError
+from provisioner.node import NodeLayer
+
+log = logging.getLogger("provisioner.daemon.rkt")
+
+SNAPSHOT_KEY = "rkt.observed_pods"
+E = rkt.EventType
+
+
+class Pods(Protocol):
+    def pods(self) -> list[rkt.Pod]: ...
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """One rkt event to record: type, pod id, ``from`` name and data."""
+
+    type: int
+    id: str
+    name: str
+    data: dict[str, str]
+
+
+def observe(pods: list[rkt.Pod]) -> dict[str, Any]:
+    """What the events are derived from: per pod id its name, whether it runs, and per
+    app ``[started_at_ns, running, restarts, exit_code]``."""
+    out: dict[str, Any] = {}
+    for pod in pods:
+        apps = {app.name: [int(annotation(app.annotations, STARTED_KEY) or 0),
+                           app.state == rkt.APP_STATE_RUNNING,
+                           int(annotation(app.annotations, RESTARTS_KEY) or 0),
+                           app.exit_code]
+                for app in pod.apps}
+        out[pod.id] = {"name": annotation(pod.annotations, NAME_KEY) or pod.id,
+                       "running": pod.state == rkt.POD_STATE_RUNNING, "apps": apps}
+    return out
+
+
+def transitions(old: dict[str, Any], new: dict[str, Any]) -> list[Emitted]:
+    """The events between two observations (see the module docstring)."""
+    events: list[Emitted] = []
+    for pod_id, pod in new.items():
+        before = old.get(pod_id)
+
+        def pod_event(kind: int, pod_id: str = pod_id, name: str = pod["name"]) -> None:
+            events.append(Emitted(kind, pod_id, name, {}))
+
+        if before is None:
+            pod_event(E.EVENT_TYPE_POD_PREPARED)
+            before = {"running": False, "apps": {}}
+        ran_between = False
+        if pod["running"] and not before["running"]:
+            pod_event(E.EVENT_TYPE_POD_STARTED)
+        app_events: list[Emitted] = []
+        for app, (started, running, restarts, code) in pod["apps"].items():
+            was = before["apps"].get(app)
+            w_started, w_running, w_restarts = (was[0], was[1], was[2]) if was else (0, False, 0)
+            exited = Emitted(E.EVENT_TYPE_APP_EXITED, pod_id, app, {"app": app})
+            begun = Emitted(E.EVENT_TYPE_APP_STARTED, pod_id, app, {"app": app})
+            final = Emitted(E.EVENT_TYPE_APP_EXITED, pod_id, app,
+                            {"app": app, "exit_code": str(code)})
+            new_run = bool(started) and started != w_started
+            if w_running and (new_run or not running):
+                app_events.append(exited if running else final)
+            if new_run:
+                missed = max(0, restarts - w_restarts - 1) if was else 0
+                app_events.extend([begun, exited] * missed)
+                app_events.append(begun)
+                if not running:
+                    app_events.append(final)
+                    ran_between = True
+        only_between = ran_between and not pod["running"] and not before["running"]
+        if only_between:
+            pod_event(E.EVENT_TYPE_POD_STARTED)
+        events.extend(app_events)
+        if (before["running"] and not pod["running"]) or only_between:
+            pod_event(E.EVENT_TYPE_POD_EXITED)
+    for pod_id, pod in old.items():
+        if pod_id in new:
+            continue
+        for app, (_started, running, _restarts, _code) in pod["apps"].items():
+            if running:
+                events.append(Emitted(E.EVENT_TYPE_APP_EXITED, pod_id, app, {"app": app}))
+        if pod["running"]:
+            events.append(Emitted(E.EVENT_TYPE_POD_EXITED, pod_id, pod["name"], {}))
+        events.append(Emitted(E.EVENT_TYPE_POD_GARBAGE_COLLECTED, pod_id, pod["name"], {}))
+    return events
+
+
+def _load(raw: str | None) -> dict[str, Any]:
+    """A stored observation (an unreadable one counts as none)."""
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+class EventWatcher:
+    """Observes the pods and records their transitions (see the module docstring)."""
+
+    def __init__(self, layer: NodeLayer, source: Pods, interval_s: float = 0.2) -> None:
+        self.layer, self.source, self.interval_s = layer, source, interval_s
+        self._lock = threading.Lock()
+
+    def scan(self) -> int:
+        """Observe once and record what changed; the number of events recorded. The
+        comparison with the stored observation and the write happen in one write
+        transaction, so two watchers of one store never record a transition twice."""
+        with self._lock:
+            store = self.layer.store
+            now = observe(self.source.pods())
+            if now == _load(store.get_meta(SNAPSHOT_KEY)):
+                return 0
+            with store.transaction(observation=True) as tx:
+                events = transitions(_load(tx.get_meta(SNAPSHOT_KEY)), now)
+                tx.set_meta(SNAPSHOT_KEY, json.dumps(now, sort_keys=True))
+                for e in events:
+                    tx.record_event(EVENT_KIND, e.name, E.Name(e.type),
+                                    json.dumps({"id": e.id, "data": e.data}))
+            return len(events)
+
+    def run(self, stopping: threading.Event) -> None:
+        """Scan every ``interval_s`` until ``stopping`` is set."""
+        while True:
+            try:
+                self.scan()
+            except (ProvisionerError, OSError) as exc:  # the next scan tries again
+                if stopping.is_set() or str(exc).endswith(" is closed"):
+                    return  # the daemon is closing (or closed) its store
+                log.warning("rkt events: observing the pods failed: %s", exc)
+            if stopping.wait(self.interval_s):
+                return
+
+    def start(self, stopping: threading.Event) -> threading.Thread:
+        thread = threading.Thread(target=self.run, args=(stopping,), daemon=True,
+                                  name="rkt-events")
+        thread.start()
+        return thread
