@@ -1,0 +1,103 @@
+"""What the Aurae APIs report is true on the node (issue 16, points 7 and 8), driven by
+clients generated from the upstream proto layout (``upstream_client.py``) through a
+real channel, and checked against the kernel: namespace inodes in /proc/<pid>/ns, the
+names uname(2) gives inside a cell, the log files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.aurae_harness import Daemon, running_daemon, wait_for
+from tests.daemon.upstream_client import generate, run_client
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture(scope="module")
+def stubs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate(tmp_path_factory.mktemp("upstream"))
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    with running_daemon(tmp_path) as d:
+        yield d
+
+
+def _ns(pid: int | str, kind: str) -> str:
+    return os.readlink(f"/proc/{pid}/ns/{kind}")
+
+
+def _children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(p) for p in text.split()]
+
+
+# The command prints, inside the cell: its cgroup lines as it sees them, then the names
+# of uname(2) (domainname(1) reads them with getdomainname, i.e. uname), then waits.
+_SHOW = ("cat /proc/self/cgroup; echo host=$(uname -n); echo domain=$(domainname); "
+         "echo done; exec sleep 60")
+
+_START_AND_READ = """
+if "/" in CELL:
+    cells.Allocate(rt.CellServiceAllocateRequest(cell=rt.Cell(name=CELL.rsplit("/", 1)[0])))
+cells.Allocate(rt.CellServiceAllocateRequest(cell=rt.Cell(name=CELL, isolate_process=ISO)))
+pid = cells.Start(rt.CellServiceStartRequest(
+    cell_name=CELL, executable=rt.Executable(name="show", command=COMMAND))).pid
+lines = []
+stream = observe.GetSubProcessStream(ob.GetSubProcessStreamRequest(
+    channel_type=ob.LOG_CHANNEL_TYPE_STDOUT, process_id=pid), timeout=20)
+for item in stream:
+    lines.extend(item.line.split("\\n"))
+    if "done" in lines:
+        stream.cancel()
+        break
+out({"pid": pid, "lines": lines})
+"""
+
+
+def _start_and_read(stubs: Path, daemon: Daemon, cell: str, isolate: bool) -> dict[str, object]:
+    snippet = (_START_AND_READ.replace("CELL", repr(cell)).replace("ISO", repr(isolate))
+               .replace("COMMAND", repr(_SHOW)))
+    result: dict[str, object] = run_client(stubs, daemon.socket, snippet)
+    return result
+
+
+def test_isolated_cell_has_a_cgroup_namespace_and_its_domainname(
+        stubs: Path, daemon: Daemon) -> None:
+    result = _start_and_read(stubs, daemon, "web/cache", True)
+    pid = int(str(result["pid"]))
+    lines = [str(x) for x in result["lines"]]  # type: ignore[attr-defined]
+    cgroup_lines = [ln for ln in lines if ln.count(":") >= 2]
+    assert cgroup_lines, lines
+    # Inside, every hierarchy shows the process at the root of its namespace.
+    assert all(ln.split(":", 2)[2] == "/" for ln in cgroup_lines), cgroup_lines
+    assert "host=cache" in lines and "domain=cache" in lines, lines
+
+    # On the node: the started process and the shell it runs are in a cgroup namespace
+    # that is not the host's, and the host still sees them in the cell's leaf.
+    host_ns = _ns("self", "cgroup")
+    shells = _children(pid)  # nsenter forks the command into the cell's pid namespace
+    assert shells, f"nsenter {pid} has no child"
+    for p in (pid, *shells):
+        assert _ns(p, "cgroup") != host_ns
+    assert _ns(shells[0], "uts") != _ns("self", "uts")
+    root = daemon.layer.config.cgroup_root
+    assert f"/{root}/web/cache/_x.show" in Path(f"/proc/{shells[0]}/cgroup").read_text()
+    assert os.uname().nodename != "cache"  # the host's names are untouched
+
+
+def test_cell_without_isolation_keeps_the_hosts_cgroup_namespace(
+        stubs: Path, daemon: Daemon) -> None:
+    result = _start_and_read(stubs, daemon, "plain", False)
+    pid = int(str(result["pid"]))
+    lines = [str(x) for x in result["lines"]]  # type: ignore[attr-defined]
+    assert _ns(pid, "cgroup") == _ns("self", "cgroup")
+    root = daemon.layer.config.cgroup_root
+    assert any(ln.endswith(f"/{root}/plain/_x.show") for ln in lines), lines
+    assert f"host={os.uname().nodename}" in lines
+    wait_for(lambda: daemon.layer.is_running("show"))
