@@ -90,9 +90,15 @@ class _Tailer:
         # The backlog/live boundary is taken now, in the subscriber's thread: a line
         # written after this call is live even if the thread starts late.
         self._lines = self._reader.follow(tail=self._capacity, stop=self.stop)
+        self.ended = threading.Event()  # the reader returned: nothing more will come
         self._thread = threading.Thread(target=self._run, name=f"log-tail-{name}",
                                         daemon=True)
         self._thread.start()
+
+    def current(self) -> bool:
+        """Still reading the executable's present log directory (not one that was
+        retired when the executable was deleted)."""
+        return not self.ended.is_set() and self._reader.same_directory()
 
     def advance(self, follower: int, cursor: int | None) -> None:
         """A follower read up to ``cursor`` (None: it left)."""
@@ -121,6 +127,8 @@ class _Tailer:
                 self._appended += 1
         except Exception:  # a broken tailer must not take the daemon down; say why
             log.exception("log tailer of %s failed", self._reader.directory)
+        finally:
+            self.ended.set()
 
 
 class LogHub:
@@ -134,11 +142,17 @@ class LogHub:
         self._tailers: dict[str, _Tailer] = {}
 
     @contextlib.contextmanager
-    def subscribe(self, name: str, log_dir: str) -> Iterator[tuple[LogRing, Progress]]:
-        """The ring of executable ``name``'s output, and the callback through which the
-        follower reports how far it has read, while the block runs."""
+    def subscribe(self, name: str, log_dir: str) -> Iterator[tuple[_Tailer, Progress]]:
+        """The tailer of executable ``name``'s output (its ``ring``, and ``ended``), and
+        the callback through which the follower reports how far it has read, while the
+        block runs."""
         with self._lock:
             tailer = self._tailers.get(name)
+            if tailer is not None and not tailer.current():
+                # Its executable was deleted (and maybe made again): a new follower gets
+                # a tailer of the new log; the old one's followers end when it does.
+                del self._tailers[name]
+                tailer = None
             if tailer is None:
                 tailer = self._tailers[name] = _Tailer(name, log_dir, self.ring_lines)
             tailer.users += 1
@@ -148,7 +162,7 @@ class LogHub:
         _, start = tailer.ring.since(0, limit=0)
         tailer.advance(follower, start)
         try:
-            yield tailer.ring, lambda cursor: tailer.advance(follower, cursor)
+            yield tailer, lambda cursor: tailer.advance(follower, cursor)
         finally:
             tailer.advance(follower, None)
             with self._lock:
@@ -166,11 +180,14 @@ class LogHub:
 
 def follow_ring(ring: LogRing, context: grpc.ServicerContext, stopping: threading.Event,
                 make: Item[T], channel: str | None = None,
-                progress: Progress | None = None) -> Iterator[T]:
+                progress: Progress | None = None,
+                ended: threading.Event | None = None) -> Iterator[T]:
     """The lines the ring holds now (the backlog), then new ones, until the call ends.
 
     ``channel`` None: both channels. Lines lost to a full ring are reported in one line.
     ``progress`` is told the cursor after every batch (the tailer waits for it).
+    ``ended`` set: the ring gets no more lines (its executable was deleted); the stream
+    ends with a line saying so once the ring is read.
     """
     _, cursor = ring.since(0, limit=0)  # older lines were gone before we came
     if progress is not None:
@@ -190,6 +207,10 @@ def follow_ring(ring: LogRing, context: grpc.ServicerContext, stopping: threadin
         if progress is not None and (lines or missed):
             progress(cursor)
         if not lines and not missed:
+            if ended is not None and ended.is_set() and ring.next_seq <= cursor:
+                yield make(notice_channel, "[provisioner] stream ended: the executable was "
+                           "deleted", time.time_ns())
+                return
             ring.wait(cursor, _WAIT_S)
 
 
@@ -283,8 +304,9 @@ class _Streams:
                     make: Item[T]) -> Iterator[T]:
         layer = self.ctx.layer
         name = find_executable_by_pid(layer, pid)
-        with self.hub.subscribe(name, layer.log_dir(name)) as (ring, progress):
-            yield from follow_ring(ring, context, self.ctx.stopping, make, channel, progress)
+        with self.hub.subscribe(name, layer.log_dir(name)) as (tailer, progress):
+            yield from follow_ring(tailer.ring, context, self.ctx.stopping, make, channel,
+                                   progress, tailer.ended)
 
 
 class ObserveService(pb_grpc.ObserveServiceServicer):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.node.process.logs import LogReader
 from tests.daemon.aurae_harness import Daemon, running_daemon, wait_for
 from tests.daemon.upstream_client import generate, run_client
 
@@ -101,3 +102,54 @@ def test_cell_without_isolation_keeps_the_hosts_cgroup_namespace(
     assert any(ln.endswith(f"/{root}/plain/_x.show") for ln in lines), lines
     assert f"host={os.uname().nodename}" in lines
     wait_for(lambda: daemon.layer.is_running("show"))
+
+
+_TWO_LIVES = """
+import re, threading
+def enable(command):
+    reply = schedule.Enable(legacy_rt.Executable(meta=meta.AuraeMeta(name="talker"),
+                                                 command=command))
+    return int(re.search(r"pid (\\d+)", reply.meta.message).group(1))
+
+def read_until(pid, word, into):
+    stream = observe.GetSubProcessStream(ob.GetSubProcessStreamRequest(
+        channel_type=ob.LOG_CHANNEL_TYPE_UNSPECIFIED, process_id=pid), timeout=20)
+    for item in stream:
+        into.extend(item.line.split("\\n"))
+        if word in into:
+            return stream
+
+first_pid = enable("echo first life; exec sleep 60")
+old_lines = []
+old_stream = read_until(first_pid, "first life", old_lines)  # kept open across the destroy
+rest = []
+def drain():
+    try:
+        for item in old_stream:
+            rest.append(item.line)
+    except grpc.RpcError as exc:
+        rest.append("rpc error " + exc.code().name)
+drainer = threading.Thread(target=drain)
+drainer.start()
+schedule.Destroy(legacy_rt.Executable(meta=meta.AuraeMeta(name="talker")))
+second_pid = enable("echo second life; exec sleep 60")
+new_lines = []
+read_until(second_pid, "second life", new_lines).cancel()
+drainer.join(10)
+if drainer.is_alive():
+    old_stream.cancel()
+out({"first": first_pid, "second": second_pid, "new": new_lines, "old_rest": rest})
+"""
+
+
+def test_a_persistent_executable_made_again_does_not_replay_the_deleted_ones_output(
+        stubs: Path, daemon: Daemon) -> None:
+    result = run_client(stubs, daemon.socket, _TWO_LIVES)
+    assert result["first"] != result["second"]
+    assert result["new"] == ["second life"], result  # nothing of the destroyed one
+    # The follower of the destroyed one was told and its stream ended (no new lines).
+    assert result["old_rest"] == ["[provisioner] stream ended: the executable was deleted"]
+    layer = daemon.layer
+    assert [x.text for x in LogReader(layer.log_dir("talker")).read()] == ["second life"]
+    retired = Path(layer.log_dir("talker")).parent / "_deleted" / "talker"
+    assert [x.text for x in LogReader(str(retired)).read()] == ["first life"]
