@@ -153,3 +153,34 @@ def test_a_persistent_executable_made_again_does_not_replay_the_deleted_ones_out
     assert [x.text for x in LogReader(layer.log_dir("talker")).read()] == ["second life"]
     retired = Path(layer.log_dir("talker")).parent / "_deleted" / "talker"
     assert [x.text for x in LogReader(str(retired)).read()] == ["first life"]
+
+
+_BURST = """
+pid = cells.Start(rt.CellServiceStartRequest(executable=rt.Executable(
+    name="burst", command="seq 1 3000; exec sleep 60"))).pid
+def read(metadata):
+    items = []
+    stream = observe.GetSubProcessStream(ob.GetSubProcessStreamRequest(
+        channel_type=ob.LOG_CHANNEL_TYPE_STDOUT, process_id=pid), metadata=metadata,
+        timeout=20)
+    for item in stream:
+        items.append(item.line)
+        if item.line.endswith("3000"):
+            stream.cancel()
+            return items
+import time
+time.sleep(1)  # the whole burst is in the log: a backlog the follower gets at once
+out({"single": read(()), "batched": read((("log-batching", "on"),)),
+     "bad": error(lambda: list(observe.GetSubProcessStream(ob.GetSubProcessStreamRequest(
+         process_id=pid), metadata=(("log-batching", "yes"),), timeout=5)))})
+"""
+
+
+def test_aurae_log_items_carry_one_line_each_unless_batching_is_asked(
+        stubs: Path, daemon: Daemon) -> None:
+    result = run_client(stubs, daemon.socket, _BURST)
+    expected = [str(i) for i in range(1, 3001)]
+    assert result["single"] == expected  # one line per item, as upstream sends them
+    batched = result["batched"]
+    assert "\n".join(batched).split("\n") == expected and len(batched) < len(expected)
+    assert result["bad"][0] == "INVALID_ARGUMENT"
