@@ -14,9 +14,11 @@ stops when its last follower leaves.
 The daemon's own log (``GetAuraeDaemonLogStream``) is read the same way from
 ``DaemonContext.daemon_log``.
 
-When a follower has several lines waiting (a burst), consecutive lines of one channel
-are sent together in one item, joined by newlines (see :func:`_coalesced`); a follower
-that keeps up gets one item per line.
+Each item carries one line, as upstream Aurae sends them. A client may ask for
+batching with the request metadata ``log-batching: on``: then, when it has several lines
+waiting (a burst), consecutive lines of one channel travel together in one item, joined
+by newlines (see :func:`_coalesced`) - about ten times the lines per second (measured
+in ``docs/apis.md``); a follower that keeps up still gets one item per line.
 
 A follower that falls behind the ring (a slow client) is not cut off silently: it gets a
 line ``[provisioner] N lines were dropped because this reader fell behind`` (N counts
@@ -50,12 +52,14 @@ from provisioner.daemon.status import handles_errors
 from provisioner.errors import InvalidArgument, NotFound
 from provisioner.node import STDERR, STDOUT, LogLine, LogReader, LogRing, NodeLayer
 
-__all__ = ["DEFAULT_RING_LINES", "LegacyObserveService", "LogHub", "ObserveService",
-           "find_executable_by_pid", "follow_ring"]
+__all__ = ["BATCHING_METADATA", "DEFAULT_RING_LINES", "LegacyObserveService", "LogHub",
+           "ObserveService", "batching", "find_executable_by_pid", "follow_ring"]
 
 log = logging.getLogger("provisioner.daemon.aurae_observe")
 
 DEFAULT_RING_LINES = 10_000
+#: Request metadata asking for the lines of a burst batched in one item ("on"/"off").
+BATCHING_METADATA = "log-batching"
 _WAIT_S = 0.25  # how long a follower sleeps before it looks at cancellation again
 _BATCH = 512
 _COALESCE_LINES = 64  # lines at most in one item of a burst (see _coalesced)
@@ -90,9 +94,15 @@ class _Tailer:
         # The backlog/live boundary is taken now, in the subscriber's thread: a line
         # written after this call is live even if the thread starts late.
         self._lines = self._reader.follow(tail=self._capacity, stop=self.stop)
+        self.ended = threading.Event()  # the reader returned: nothing more will come
         self._thread = threading.Thread(target=self._run, name=f"log-tail-{name}",
                                         daemon=True)
         self._thread.start()
+
+    def current(self) -> bool:
+        """Still reading the executable's present log directory (not one that was
+        retired when the executable was deleted)."""
+        return not self.ended.is_set() and self._reader.same_directory()
 
     def advance(self, follower: int, cursor: int | None) -> None:
         """A follower read up to ``cursor`` (None: it left)."""
@@ -121,6 +131,8 @@ class _Tailer:
                 self._appended += 1
         except Exception:  # a broken tailer must not take the daemon down; say why
             log.exception("log tailer of %s failed", self._reader.directory)
+        finally:
+            self.ended.set()
 
 
 class LogHub:
@@ -134,11 +146,17 @@ class LogHub:
         self._tailers: dict[str, _Tailer] = {}
 
     @contextlib.contextmanager
-    def subscribe(self, name: str, log_dir: str) -> Iterator[tuple[LogRing, Progress]]:
-        """The ring of executable ``name``'s output, and the callback through which the
-        follower reports how far it has read, while the block runs."""
+    def subscribe(self, name: str, log_dir: str) -> Iterator[tuple[_Tailer, Progress]]:
+        """The tailer of executable ``name``'s output (its ``ring``, and ``ended``), and
+        the callback through which the follower reports how far it has read, while the
+        block runs."""
         with self._lock:
             tailer = self._tailers.get(name)
+            if tailer is not None and not tailer.current():
+                # Its executable was deleted (and maybe made again): a new follower gets
+                # a tailer of the new log; the old one's followers end when it does.
+                del self._tailers[name]
+                tailer = None
             if tailer is None:
                 tailer = self._tailers[name] = _Tailer(name, log_dir, self.ring_lines)
             tailer.users += 1
@@ -148,7 +166,7 @@ class LogHub:
         _, start = tailer.ring.since(0, limit=0)
         tailer.advance(follower, start)
         try:
-            yield tailer.ring, lambda cursor: tailer.advance(follower, cursor)
+            yield tailer, lambda cursor: tailer.advance(follower, cursor)
         finally:
             tailer.advance(follower, None)
             with self._lock:
@@ -166,11 +184,16 @@ class LogHub:
 
 def follow_ring(ring: LogRing, context: grpc.ServicerContext, stopping: threading.Event,
                 make: Item[T], channel: str | None = None,
-                progress: Progress | None = None) -> Iterator[T]:
+                progress: Progress | None = None,
+                ended: threading.Event | None = None,
+                coalesce: bool = False) -> Iterator[T]:
     """The lines the ring holds now (the backlog), then new ones, until the call ends.
 
     ``channel`` None: both channels. Lines lost to a full ring are reported in one line.
     ``progress`` is told the cursor after every batch (the tailer waits for it).
+    ``ended`` set: the ring gets no more lines (its executable was deleted); the stream
+    ends with a line saying so once the ring is read. One line per item, as upstream
+    Aurae sends them; ``coalesce`` joins the lines of a burst (see :func:`_coalesced`).
     """
     _, cursor = ring.since(0, limit=0)  # older lines were gone before we came
     if progress is not None:
@@ -185,20 +208,29 @@ def follow_ring(ring: LogRing, context: grpc.ServicerContext, stopping: threadin
         if missed:
             yield make(notice_channel, f"[provisioner] {missed} lines were dropped because "
                        "this reader fell behind", time.time_ns())
-        yield from _coalesced(lines, channel, make)
+        if coalesce:
+            yield from _coalesced(lines, channel, make)
+        else:
+            yield from (make(x.channel, x.text, x.ts_ns) for x in lines
+                        if channel is None or x.channel == channel)
         cursor += missed + len(lines)
         if progress is not None and (lines or missed):
             progress(cursor)
         if not lines and not missed:
+            if ended is not None and ended.is_set() and ring.next_seq <= cursor:
+                yield make(notice_channel, "[provisioner] stream ended: the executable was "
+                           "deleted", time.time_ns())
+                return
             ring.wait(cursor, _WAIT_S)
 
 
 def _coalesced(lines: list[LogLine], channel: str | None, make: Item[T]) -> Iterator[T]:
-    """One item per line while the reader keeps up; when lines are waiting (a burst),
-    consecutive lines of one channel travel together in one item, joined by newlines
-    and stamped with the first one's time. A gRPC message costs ~50 us in Python, so
-    one message per line would cap a stream near 20,000 lines/s; coalescing keeps a
-    reader level with a fast writer. Printing ``item.line`` shows the same text."""
+    """With ``log-batching: on``: one item per line while the reader keeps up; when
+    lines are waiting (a burst), consecutive lines of one channel travel together in one
+    item, joined by newlines and stamped with the first one's time. A gRPC message costs
+    tens of microseconds in Python on each side: one per line measured 13,000-16,000
+    lines/s, batched 130,000-200,000 (docs/apis.md). Printing ``item.line`` shows the
+    same text."""
     group: list[LogLine] = []
     size = 0
     for line in lines:
@@ -277,14 +309,29 @@ class _Streams:
         self.hub = hub
 
     def daemon_log(self, context: grpc.ServicerContext, make: Item[T]) -> Iterator[T]:
-        return follow_ring(self.ctx.daemon_log, context, self.ctx.stopping, make)
+        return follow_ring(self.ctx.daemon_log, context, self.ctx.stopping, make,
+                           coalesce=batching(context))
 
     def sub_process(self, pid: int, channel: str | None, context: grpc.ServicerContext,
                     make: Item[T]) -> Iterator[T]:
+        coalesce = batching(context)
         layer = self.ctx.layer
         name = find_executable_by_pid(layer, pid)
-        with self.hub.subscribe(name, layer.log_dir(name)) as (ring, progress):
-            yield from follow_ring(ring, context, self.ctx.stopping, make, channel, progress)
+        with self.hub.subscribe(name, layer.log_dir(name)) as (tailer, progress):
+            yield from follow_ring(tailer.ring, context, self.ctx.stopping, make, channel,
+                                   progress, tailer.ended, coalesce)
+
+
+def batching(context: grpc.ServicerContext) -> bool:
+    """Whether the call asked for batched items (request metadata ``log-batching``:
+    ``on`` or ``off``, the default; anything else is INVALID_ARGUMENT)."""
+    values = [v for k, v in (context.invocation_metadata() or ()) if k == BATCHING_METADATA]
+    if not values:
+        return False
+    if len(values) > 1 or values[0] not in ("on", "off"):
+        raise InvalidArgument(f"request metadata '{BATCHING_METADATA}' must be given once, "
+                              f"as 'on' or 'off' (got {values!r})")
+    return values[0] == "on"
 
 
 class ObserveService(pb_grpc.ObserveServiceServicer):

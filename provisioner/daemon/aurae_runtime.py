@@ -1,4 +1,4 @@
-"""``aurae.runtime.v0`` (cells, executables, pods) and ``aurae.runtime.pod.v0``.
+"""``aurae.runtime.v0``: cells and executables (``CellService``), and the empty services.
 
 The raw API acts on the node layer directly and records what it creates with manifest
 set ``""`` (no manifest owns it; a later apply may claim it). Behaviour and codes follow
@@ -11,42 +11,26 @@ set ``""`` (no manifest owns it; a later apply may claim it). Behaviour and code
 * Start/Stop without ``cell_name`` mean the daemon's root cell ``""``; Stop names the
   cell the executable runs in (NOT_FOUND otherwise). Start refuses a name that a
   persistent executable holds and one that a manifest set declares differently.
-* Pods: ``aurae.runtime.v0.Pod`` carries only a name, so ``PodService`` acts on pods
-  whose containers were declared by a ``Pod`` manifest (``provisioner apply``, or
-  ``NodeService.Apply``): Allocate unpacks their images, Start starts the containers
-  that are not running, Stop stops all of them or the one named, each answering
-  NOT_FOUND for a pod nobody declared. ``PodServiceFreeRequest`` names no pod: Free
-  answers FAILED_PRECONDITION and points to ``provisioner destroy`` / a manifest.
-  ``aurae.runtime.pod.v0`` has only empty messages (it cannot name a pod), so it
-  answers UNIMPLEMENTED and points to ``aurae.runtime.v0.PodService``.
+* Pods (``aurae.runtime.v0.PodService`` and ``aurae.runtime.pod.v0``) are in
+  ``aurae_pods.py``.
 """
 
 from __future__ import annotations
 
 import grpc
 
-from provisioner._proto.aurae.runtime.pod.v0 import pod_pb2 as podpb
-from provisioner._proto.aurae.runtime.pod.v0 import pod_pb2_grpc as podpb_grpc
 from provisioner._proto.aurae.runtime.v0 import runtime_pb2 as pb
 from provisioner._proto.aurae.runtime.v0 import runtime_pb2_grpc as pb_grpc
 from provisioner.daemon.context import DaemonContext
 from provisioner.daemon.status import handles_errors
 from provisioner.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from provisioner.model import CellLimits, CellSpec, ExecutableSpec, Kind, PodSpec
+from provisioner.model import CellLimits, CellSpec, ExecutableSpec, Kind
 from provisioner.model_json import loads
 from provisioner.names import check_cell_path, check_dns_label
 from provisioner.node import NodeLayer, Pods, check_exec_size, check_not_persistent, same_limits
 
-__all__ = ["CellService", "InstanceService", "PodService", "PodServiceV0", "SpawnService",
-           "cell_from_proto", "executable_from_proto"]
-
-POD_FREE_NAMES_NOTHING = (
-    "PodServiceFreeRequest names no pod: free a pod by removing it from its manifest "
-    "(provisioner apply --prune) or with provisioner destroy")
-POD_V0_UNIMPLEMENTED = (
-    "aurae.runtime.pod.v0.PodService has only empty messages and cannot name a pod; "
-    "use aurae.runtime.v0.PodService instead")
-
+__all__ = ["CellService", "InstanceService", "SpawnService", "cell_from_proto",
+           "executable_from_proto"]
 
 # -- protobuf -> model ---------------------------------------------------------------
 
@@ -167,97 +151,9 @@ class CellService(pb_grpc.CellServiceServicer):
         return pb.CellServiceStopResponse()
 
 
-class PodService(pb_grpc.PodServiceServicer):
-    """Pods declared by a Pod manifest, by name (see the module docstring)."""
-
-    def __init__(self, ctx: DaemonContext) -> None:
-        self.ctx = ctx
-
-    def _declared(self, name: str) -> PodSpec:
-        try:
-            return Pods(self.ctx.layer).applied(check_dns_label(name, "pod name"))
-        except NotFound:
-            raise NotFound(f"pod {name!r} is not declared: aurae.runtime.v0.Pod carries only "
-                           "a name, so declare its containers with a Pod manifest "
-                           "(provisioner apply) first") from None
-
-    @handles_errors
-    def Allocate(self, request: pb.PodServiceAllocateRequest,
-                 context: grpc.ServicerContext) -> pb.PodServiceAllocateResponse:
-        if not request.HasField("pod"):
-            raise InvalidArgument("pod is required")
-        with self.ctx.executor.locked(reconcile_first=False):
-            spec = self._declared(request.pod.name)
-            Pods(self.ctx.layer).allocate(spec, self._set_of(spec))
-        return pb.PodServiceAllocateResponse()
-
-    @handles_errors
-    def Start(self, request: pb.PodServiceStartRequest,
-              context: grpc.ServicerContext) -> pb.PodServiceStartResponse:
-        with self.ctx.executor.locked(reconcile_first=False):
-            spec = self._declared(request.name)
-            Pods(self.ctx.layer).start(spec, self._set_of(spec))
-        return pb.PodServiceStartResponse()
-
-    @handles_errors
-    def Stop(self, request: pb.PodServiceStopRequest,
-             context: grpc.ServicerContext) -> pb.PodServiceStopResponse:
-        container = (check_dns_label(request.container_name, "container name")
-                     if request.container_name else None)
-        with self.ctx.executor.locked(reconcile_first=False):
-            spec = self._declared(request.pod_name)
-            Pods(self.ctx.layer).stop(spec.name, container)
-        return pb.PodServiceStopResponse()
-
-    @handles_errors
-    def Free(self, request: pb.PodServiceFreeRequest,
-             context: grpc.ServicerContext) -> pb.PodServiceFreeResponse:
-        raise FailedPrecondition(POD_FREE_NAMES_NOTHING)
-
-    def _set_of(self, spec: PodSpec) -> str:
-        record = self.ctx.layer.store.get_resource(Kind.POD, spec.name)
-        return record.manifest_set if record is not None else ""
-
-
 class InstanceService(pb_grpc.InstanceServiceServicer):
     """No methods upstream; registered so that reflection and clients find it."""
 
 
 class SpawnService(pb_grpc.SpawnServiceServicer):
     """No methods upstream; registered so that reflection and clients find it."""
-
-
-def _unimplemented(context: grpc.ServicerContext) -> None:
-    # set_code rather than context.abort: abort raises a bare Exception, which
-    # handles_errors would turn into INTERNAL.
-    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-    context.set_details(POD_V0_UNIMPLEMENTED)
-
-
-class PodServiceV0(podpb_grpc.PodServiceServicer):
-    """``aurae.runtime.pod.v0.PodService``: UNIMPLEMENTED for every method (see module)."""
-
-    @handles_errors
-    def Allocate(self, request: podpb.PodServiceAllocateRequest,
-                 context: grpc.ServicerContext) -> podpb.PodServiceAllocateResponse:
-        _unimplemented(context)
-        return podpb.PodServiceAllocateResponse()
-
-    @handles_errors
-    def Start(self, request: podpb.PodServiceStartRequest,
-              context: grpc.ServicerContext) -> podpb.PodServiceStartResponse:
-        _unimplemented(context)
-        return podpb.PodServiceStartResponse()
-
-    @handles_errors
-    def Stop(self, request: podpb.PodServiceStopRequest,
-             context: grpc.ServicerContext) -> podpb.PodServiceStopResponse:
-        _unimplemented(context)
-        return podpb.PodServiceStopResponse()
-
-    @handles_errors
-    def Free(self, request: podpb.PodServiceFreeRequest,
-             context: grpc.ServicerContext) -> podpb.PodServiceFreeResponse:
-        _unimplemented(context)
-        return podpb.PodServiceFreeResponse()
-

@@ -25,7 +25,7 @@ from provisioner._proto.aurae.runtime.v0 import runtime_pb2_grpc
 from provisioner._proto.observe import observe_pb2_grpc as legacy_observe_grpc
 from provisioner._proto.runtime import runtime_pb2_grpc as legacy_runtime_grpc
 from provisioner._proto.schedule import schedule_pb2_grpc
-from provisioner.daemon import aurae_runtime, legacy
+from provisioner.daemon import aurae_pods, aurae_runtime, legacy
 from provisioner.daemon.aurae_observe import (
     DEFAULT_RING_LINES,
     LegacyObserveService,
@@ -62,11 +62,11 @@ def register_all(server: grpc.Server, ctx: DaemonContext, *,
     hub = LogHub(ring_lines)
     servicers: list[tuple[object, object]] = [
         (runtime_pb2_grpc.add_CellServiceServicer_to_server, aurae_runtime.CellService(ctx)),
-        (runtime_pb2_grpc.add_PodServiceServicer_to_server, aurae_runtime.PodService(ctx)),
+        (runtime_pb2_grpc.add_PodServiceServicer_to_server, aurae_pods.PodService(ctx)),
         (runtime_pb2_grpc.add_InstanceServiceServicer_to_server,
          aurae_runtime.InstanceService()),
         (runtime_pb2_grpc.add_SpawnServiceServicer_to_server, aurae_runtime.SpawnService()),
-        (pod_pb2_grpc.add_PodServiceServicer_to_server, aurae_runtime.PodServiceV0()),
+        (pod_pb2_grpc.add_PodServiceServicer_to_server, aurae_pods.PodServiceV0(ctx)),
         (discovery_pb2_grpc.add_DiscoveryServiceServicer_to_server, DiscoveryService(ctx)),
         (observe_pb2_grpc.add_ObserveServiceServicer_to_server, ObserveService(ctx, hub)),
         (legacy_observe_grpc.add_ObserveServicer_to_server, LegacyObserveService(ctx, hub)),

@@ -3,6 +3,7 @@ through a real channel, against the real kernel."""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,13 +190,26 @@ def test_pod_services_answer_as_documented(daemon: Daemon) -> None:
                                                             container_name="-bad"))]:
         assert code_of(call) is C.INVALID_ARGUMENT  # bad input is reported first
 
+    named = (("pod", "web"),)
+    named_free = lambda: pods.Free(pb.PodServiceFreeRequest(), metadata=named)  # noqa: E731
+    assert code_of(named_free) is C.NOT_FOUND  # the metadata names it: not declared
+
+    # aurae.runtime.pod.v0: empty messages; the metadata names the pod, or the node's
+    # only one is meant. This node declares none.
     v0 = pod_pb2_grpc.PodServiceStub(daemon.channel)
-    for call in [lambda: v0.Allocate(pod_pb2.PodServiceAllocateRequest()),
-                 lambda: v0.Start(pod_pb2.PodServiceStartRequest()),
-                 lambda: v0.Stop(pod_pb2.PodServiceStopRequest()),
-                 lambda: v0.Free(pod_pb2.PodServiceFreeRequest())]:
-        assert code_of(call) is C.UNIMPLEMENTED
-        assert "aurae.runtime.v0.PodService" in details_of(call)
+    calls = [lambda md: v0.Allocate(pod_pb2.PodServiceAllocateRequest(), metadata=md),
+             lambda md: v0.Start(pod_pb2.PodServiceStartRequest(), metadata=md),
+             lambda md: v0.Stop(pod_pb2.PodServiceStopRequest(), metadata=md),
+             lambda md: v0.Free(pod_pb2.PodServiceFreeRequest(), metadata=md)]
+    for call in calls:
+        assert code_of(functools.partial(call, ())) is C.FAILED_PRECONDITION
+        assert "'pod: <name>'" in details_of(functools.partial(call, ()))
+        assert code_of(functools.partial(call, named)) is C.NOT_FOUND
+        for bad in ((("pod", "a_b"),), (("pod", "x"), ("pod", "y"))):
+            assert code_of(functools.partial(call, bad)) is C.INVALID_ARGUMENT
+    stop_bad = lambda: v0.Stop(pod_pb2.PodServiceStopRequest(),  # noqa: E731
+                               metadata=(("pod", "web"), ("container", "-bad")))
+    assert code_of(stop_bad) is C.INVALID_ARGUMENT
 
 
 def test_discover_reports_a_real_health_check(daemon: Daemon) -> None:

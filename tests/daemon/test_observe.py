@@ -163,7 +163,8 @@ def test_a_stuck_reader_is_told_how_many_lines_it_missed(
     writer = LogWriter(str(tmp_path / "logs"), LogLimits())
     hub = observe_module.LogHub(ring_lines=8)
     total = 2_000
-    with hub.subscribe("flood", str(tmp_path / "logs")) as (ring, progress):
+    with hub.subscribe("flood", str(tmp_path / "logs")) as (tailer, progress):
+        ring = tailer.ring
         stream = observe_module.follow_ring(ring, _Call(), threading.Event(),
                                             lambda c, line, ts: line, None, progress)
         for i in range(1, total + 1):

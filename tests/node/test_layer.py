@@ -115,17 +115,20 @@ def test_stop_kills_a_tree_that_ignores_sigterm(node: NodeLayer) -> None:
         assert Path(path, "cgroup.procs").read_text().strip() == ""
 
 
-def test_delete_removes_the_status_file_and_keeps_the_logs(node: NodeLayer) -> None:
+def test_delete_removes_the_status_file_and_retires_the_logs(node: NodeLayer) -> None:
     node.start_executable(ExecutableSpec("talker", "echo said; exec sleep 1000"), "s")
     wait_for(lambda: log_text(node, "talker") == "said")
     names = os.listdir(node.runtime_dir)  # the status and the shim's next tmp file
     assert "talker.json" in names and not [n for n in names if n.startswith(".shim-")]
     node.stop_executable("talker", forget=True)
     assert os.listdir(node.runtime_dir) == []
-    assert log_text(node, "talker") == "said"  # kept for a post-mortem
+    assert not os.path.exists(node.log_dir("talker"))
+    retired = os.path.join(os.path.dirname(node.log_dir("talker")), "_deleted", "talker")
+    assert "\n".join(x.text for x in LogReader(retired).read()) == "said"  # post-mortem
     node.start_executable(ExecutableSpec("talker", "echo again"), "s")  # same name again
-    wait_for(lambda: log_text(node, "talker") == "said\nagain")
+    wait_for(lambda: log_text(node, "talker") == "again")  # none of the deleted one's
     node.stop_executable("talker", forget=True)
+    assert "\n".join(x.text for x in LogReader(retired).read()) == "again"  # the last one
 
 
 def test_free_stops_everything_and_leaves_no_cgroup(node: NodeLayer) -> None:

@@ -170,6 +170,31 @@ def test_follow_waits_for_a_file_to_appear(tmp_path: Path) -> None:
     stop.set()
 
 
+def test_follow_ends_when_the_directory_is_replaced(tmp_path: Path) -> None:
+    """A deleted executable's log is moved away; one made again under its name writes a
+    new directory: the follower of the old one must not read the new one's lines."""
+    logs = tmp_path / "talker"
+    old = LogWriter(str(logs))
+    old.write(STDOUT, "first life")
+    old.close()
+    stop = threading.Event()
+    reader = LogReader(str(logs))
+    gen = reader.follow(stop=stop, poll_s=0.005)
+    watchdog = threading.Timer(5, stop.set)
+    watchdog.start()
+    assert next(gen).text == "first life"
+    assert reader.same_directory()
+    os.rename(logs, tmp_path / "retired")
+    new = LogWriter(str(logs))
+    new.write(STDOUT, "second life")
+    new.close()
+    assert list(gen) == []  # it ended, having read nothing of the new directory
+    assert not stop.is_set(), "the follower did not notice the replacement"
+    assert not reader.same_directory()
+    watchdog.cancel()
+    assert [x.text for x in LogReader(str(logs)).read()] == ["second life"]
+
+
 def test_ring_reports_missed_lines() -> None:
     ring = LogRing(5)
     for i in range(12):

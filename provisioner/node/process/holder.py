@@ -10,7 +10,7 @@ Started by :func:`provisioner.node.process.namespaces.start_holder` in two steps
    forks (the caller reaps the parent at once; no zombie is left behind, even in a
    long-running daemon), and the child, in a session of its own, execs::
 
-       unshare --pid --fork --mount --ipc --uts --propagation=private [--net] --
+       unshare --pid --fork --mount --ipc --uts --cgroup --propagation=private [--net] --
            python -m provisioner.node.process.holder NAME [--net] --ready-file FILE
 
    ``unshare`` stays as the parent of the holder (it blocks SIGTERM and exits when the
@@ -19,8 +19,9 @@ Started by :func:`provisioner.node.process.namespaces.start_holder` in two steps
 2. *hold* (the default): the holder looks at which namespaces it really is in - it
    compares ``/proc/self/ns/*`` with those the launcher came from (``--outer-ns``), so
    it can never rename the host or touch the host's loopback by mistake. Then it mounts
-   a fresh ``/proc`` (when pid 1 of new pid and mount namespaces), sets the hostname to
-   NAME (new uts namespace), brings ``lo`` up (``--net``, which requires a new network
+   a fresh ``/proc`` (when pid 1 of new pid and mount namespaces), sets the hostname and
+   the NIS domainname to NAME (new uts namespace; upstream Aurae sets both to the cell's
+   name), brings ``lo`` up (``--net``, which requires a new network
    namespace) and writes ``{"pid": <its pid as the host sees it>}`` to the ready file.
    From then on it reaps every child until SIGTERM or SIGINT, and exits 0 - which makes
    the kernel kill whatever is left in the pid namespace.
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -86,8 +88,10 @@ def _launch(args: argparse.Namespace) -> NoReturn:
         except OSError as exc:
             _fail(f"cannot join cgroup {os.path.dirname(procs)}: {exc.strerror}")
     unshare = shutil.which("unshare") or _fail("unshare(1) not found (util-linux)")
-    flags = ["--pid", "--fork", "--mount", "--ipc", "--uts", "--propagation=private"] \
-        if args.isolate_process else []
+    # --cgroup: the holder's own view (rooted at its leaf); each executable unshares one
+    # rooted at its own leaf (the shim's unshare_cgroup), upstream cells always have one.
+    flags = ["--pid", "--fork", "--mount", "--ipc", "--uts", "--cgroup",
+             "--propagation=private"] if args.isolate_process else []
     if args.net:
         flags.append("--net")
     inner = [sys.executable, "-m", "provisioner.node.process.holder", args.name,
@@ -124,6 +128,14 @@ def _new_namespace(kind: str, outer: list[str]) -> bool:
         return False
 
 
+def _set_domainname(name: str) -> None:
+    """setdomainname(2), which Python's socket module does not offer."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    raw = name.encode("ascii")
+    if libc.setdomainname(ctypes.c_char_p(raw), ctypes.c_size_t(len(raw))) != 0:
+        _fail(f"setdomainname({name!r}): {os.strerror(ctypes.get_errno())}")
+
+
 def _run(argv: list[str]) -> None:
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -150,6 +162,7 @@ def _hold(args: argparse.Namespace) -> int:
         _run(["mount", "-t", "proc", "-o", "nosuid,nodev,noexec", "proc", "/proc"])
     if uts_ns:
         socket.sethostname(args.name)
+        _set_domainname(args.name)
     if args.net:
         if not net_ns:
             _fail("--net given but not in a new network namespace; refusing to touch lo")

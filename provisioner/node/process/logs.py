@@ -98,6 +98,13 @@ class LogReader:
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
+        #: The directory's (st_dev, st_ino) once ``follow`` has read a file of it.
+        self.followed: tuple[int, int] | None = None
+
+    def same_directory(self) -> bool:
+        """False once the directory ``follow`` reads from has been moved away or
+        replaced (the executable was deleted, and maybe made again under its name)."""
+        return self.followed is None or _identity(self.directory) == self.followed
 
     def files(self) -> list[str]:
         """Existing log files, oldest first."""
@@ -129,7 +136,10 @@ class LogReader:
 
         "Existing" is a byte-exact snapshot of the files' sizes (files are append-only)
         taken at this call, so lines written meanwhile are never folded into the tail.
-        A follower slower than ``keep`` whole files loses the deleted ones."""
+        A follower slower than ``keep`` whole files loses the deleted ones. Following
+        ends (the iterator returns) when the directory is moved away or replaced: the
+        lines of a later executable of that name are not its own (see
+        :meth:`same_directory`)."""
         snapshot: dict[int, int] = {}  # file number -> size now
         if tail is not None:
             for path, seq in _numbered(self.directory):
@@ -149,13 +159,17 @@ class LogReader:
         try:
             while True:
                 if fd < 0:
+                    identity = _identity(self.directory)
                     newer = [(p, n) for p, n in _numbered(self.directory) if n > seq]
+                    if newer and self.followed not in (None, identity):
+                        return  # replaced: these are another executable's files
                     if newer:
                         try:
                             fd = os.open(newer[0][0], os.O_RDONLY | os.O_CLOEXEC)
                         except FileNotFoundError:
                             continue  # deleted by rotation meanwhile: take the next
                         seq, buf, pos, rotated = newer[0][1], b"", 0, False
+                        self.followed = identity
                 chunk = os.read(fd, 1 << 16) if fd >= 0 else b""
                 if chunk:
                     buf += chunk
@@ -186,7 +200,7 @@ class LogReader:
                 if backlog is not None:
                     yield from backlog  # caught up with the end: the tail is complete
                     backlog = None
-                if stop is not None and stop.is_set():
+                if (stop is not None and stop.is_set()) or not self.same_directory():
                     return
                 if stop is not None:
                     stop.wait(poll_s)
@@ -195,6 +209,14 @@ class LogReader:
         finally:
             if fd >= 0:
                 os.close(fd)
+
+
+def _identity(directory: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _matches(line: LogLine, since_ns: int | None, until_ns: int | None,

@@ -8,9 +8,13 @@ its cgroup. Executables join the holder's namespaces with the argv prefix of
 
 * ``isolate_process``: new pid, mount, ipc and uts namespaces; mounts made private
   (``--propagation=private``, i.e. ``mount --make-rprivate /``); a fresh ``/proc``; the
-  holder is pid 1 and reaps orphans. The hostname is the *last part* of the cell path
-  (cell ``web/cache`` -> ``cache``): always a valid hostname (a full path can exceed
-  the 64 bytes a hostname may have), and for the usual top-level cell simply its name.
+  holder is pid 1 and reaps orphans. The hostname, and the NIS domainname (as upstream
+  Aurae), is the *last part* of the cell path (cell ``web/cache`` -> ``cache``, as
+  upstream's ``CellName::leaf``): always a valid hostname (a full path can exceed the
+  64 bytes a hostname may have), and for the usual top-level cell simply its name.
+  Each executable also gets a cgroup namespace rooted at its own leaf (unshared by its
+  shim's child once it is there: upstream always unshares one), so it sees itself at
+  ``/`` in ``/proc/self/cgroup``; the holder has one rooted at its ``_holder`` leaf.
 * ``isolate_network``: a new network namespace with only ``lo``, up.
 
 The holder is named by pid plus start time (field 22 of /proc/PID/stat), so a recycled

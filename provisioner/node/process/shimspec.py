@@ -235,6 +235,9 @@ def native_spec(spec: ShimSpec, crash_log: str) -> bytes:
 
     The argv is ``/bin/sh -c COMMAND``; for a cell with namespaces it is nsenter with
     the holder as target, which then also switches directory and user inside the cell.
+    In a cell with ``isolate_process`` the child first unshares a cgroup namespace once
+    it is in its leaf (``unshare_cgroup``), so it sees itself at ``/`` in
+    ``/proc/self/cgroup``, as in an upstream Aurae cell; nsenter keeps that one.
     """
     uid, gid, env = _identity(spec)
     pairs: list[tuple[str, str]] = [
@@ -269,6 +272,8 @@ def native_spec(spec: ShimSpec, crash_log: str) -> bytes:
         argv += ["--", "/bin/sh", "-c", spec.command]
         pairs += [("holder_pid", str(ns.holder_pid)),
                   ("holder_start_time", str(ns.holder_start_time))]
+        if "pid" in ns.namespaces:  # isolate_process: a cgroup namespace at the leaf
+            pairs.append(("unshare_cgroup", "1"))
     pairs += [("argv", a) for a in argv]
     return b"".join(os.fsencode(k) + b"\0" + os.fsencode(v) + b"\0" for k, v in pairs)
 

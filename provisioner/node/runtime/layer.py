@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -94,6 +95,10 @@ def status_path(state_dir: str, name: str) -> str:
     return os.path.join(state_dir, RUNTIME_DIR, f"{check_process_name(name)}.json")
 
 
+#: Under ``logs/``: the last deleted process of each name's log (see retire_logs).
+DELETED_LOGS = "_deleted"
+
+
 def log_path(state_dir: str, name: str) -> str:
     """The log directory of an executable or a pod's container: ``logs/<name>``."""
     return os.path.join(state_dir, "logs", check_process_name(name))
@@ -157,6 +162,20 @@ class NodeLayer:
     def log_dir(self, name: str) -> str:
         """Of an executable or a pod's container (``pod.container``)."""
         return log_path(self.config.state_dir, name)
+
+    def retire_logs(self, name: str) -> None:
+        """Move a deleted process's log directory to ``logs/_deleted/<name>`` (replacing
+        an older one there), so a later process of that name starts with no output of
+        this one's while the last deleted one's stays readable for a post-mortem.
+        (``_`` cannot start a process name.) Nothing to do without logs."""
+        source = self.log_dir(name)
+        graveyard = os.path.join(os.path.dirname(source), DELETED_LOGS)
+        target = os.path.join(graveyard, os.path.basename(source))
+        if not os.path.isdir(source):
+            return
+        os.makedirs(graveyard, mode=0o750, exist_ok=True)
+        shutil.rmtree(target, ignore_errors=True)
+        os.rename(source, target)
 
     def remove_status_files(self, name: str) -> None:
         """A deleted process's status file and crash log (its logs stay)."""
@@ -420,8 +439,8 @@ class NodeLayer:
         """SIGTERM, the grace period, then SIGKILL of everything left in its leaf.
 
         With ``forget`` the executable's records, leaf and status file (and crash log)
-        are removed too (delete, not stop); its logs are kept for a post-mortem, and a
-        later executable of that name appends to them.
+        are removed too (delete, not stop), and its logs retired (:meth:`retire_logs`):
+        a later executable of that name starts a log of its own.
         """
         name = check_dns_label(name, "executable name")
         record = self.store.get_process(name)
@@ -449,6 +468,7 @@ class NodeLayer:
                 store.record_event("Executable", name, "stopped")
         if forget:
             self.remove_status_files(name)
+            self.retire_logs(name)
         return final
 
     def kill_leaf(self, cell: str, name: str) -> None:

@@ -211,6 +211,7 @@ def destroy(layer: NodeLayer, name: str) -> None:
         if spec.enabled:  # a crash after this point never restarts it
             _put(layer, replace(spec, enabled=False), record.manifest_set, "disabled")
         _stop(layer, name, forget=True)
+        layer.retire_logs(name)  # a later one of that name must not show this one's output
         with layer.store.transaction() as store:
             store.delete_resource(KIND, name)
             store.record_event(KIND.value, name, "destroyed")

@@ -31,6 +31,7 @@
 #include <grp.h>
 #include <math.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -166,6 +167,11 @@ static void become(int out_w, int err_w, int report_w) {
         if (write_file(path, "0") < 0)
             report(report_w, "cannot join leaf cgroup %s: %s", S.leaf[i], strerror(errno));
     }
+    /* Now that it is in its leaf: a cgroup namespace rooted there, so the process sees
+     * itself at "/" in /proc/self/cgroup (as upstream Aurae cells). nsenter is not told
+     * to enter the holder's cgroup namespace, so this one is kept. */
+    if (S.unshare_cgroup && unshare(CLONE_NEWCGROUP) < 0)
+        report(report_w, "cannot make a cgroup namespace: %s", strerror(errno));
     if (S.gid >= 0 && (setgroups(0, NULL) < 0 || setgid((gid_t)S.gid) < 0))
         report(report_w, "cannot switch to uid %ld gid %ld: %s", S.uid, S.gid, strerror(errno));
     if (S.uid >= 0 && setuid((uid_t)S.uid) < 0)

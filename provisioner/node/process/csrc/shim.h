@@ -32,6 +32,7 @@ struct spec {
     const char *chdir_to;        /* NULL: nsenter does it */
     long uid, gid;               /* -1: unchanged */
     long holder_pid;             /* 0: no namespace target */
+    int unshare_cgroup;          /* a cgroup namespace rooted at the leaf (isolate_process) */
     unsigned long long holder_start_time;
     const char *working_dir;     /* for the holder pre-flight check */
     long long log_max_bytes, log_keep, log_max_line_bytes;

@@ -93,6 +93,8 @@ int spec_parse(struct spec *s, char *buf, size_t len, char *err, size_t errlen) 
             s->leaf[s->n_leaf++] = value;
         } else if (!strcmp(key, "leaf_v2"))
             s->leaf_v2 = !strcmp(value, "1");
+        else if (!strcmp(key, "unshare_cgroup"))
+            s->unshare_cgroup = !strcmp(value, "1");
         else if (!strcmp(key, "argv")) {
             if (append(&s->argv, &n_argv, value) < 0)
                 goto oom;
