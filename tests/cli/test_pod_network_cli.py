@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.cli import main
-from provisioner.daemon.rkt_pods import ProvisionerPods
+from provisioner.daemon.rkt_pods import NAME_KEY, ProvisionerPods, annotation
 from provisioner.node.runtime.layer import NodeConfig, NodeLayer
 from provisioner.node.runtime.pods import Pods
 from tests.cli.test_crash_leftovers import processes_of, started_applying
@@ -224,7 +224,8 @@ def test_a_bridge_pod_through_a_daemon(tmp_path: Path) -> None:
         record = Pods(daemon.layer).networks.address("web")
         assert record is not None and record.address.startswith(
             daemon.layer.config.pod_subnet.rsplit(".", 1)[0])
-        shown = {p.id: p for p in ProvisionerPods(daemon.layer).pods()}  # the rkt API's
+        shown = {annotation(p.annotations, NAME_KEY): p  # the rkt API's (ids are UUIDs)
+                     for p in ProvisionerPods(daemon.layer).pods()}
         assert [(n.name, n.ipv4) for n in shown["web"].networks] == [
             (f"provisioner-{daemon.layer.cgroups.root_name}", record.address)]
         assert main(["destroy", str(manifest), *where]) == 0
