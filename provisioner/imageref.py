@@ -56,6 +56,7 @@ class ImageReference:
 
     @property
     def is_layout(self) -> bool:
+        """Whether the reference names a local OCI layout (``oci:PATH[:TAG]``)."""
         return bool(self.layout)
 
     def canonical(self, registry: str = "") -> str:

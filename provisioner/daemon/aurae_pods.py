@@ -118,6 +118,7 @@ class PodService(pb_grpc.PodServiceServicer):
     @handles_errors
     def Allocate(self, request: pb.PodServiceAllocateRequest,
                  context: grpc.ServicerContext) -> pb.PodServiceAllocateResponse:
+        """Allocate the pod the request declares (its cgroup, images and network)."""
         if not request.HasField("pod"):
             raise InvalidArgument("pod is required")
         self.pods.allocate(check_dns_label(request.pod.name, "pod name"))
@@ -126,12 +127,14 @@ class PodService(pb_grpc.PodServiceServicer):
     @handles_errors
     def Start(self, request: pb.PodServiceStartRequest,
               context: grpc.ServicerContext) -> pb.PodServiceStartResponse:
+        """Start every container of the named, allocated pod."""
         self.pods.start(check_dns_label(request.name, "pod name"))
         return pb.PodServiceStartResponse()
 
     @handles_errors
     def Stop(self, request: pb.PodServiceStopRequest,
              context: grpc.ServicerContext) -> pb.PodServiceStopResponse:
+        """Stop the named pod's containers, or only ``container_name`` when given."""
         container = (check_dns_label(request.container_name, "container name")
                      if request.container_name else None)
         self.pods.stop(check_dns_label(request.pod_name, "pod name"), container)
@@ -140,6 +143,7 @@ class PodService(pb_grpc.PodServiceServicer):
     @handles_errors
     def Free(self, request: pb.PodServiceFreeRequest,
              context: grpc.ServicerContext) -> pb.PodServiceFreeResponse:
+        """Free the pod named by the ``pod`` metadata (the request carries no name)."""
         name = metadata_value(context, POD_METADATA, "pod name")
         if name is None:
             raise FailedPrecondition(POD_FREE_NAMES_NOTHING)
@@ -160,18 +164,21 @@ class PodServiceV0(podpb_grpc.PodServiceServicer):
     @handles_errors
     def Allocate(self, request: podpb.PodServiceAllocateRequest,
                  context: grpc.ServicerContext) -> podpb.PodServiceAllocateResponse:
+        """Allocate the pod that the metadata names, or the node's only declared pod."""
         self.pods.allocate(self._pod(context))
         return podpb.PodServiceAllocateResponse()
 
     @handles_errors
     def Start(self, request: podpb.PodServiceStartRequest,
               context: grpc.ServicerContext) -> podpb.PodServiceStartResponse:
+        """Start the containers of that pod."""
         self.pods.start(self._pod(context))
         return podpb.PodServiceStartResponse()
 
     @handles_errors
     def Stop(self, request: podpb.PodServiceStopRequest,
              context: grpc.ServicerContext) -> podpb.PodServiceStopResponse:
+        """Stop that pod's containers, or only the one the ``container`` metadata names."""
         container = metadata_value(context, CONTAINER_METADATA, "container name")
         self.pods.stop(self._pod(context), container)
         return podpb.PodServiceStopResponse()
@@ -179,5 +186,6 @@ class PodServiceV0(podpb_grpc.PodServiceServicer):
     @handles_errors
     def Free(self, request: podpb.PodServiceFreeRequest,
              context: grpc.ServicerContext) -> podpb.PodServiceFreeResponse:
+        """Free that pod: its containers, network, cgroup and records."""
         self.pods.free(self._pod(context))
         return podpb.PodServiceFreeResponse()

@@ -49,6 +49,7 @@ def cell_from_proto(cell: pb.Cell) -> CellSpec:
 
 
 def executable_from_proto(executable: pb.Executable, cell: str) -> ExecutableSpec:
+    """The node layer's spec of an Aurae ``Executable`` in ``cell`` (fields checked)."""
     name = check_dns_label(executable.name, "executable name")
     if not executable.command.strip():
         raise InvalidArgument(f"executable {name!r}: command is empty")
@@ -111,12 +112,14 @@ def stop(layer: NodeLayer, cell: str, name: str) -> None:
 # -- servicers -------------------------------------------------------------------------
 
 class CellService(pb_grpc.CellServiceServicer):
+    """``aurae.runtime.v0.CellService``: cells and their executables, under the node lock."""
     def __init__(self, ctx: DaemonContext) -> None:
         self.ctx = ctx
 
     @handles_errors
     def Allocate(self, request: pb.CellServiceAllocateRequest,
                  context: grpc.ServicerContext) -> pb.CellServiceAllocateResponse:
+        """Allocate the request's cell (its cgroup and namespaces)."""
         if not request.HasField("cell"):
             raise InvalidArgument("cell is required")
         spec = cell_from_proto(request.cell)
@@ -128,6 +131,7 @@ class CellService(pb_grpc.CellServiceServicer):
     @handles_errors
     def Free(self, request: pb.CellServiceFreeRequest,
              context: grpc.ServicerContext) -> pb.CellServiceFreeResponse:
+        """Free a cell with everything in it (executables, pods, nested cells)."""
         name = check_cell_path(request.cell_name)
         with self.ctx.executor.locked(reconcile_first=False):
             Pods(self.ctx.layer).free_cell(name)
@@ -136,6 +140,7 @@ class CellService(pb_grpc.CellServiceServicer):
     @handles_errors
     def Start(self, request: pb.CellServiceStartRequest,
               context: grpc.ServicerContext) -> pb.CellServiceStartResponse:
+        """Start an executable in the cell (the root cell when none is named); its pid."""
         if not request.HasField("executable"):
             raise InvalidArgument("executable is required")
         spec = executable_from_proto(request.executable, _cell_name(request))
@@ -145,6 +150,7 @@ class CellService(pb_grpc.CellServiceServicer):
     @handles_errors
     def Stop(self, request: pb.CellServiceStopRequest,
              context: grpc.ServicerContext) -> pb.CellServiceStopResponse:
+        """Stop an executable: SIGTERM, its grace period, then SIGKILL."""
         name = check_dns_label(request.executable_name, "executable name")
         with self.ctx.executor.locked(reconcile_first=False):
             stop(self.ctx.layer, _cell_name(request), name)

@@ -60,9 +60,11 @@ BATCH = 1000
 class PodSource(Protocol):
     """Where the rkt API finds pods, images and pod logs."""
 
-    def pods(self) -> list[rkt.Pod]: ...
+    def pods(self) -> list[rkt.Pod]:
+        """Every pod, as the rkt API describes it."""
 
-    def images(self) -> list[rkt.Image]: ...
+    def images(self) -> list[rkt.Image]:
+        """Every image in the node's store, as the rkt API describes it."""
 
     def logs(self, pod: rkt.Pod, app_name: str,
              stop: threading.Event) -> tuple[list[LogLine], Iterable[LogLine]]:
@@ -74,17 +76,21 @@ class NoPods:
     """A source with nothing at all (for tests and tools)."""
 
     def pods(self) -> list[rkt.Pod]:
+        """None: an empty source."""
         return []
 
     def images(self) -> list[rkt.Image]:
+        """None: an empty source."""
         return []
 
     def logs(self, pod: rkt.Pod, app_name: str,
              stop: threading.Event) -> tuple[list[LogLine], Iterable[LogLine]]:
+        """NotFound: an empty source has no pods, hence no logs."""
         raise NotFound(f"pod {pod.id} has no logs")
 
 
 class RktServicer(rkt_grpc.PublicAPIServicer):
+    """rkt's read-only ``v1alpha.PublicAPI`` over the node's pods, images, events and logs."""
     def __init__(self, ctx: DaemonContext, source: PodSource | None = None,
                  poll_s: float = 0.1, watch: bool = True) -> None:
         self.ctx = ctx
@@ -97,6 +103,7 @@ class RktServicer(rkt_grpc.PublicAPIServicer):
     @handles_errors
     def GetInfo(self, request: rkt.GetInfoRequest,
                 context: grpc.ServicerContext) -> rkt.GetInfoResponse:
+        """The daemon's version, the appc and API versions, and its state directory."""
         flags = rkt.GlobalFlags(dir=self.ctx.layer.config.state_dir)
         return rkt.GetInfoResponse(info=rkt.Info(
             rkt_version=provisioner.__version__, appc_version=APPC_VERSION,
@@ -105,23 +112,27 @@ class RktServicer(rkt_grpc.PublicAPIServicer):
     @handles_errors
     def ListPods(self, request: rkt.ListPodsRequest,
                  context: grpc.ServicerContext) -> rkt.ListPodsResponse:
+        """The pods matching any of the filters (all without filters)."""
         return rkt.ListPodsResponse(
             pods=select_pods(self.source.pods(), request.filters, request.detail))
 
     @handles_errors
     def InspectPod(self, request: rkt.InspectPodRequest,
                    context: grpc.ServicerContext) -> rkt.InspectPodResponse:
+        """One pod by id; NotFound if there is none."""
         return rkt.InspectPodResponse(pod=self._pod(request.id))
 
     @handles_errors
     def ListImages(self, request: rkt.ListImagesRequest,
                    context: grpc.ServicerContext) -> rkt.ListImagesResponse:
+        """The images matching any of the filters (all without filters)."""
         return rkt.ListImagesResponse(
             images=select_images(self.source.images(), request.filters, request.detail))
 
     @handles_errors
     def InspectImage(self, request: rkt.InspectImageRequest,
                      context: grpc.ServicerContext) -> rkt.InspectImageResponse:
+        """One image by id (its manifest digest); NotFound if there is none."""
         for image in self.source.images():
             if image.id == request.id:
                 return rkt.InspectImageResponse(image=image)
@@ -143,6 +154,7 @@ class RktServicer(rkt_grpc.PublicAPIServicer):
     @handles_errors
     def ListenEvents(self, request: rkt.ListenEventsRequest,
                      context: grpc.ServicerContext) -> Iterator[rkt.ListenEventsResponse]:
+        """The recorded pod events in the filter's time bounds, then new ones as they happen."""
         f = request.filter
         since_ns = f.since_time * NS if f.since_time else None
         until_ns = f.until_time * NS if f.until_time else None
@@ -174,6 +186,7 @@ class RktServicer(rkt_grpc.PublicAPIServicer):
     @handles_errors
     def GetLogs(self, request: rkt.GetLogsRequest,
                 context: grpc.ServicerContext) -> Iterator[rkt.GetLogsResponse]:
+        """A pod's log lines (every app's, or one app's), optionally followed."""
         if request.lines < 0:
             raise InvalidArgument(f"lines must be 0 (all) or more, not {request.lines}")
         if request.since_time and request.until_time and request.until_time <= request.since_time:
@@ -202,4 +215,5 @@ class RktServicer(rkt_grpc.PublicAPIServicer):
 
 
 def register(server: grpc.Server, ctx: DaemonContext, source: PodSource | None = None) -> None:
+    """Serve the rkt API on ``server`` (pods from ``source``, the node's by default)."""
     rkt_grpc.add_PublicAPIServicer_to_server(RktServicer(ctx, source), server)  # type: ignore[no-untyped-call]

@@ -51,7 +51,9 @@ E = rkt.EventType
 
 
 class Pods(Protocol):
-    def pods(self) -> list[rkt.Pod]: ...
+    """What the watcher compares: the pods as the rkt API shows them now."""
+    def pods(self) -> list[rkt.Pod]:
+        """Every pod, as the rkt API describes it."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ class EventWatcher:
                 return
 
     def start(self, stopping: threading.Event) -> threading.Thread:
+        """Run the watcher in a daemon thread until ``stopping`` is set."""
         thread = threading.Thread(target=self.run, args=(stopping,), daemon=True,
                                   name="rkt-events")
         thread.start()

@@ -51,6 +51,7 @@ def _under(cgroup: str, sub: str) -> bool:
 
 
 def pod_matches(pod: rkt.Pod, f: rkt.PodFilter) -> bool:
+    """Whether ``pod`` passes every condition of the filter (an unset one passes)."""
     return (
         _any(f.ids, [pod.id])
         and _any(f.states, [pod.state])
@@ -80,6 +81,7 @@ def base_name(name: str) -> str:
 
 
 def image_matches(image: rkt.Image, f: rkt.ImageFilter) -> bool:
+    """Whether ``image`` passes every condition of the filter (an unset one passes)."""
     name = image.name
     return (
         _any(f.ids, [image.id])
@@ -119,6 +121,7 @@ def select_pods(pods: Iterable[rkt.Pod], filters: Sequence[rkt.PodFilter],
 
 def select_images(images: Iterable[rkt.Image], filters: Sequence[rkt.ImageFilter],
                   detail: bool) -> list[rkt.Image]:
+    """Copies of the images matching any filter, without the manifest unless ``detail``."""
     out = []
     for image in images:
         if filters and not any(image_matches(image, f) for f in filters):
@@ -170,6 +173,7 @@ class LogQuery:
     until_s: int = 0
 
     def admits(self, line: LogLine) -> bool:
+        """Whether ``line`` lies in the query's time bounds."""
         return ((not self.since_s or line.ts_ns >= self.since_s * NS)
                 and (not self.until_s or line.ts_ns < self.until_s * NS))
 

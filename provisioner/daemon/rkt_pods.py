@@ -169,6 +169,7 @@ class ProvisionerPods:
             started_at=started)
 
     def pods(self) -> list[rkt.Pod]:
+        """Every declared pod with its apps, state, cgroup, networks and images."""
         out = []
         pods = Pods(self.layer)
         for record in self.layer.store.list_resources(Kind.POD):
@@ -207,12 +208,14 @@ class ProvisionerPods:
         return out
 
     def images(self) -> list[rkt.Image]:
+        """Every unpacked image of the store, with its manifest data."""
         pods = Pods(self.layer)
         return [_image(digest, "", self._image_info(pods, digest))
                 for digest in sorted(pods.images.digests())]
 
     def logs(self, pod: rkt.Pod, app_name: str,
              stop: threading.Event) -> tuple[list[LogLine], Iterable[LogLine]]:
+        """The pod's log lines: every app's (merged by time) or only ``app_name``'s."""
         names = [app.name for app in pod.apps]
         if app_name and app_name not in names:
             raise NotFound(f"pod {pod.id} has no app {app_name!r} (it has {', '.join(names)})")

@@ -83,10 +83,12 @@ class ImageConfig:
     user: str = ""
 
     def to_json(self) -> dict[str, Any]:
+        """The config as stored beside the unpacked image."""
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: object, where: str) -> ImageConfig:
+        """A stored config read back; InvalidArgument (naming ``where``) if malformed."""
         if not isinstance(data, dict):
             raise InvalidArgument(f"{where}: not a JSON object")
         return cls(entrypoint=_strings(data.get("entrypoint"), where, "entrypoint"),

@@ -46,11 +46,13 @@ _PREFIX, _SUFFIX = "output-", ".log"
 
 @dataclass(frozen=True)
 class LogLimits:
+    """How large a log file grows before rotating, how many are kept, and the longest line."""
     max_bytes: int = 8 * 1024 * 1024  # per file
     keep: int = 3  # rotated files kept besides the current one
     max_line_bytes: int = 16 * 1024  # longer lines are split into marked pieces
 
     def check(self) -> None:
+        """InvalidArgument if a limit is out of its range."""
         if not (0 <= self.keep <= MAX_LOG_FILES_KEPT and 16 <= self.max_line_bytes
                 <= MAX_LOG_LINE_BYTES and self.max_bytes <= MAX_LOG_FILE_BYTES):
             raise InvalidArgument(f"bad log limits {self} (at most {MAX_LOG_FILES_KEPT} "
@@ -245,6 +247,7 @@ class LogRing:
 
     @property
     def next_seq(self) -> int:
+        """The sequence number the next appended line will get."""
         with self._cond:
             return self._next
 
