@@ -93,7 +93,28 @@ def test_a_pod_runs_its_containers_and_goes_away_without_a_trace(node: NodeLayer
     assert not os.path.exists(os.path.join(node.config.state_dir, "pods", "shop"))
     assert mounts_under(os.path.join(node.config.state_dir, "pods")) == []
     assert not any(os.path.exists(d) for d in leaf.dirs)
-    assert lines(node, "shop", "web")[0] == "shop"  # logs are kept for a post-mortem
+    assert lines(node, "shop", "web") == []  # retired: a later pod "shop" logs afresh
+    retired = os.path.join(node.config.state_dir, "logs", "_deleted", "shop.web")
+    assert [x.text for x in LogReader(retired).read()][0] == "shop"  # kept for a post-mortem
+
+
+def test_a_pod_made_again_under_its_name_shows_only_its_own_output(node: NodeLayer,
+                                                                    busybox: str) -> None:
+    pods = Pods(node)
+
+    def run(word: str) -> None:
+        spec = PodSpec(name="again", containers=(ContainerSpec(
+            "c", busybox, command=("sh", "-c", f"echo {word}; exec sleep 1000")),),
+            stop_grace_s=1.0)
+        pods.allocate(spec, "s")
+        pods.start(spec, "s")
+        wait_for(lambda: word in lines(node, "again", "c"))
+
+    run("first")
+    pods.free("again")
+    run("second")
+    assert lines(node, "again", "c") == ["second"]
+    pods.free("again")
 
 
 def _procs_below(directory: str) -> set[int]:

@@ -118,7 +118,9 @@ class Pods:
         return finals
 
     def free(self, pod: str) -> None:
-        """Stop everything of the pod and remove its bundles, leaves and records."""
+        """Stop everything of the pod and remove its bundles, leaves and records; its
+        containers' logs are retired (``logs/_deleted/<pod>.<container>``, kept for a
+        post-mortem until a later process of that name is deleted)."""
         spec = self.applied(pod)
         state_dir = self.layer.config.state_dir
         self._stop_containers(spec, [c.name for c in spec.containers])
@@ -140,6 +142,8 @@ class Pods:
                       if getattr(loads(r.spec_json), "cell", None) == spec.cell]
         if not others:  # runc's directories for this cell in hierarchies we do not manage
             remove_runc_cgroups(self.layer.cgroups.root_name, spec.cell)
+        for container in spec.containers:  # a later pod of that name logs afresh
+            self.layer.retire_logs(container_process_name(pod, container.name))
 
     # -- queries -------------------------------------------------------------------
     def free_cell(self, cell: str) -> None:
