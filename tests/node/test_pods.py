@@ -95,7 +95,7 @@ def test_a_pod_runs_its_containers_and_goes_away_without_a_trace(node: NodeLayer
     assert not any(os.path.exists(d) for d in leaf.dirs)
     assert lines(node, "shop", "web") == []  # retired: a later pod "shop" logs afresh
     retired = os.path.join(node.config.state_dir, "logs", "_deleted", "shop.web")
-    assert [x.text for x in LogReader(retired).read()][0] == "shop"  # kept for a post-mortem
+    assert LogReader(retired).read()[0].text == "shop"  # kept for a post-mortem
 
 
 def test_a_pod_made_again_under_its_name_shows_only_its_own_output(node: NodeLayer,
