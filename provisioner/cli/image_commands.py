@@ -91,6 +91,10 @@ def _names(image: ImageRecord) -> str:
     return "<none>" + (f" (was {image.pulled_as})" if image.pulled_as else "")
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def render_images(images: ImageList) -> list[str]:
     """The ``images list`` table and a summary line."""
     header = ("IMAGE", "REFERENCES", "SIZE", "BLOBS", "IN USE BY")
@@ -102,7 +106,7 @@ def render_images(images: ImageList) -> list[str]:
              + "  " + row[-1] for row in rows]
     used = sum(1 for i in images.images if i.in_use)
     dangling = sum(1 for i in images.images if i.dangling)
-    lines.append(f"{len(images.images)} images ({used} in use, {dangling} dangling), "
+    lines.append(f"{_count(len(images.images), 'image')} ({used} in use, {dangling} dangling), "
                  f"{human_bytes(sum(i.size for i in images.images))} unpacked; blob cache "
                  f"{human_bytes(images.blob_bytes)} ({human_bytes(images.unused_blob_bytes)} "
                  "needed by no image)")
@@ -112,11 +116,12 @@ def render_images(images: ImageList) -> list[str]:
 def render_prune(result: ImagePrune) -> list[str]:
     """What ``images prune`` removed and kept, and a summary line."""
     verb = "would remove" if result.dry_run else "removed"
+    width = len(verb)
     lines = [f"{verb}  {short_digest(i.digest)}  {_names(i)}  {human_bytes(i.size)}"
              for i in result.removed]
-    lines += [f"kept  {short_digest(k.digest)}  {k.reason}" for k in result.kept]
-    images = f"{len(result.removed)} image{'s' if len(result.removed) != 1 else ''}"
-    blobs = f"{result.removed_blobs} blob{'s' if result.removed_blobs != 1 else ''}"
+    lines += [f"{'kept':<{width}}  {short_digest(k.digest)}  {k.reason}" for k in result.kept]
+    images = _count(len(result.removed), "image")
+    blobs = _count(result.removed_blobs, "blob")
     if result.dry_run:
         lines.append(f"Would prune {images} and {blobs}: {human_bytes(result.bytes_freed)} "
                      "(dry run: nothing removed).")
