@@ -109,6 +109,8 @@ SERVICES: dict[str, dict[str, str]] = {
         "Plan": "PlanRequest -> PlanResponse",
         "Apply": "ApplyRequest -> stream ApplyEvent",
         "GetLogs": "GetLogsRequest -> stream LogEntry",
+        "ListImages": "ListImagesRequest -> ListImagesResponse",
+        "PruneImages": "PruneImagesRequest -> PruneImagesResponse",
     },
 }
 

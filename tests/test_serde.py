@@ -34,7 +34,16 @@ from provisioner.model import (
 )
 from provisioner.plan.compiler import compile_plan
 from provisioner.plan.steps import Action, Change, Plan, Step
-from provisioner.state import NodeState, ObservedResource, ProcessPhase, ProcessStatus
+from provisioner.state import (
+    ImageList,
+    ImagePrune,
+    ImageRecord,
+    KeptImage,
+    NodeState,
+    ObservedResource,
+    ProcessPhase,
+    ProcessStatus,
+)
 from tests.plans.test_plan_golden import CASES, desired_state, observed_state
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "node"
@@ -213,3 +222,19 @@ def test_events_round_trip_and_reuse_the_plans_steps() -> None:
         assert serde.event_from_proto(wire) == event
         again = serde.event_from_proto(wire, plan)
         assert again == event and (again.step is None or again.step is step)
+
+
+def test_the_image_cache_round_trips() -> None:
+    used = ImageRecord("sha256:" + "a" * 64, ("127.0.0.1:5000/library/busybox:1.0",),
+                       "127.0.0.1:5000/library/busybox:1.0", 2_000_000, 1_100_000,
+                       ("web", "api"), 1_796_000_000_000_000_000)
+    dangling = ImageRecord("sha256:" + "b" * 64, (), "oci:/srv/gone:latest", 10, 0, (), 1)
+    listing = ImageList((used, dangling), 1_200_000, 100_000)
+    wire = serde.image_list_to_proto(listing).SerializeToString()
+    back = serde.image_list_from_proto(npb.ListImagesResponse.FromString(wire))
+    assert back == listing
+    assert back.images[1].dangling and not back.images[1].in_use
+    pruned = ImagePrune((dangling,), (KeptImage(used.digest, "in use by Pod/web, Pod/api"),),
+                        3, 12_345, dry_run=True)
+    wire = serde.prune_to_proto(pruned).SerializeToString()
+    assert serde.prune_from_proto(npb.PruneImagesResponse.FromString(wire)) == pruned

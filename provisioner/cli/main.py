@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "destroy": "remove everything a manifest set created",
     "status": "what the node runs, its state and any drift",
     "logs": "print an executable's (or a pod container's) output",
+    "images": "list the node's image cache, or prune the images no pod uses",
     "daemon": "serve the node's gRPC APIs",
     "certs": "make a lab CA and certificates for mutual TLS",
     "version": "print the version",
@@ -50,6 +51,8 @@ def _definer(command: str) -> Callable[[Parser], None]:
         from provisioner.cli.inspect_commands import add_status as define
     elif command == "logs":
         from provisioner.cli.inspect_commands import add_logs as define
+    elif command == "images":
+        from provisioner.cli.image_commands import add_images as define
     elif command == "daemon":
         from provisioner.cli.daemon_commands import add_daemon as define
     elif command == "certs":

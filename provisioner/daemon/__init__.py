@@ -27,8 +27,9 @@ cgroups), protobuf out, errors left to ``status.handles_errors``:
 - ``discovery.py`` - ``aurae.discovery.v0``; ``registry.py`` - the Atomix driver
   registry; ``rkt.py`` - the read-only rkt API (with ``rkt_match.py``, pure helpers, and
   ``rkt_pods.py``, pods as rkt shows them);
-- ``node_service.py`` - ``provisioner.v1.NodeService``: GetState, Plan, Apply (with
-  ``state_cache.py``, GetState's answer shared while nothing changed).
+- ``node_service.py`` - ``provisioner.v1.NodeService``: GetState, Plan, Apply,
+  GetLogs, ListImages, PruneImages (with ``state_cache.py``, GetState's answer shared
+  while nothing changed).
 
 In the package's layers (``docs/architecture.md``) the daemon sits below the entry points
 and above the executors: it may import the executors, serde, the node facade and

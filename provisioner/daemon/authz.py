@@ -53,6 +53,7 @@ _READER = (
     "/provisioner.v1.NodeService/GetState",
     "/provisioner.v1.NodeService/Plan",
     "/provisioner.v1.NodeService/GetLogs",
+    "/provisioner.v1.NodeService/ListImages",
     "/grpc.health.v1.Health/*",
     "/grpc.reflection.v1alpha.ServerReflection/*",
     "/grpc.reflection.v1.ServerReflection/*",
@@ -65,6 +66,7 @@ _OPERATOR = (
     "/aurae.runtime.pod.v0.PodService/*",
     "/runtime.Runtime/*",
     "/provisioner.v1.NodeService/Apply",
+    "/provisioner.v1.NodeService/PruneImages",
 )
 #: reader: look only; operator: change cells, executables and pods; admin: everything,
 #: notably the driver registry (atomix.runtime.v1.Registry) and persistent executables

@@ -1,4 +1,5 @@
-"""``provisioner.v1.NodeService``: GetState, Plan and Apply for declarative clients.
+"""``provisioner.v1.NodeService``: GetState, Plan and Apply for declarative clients,
+GetLogs, and the image cache (ListImages, PruneImages).
 
 - GetState: ``ctx.executor.observe()`` as a NodeState, shared by concurrent callers
   and reused while nothing it shows has changed (``state_cache.py``; at most
@@ -26,6 +27,11 @@
   stream by pid and never end): the lines selected by since / tail / channel, then,
   with ``follow``, new ones until the call is cancelled or the daemon stops. Unknown
   name: NOT_FOUND.
+
+- ListImages: ``ctx.executor.list_images()``: the image cache, each image with the pods
+  using it. PruneImages: ``ctx.executor.prune_images(all, dry_run)``, under the
+  executor's writer lock like an Apply (another apply holding it past the lock timeout:
+  FAILED_PRECONDITION, nothing removed); an image a pod uses is never removed.
 
 The handlers only convert (``serde``) and call the daemon's local executor, the same
 :class:`~provisioner.executors.base.Executor` the CLI uses on this machine.
@@ -145,6 +151,19 @@ class NodeServicer(ngrpc.NodeServiceServicer):
                 yield serde.logline_to_proto(line)
         finally:
             stop.set()
+
+    @handles_errors
+    def ListImages(self, request: npb.ListImagesRequest,
+                   context: grpc.ServicerContext) -> npb.ListImagesResponse:
+        """The node's image cache."""
+        return serde.image_list_to_proto(self.ctx.executor.list_images())
+
+    @handles_errors
+    def PruneImages(self, request: npb.PruneImagesRequest,
+                    context: grpc.ServicerContext) -> npb.PruneImagesResponse:
+        """Remove what no pod uses, under the writer lock."""
+        return serde.prune_to_proto(self.ctx.executor.prune_images(request.all,
+                                                                   request.dry_run))
 
     def _end_on_shutdown(self, stop: threading.Event) -> None:
         """End a follow when the daemon starts stopping (the stream's own end or

@@ -19,6 +19,11 @@ What it offers:
   happen, the summary last. A plan made at another node generation is StalePlan.
 - :meth:`Executor.logs` - an executable's or pod container's captured output as
   :class:`~provisioner.logline.LogLine` s, optionally followed.
+- :meth:`Executor.list_images` - the node's image cache: every unpacked image with
+  its references, size, blobs and the pods using it.
+- :meth:`Executor.prune_images` - remove the images no pod uses (dangling ones, or
+  every unused one with ``all_unused``) and the blobs no remaining image needs, under
+  the writer lock like an apply (docs/pods.md, Image collection).
 - :meth:`Executor.lock_state` - who holds the node's writer lock, if anyone.
 - :meth:`Executor.locked` - hold the writer lock across observe, plan and apply (a
   daemon holds it for each apply itself: there it holds nothing).
@@ -40,7 +45,7 @@ from provisioner.events import ApplyEvent
 from provisioner.logline import LogLine
 from provisioner.model import DesiredState
 from provisioner.plan.steps import Plan
-from provisioner.state import NodeState
+from provisioner.state import ImageList, ImagePrune, NodeState
 
 #: What is known of the writer lock: nobody holds it, somebody does, or (a daemon's)
 #: this client cannot see it.
@@ -101,6 +106,17 @@ class Executor(Protocol):
         come, until ``stop`` is set or the iterator is closed. NotFound when the node
         has no logs of that name and no such process.
         """
+        ...
+
+    def list_images(self) -> ImageList:
+        """The node's image cache (changes nothing)."""
+        ...
+
+    def prune_images(self, all_unused: bool = False, dry_run: bool = False) -> ImagePrune:
+        """Remove the images no pod of the node uses - the dangling ones (nothing names
+        them any more), or every one with ``all_unused`` - and the blobs no remaining
+        image needs; with ``dry_run`` only say what would go. Takes the writer lock
+        (LockBusy after the lock timeout); an image in use is never removed."""
         ...
 
     def lock_state(self) -> LockState:

@@ -50,14 +50,16 @@ from provisioner.node import (
     WriterLock,
     check_plan,
     driver_key,
+    list_node_images,
     observe,
     persistent,
+    prune_node_images,
     read_holder,
     reconcile,
 )
 from provisioner.plan.compiler import compile_plan
 from provisioner.plan.steps import Action, Change, Plan, Step
-from provisioner.state import NodeState
+from provisioner.state import ImageList, ImagePrune, NodeState
 
 __all__ = ["DEFAULT_LOCK_TIMEOUT_S", "NODE_ID_KEY", "LocalExecutor"]
 
@@ -186,6 +188,23 @@ class LocalExecutor:
         if follow:
             return reader.follow(since_ns=since_ns, channel=channel, tail=tail, stop=stop)
         return iter(reader.read(since_ns=since_ns, tail=tail, channel=channel))
+
+    def list_images(self) -> ImageList:
+        """The image cache of the state directory, with the pods using each image."""
+        return list_node_images(self.layer)
+
+    def prune_images(self, all_unused: bool = False, dry_run: bool = False) -> ImagePrune:
+        """Under the writer lock (reconciled first, so pods an interrupted apply left
+        half-made are settled): remove what no pod uses (see :meth:`Executor.prune_images
+        <provisioner.executors.base.Executor.prune_images>`)."""
+        with self.locked():
+            result = prune_node_images(self.layer, all_unused, dry_run)
+            if result.removed and not dry_run:
+                # Recorded, not a change of any resource: plans made before stay valid.
+                with self.layer.store.transaction(observation=True) as store:
+                    store.record_event("Image", "", "pruned", ", ".join(
+                        image.digest for image in result.removed))
+            return result
 
     def apply(self, plan: Plan, parallelism: int = 0) -> Generator[ApplyEvent, None, None]:
         """Under the writer lock (reconciled first): refuse a stale plan, then run it."""

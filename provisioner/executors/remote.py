@@ -42,6 +42,7 @@ from provisioner._proto.provisioner.v1 import node_pb2 as npb
 from provisioner._proto.provisioner.v1 import node_pb2_grpc as ngrpc
 from provisioner.defaults import RPC_TIMEOUT_S
 from provisioner.errors import (
+    FailedPrecondition,
     NodeError,
     ProvisionerError,
     Unavailable,
@@ -53,7 +54,7 @@ from provisioner.logline import LogLine
 from provisioner.model import DesiredState, DriverSpec
 from provisioner.plan.steps import Action, Plan
 from provisioner.serde.status import ERROR_CLASS_KEY, error_class_of
-from provisioner.state import NodeState
+from provisioner.state import ImageList, ImagePrune, NodeState
 
 MiB = 1024 * 1024
 #: Big enough for a status message listing many validation errors.
@@ -210,6 +211,36 @@ class RemoteExecutor:
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, self.target) from None
         return serde.plan_from_proto(response.plan)
+
+    def list_images(self) -> ImageList:
+        """The daemon's ListImages (FailedPrecondition from a daemon without it)."""
+        try:
+            response = self.stub.ListImages(npb.ListImagesRequest(), timeout=self.timeout_s)
+        except grpc.RpcError as exc:
+            raise self._image_error(exc, "ListImages") from None
+        return serde.image_list_from_proto(response)
+
+    def prune_images(self, all_unused: bool = False, dry_run: bool = False) -> ImagePrune:
+        """The daemon's PruneImages, which takes its writer lock (its lock timeout
+        applies); FailedPrecondition from a daemon without it. The deadline is long: a
+        prune may wait for an apply and then delete a lot."""
+        request = npb.PruneImagesRequest(all=all_unused, dry_run=dry_run)
+        try:
+            response = self.stub.PruneImages(request, timeout=self.timeout_s * 20)
+        except grpc.RpcError as exc:
+            raise self._image_error(exc, "PruneImages") from None
+        return serde.prune_from_proto(response)
+
+    def _image_error(self, exc: grpc.RpcError, method: str) -> ProvisionerError:
+        """:func:`error_from_rpc`, but a daemon that does not know ``method`` (older
+        than image collection) is told as such."""
+        if isinstance(exc, grpc.Call) and exc.code() is grpc.StatusCode.UNIMPLEMENTED:
+            return FailedPrecondition(
+                f"the daemon at {self.target} does not offer image collection "
+                f"(provisioner.v1.NodeService/{method} is not implemented there: it is "
+                "older than this client); upgrade the daemon, or run the command on the "
+                "node without --target while the daemon is stopped")
+        return error_from_rpc(exc, self.target)
 
     def logs(self, name: str, follow: bool = False, since_ns: int | None = None,
              tail: int | None = None, channel: str | None = None, *,

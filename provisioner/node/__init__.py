@@ -89,6 +89,12 @@ if TYPE_CHECKING:
     from provisioner.node.runtime.commands import (
         run_command as run_command,
     )
+    from provisioner.node.runtime.image_use import (
+        list_node_images as list_node_images,
+    )
+    from provisioner.node.runtime.image_use import (
+        prune_node_images as prune_node_images,
+    )
     from provisioner.node.runtime.layer import (
         NodeConfig as NodeConfig,
     )
@@ -176,6 +182,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "observe": ("provisioner.node.runtime.observe", "observe"),
     "reconcile": ("provisioner.node.runtime.observe", "reconcile"),
     "Pods": ("provisioner.node.runtime.pods", "Pods"),
+    "list_node_images": ("provisioner.node.runtime.image_use", "list_node_images"),
+    "prune_node_images": ("provisioner.node.runtime.image_use", "prune_node_images"),
     "CHUNK_BYTES": ("provisioner.node.state.drivers", "CHUNK_BYTES"),
     "DriverKey": ("provisioner.node.state.drivers", "DriverKey"),
     "DriverStore": ("provisioner.node.state.drivers", "DriverStore"),

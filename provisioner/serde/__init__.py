@@ -1,8 +1,8 @@
 """Protobuf <-> model: the one place where ``_pb2`` messages and model objects meet.
 
 Pairs of ``x_to_proto`` / ``x_from_proto`` for resources (``provisioner.v1.Resource`` <->
-:data:`~provisioner.model.ResourceSpec`), node state, plans, apply events, log requests
-and log lines. The plan
+:data:`~provisioner.model.ResourceSpec`), node state, plans, apply events, log requests,
+log lines and the image cache (``images.py``). The plan
 compiler, the node layer and the CLI never import ``_pb2``; servicers and the remote
 executor convert here.
 
@@ -27,6 +27,14 @@ Wire conventions decided here:
 - A process's ``pid`` 0 on the wire means "none" (pid 0 is never a process).
 """
 
+from provisioner.serde.images import (
+    image_from_proto,
+    image_list_from_proto,
+    image_list_to_proto,
+    image_to_proto,
+    prune_from_proto,
+    prune_to_proto,
+)
 from provisioner.serde.logs import (
     logline_from_proto,
     logline_to_proto,
@@ -60,9 +68,11 @@ from provisioner.serde.resources import (
 
 __all__ = [
     "CHANGE_ANNOTATION", "SPEC_FIELD", "derive_changes", "event_from_proto", "event_to_proto",
-    "format_duration", "logline_from_proto", "logline_to_proto", "logs_request_from_proto",
+    "format_duration", "image_from_proto", "image_list_from_proto", "image_list_to_proto",
+    "image_to_proto", "logline_from_proto", "logline_to_proto", "logs_request_from_proto",
     "logs_request_to_proto", "observed_from_proto", "observed_to_proto", "parse_duration",
     "plan_from_proto", "plan_to_proto", "policy_from_proto", "policy_to_proto",
+    "prune_from_proto", "prune_to_proto",
     "resource_to_manifest", "spec_from_proto", "spec_to_proto", "state_from_proto",
     "state_to_proto", "step_from_proto", "step_to_proto",
 ]

@@ -140,7 +140,7 @@ def test_help_lists_every_command_without_importing_their_modules(tmp_path: Path
 
     assert result.returncode == 0, result.stderr
     for command in ("validate", "schema", "plan", "apply", "destroy", "status", "logs",
-                    "daemon", "certs", "version"):
+                    "images", "daemon", "certs", "version"):
         assert re.search(rf"^    {command} +\S", result.stdout, re.MULTILINE), result.stdout
     assert loaded(modules, *HEAVY, "provisioner.manifest", "provisioner.cli.node_commands") \
         == []
@@ -154,7 +154,8 @@ def test_a_command_shows_its_own_options(tmp_path: Path) -> None:
     assert "at most 1024)" in text  # the daemon's limit, imported for this help only
 
 
-@pytest.mark.parametrize("command", [["status"], ["plan"]])
+@pytest.mark.parametrize("command", [["status"], ["plan"], ["images", "list"],
+                                     ["images", "prune"]])
 def test_a_target_command_never_loads_the_node_layer(tmp_path: Path,
                                                      command: list[str]) -> None:
     manifest = tmp_path / "cell.yaml"

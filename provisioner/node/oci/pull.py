@@ -25,8 +25,8 @@ it is the code that already reads local layouts (and verifies every blob again).
   :func:`auth_file` says. Credentials are never on a command line, in a log, an event
   or an error message (skopeo's messages do not carry them);
 - progress to the terminal when standard error is one, else ``--quiet``;
-- ``PR_SET_PDEATHSIG``: skopeo dies with the thread that started it, so a killed
-  apply leaves no pull running.
+- ``PR_SET_PDEATHSIG`` (set by ``setpriv --pdeathsig KILL``, which then execs skopeo):
+  skopeo dies with the thread that started it, so a killed apply leaves no pull running.
 
 A failure is turned into the project's error hierarchy with the reference named
 (:func:`pull_error`): unknown host and refused connections are Unavailable, a refused
@@ -66,6 +66,11 @@ from provisioner.node.oci.layout import machine_platform
 __all__ = ["RegistryOptions", "auth_file", "plain_http_allowed", "pull_error", "skopeo_copy"]
 
 SKOPEO = "skopeo"
+#: util-linux's setpriv (Debian: essential) sets PR_SET_PDEATHSIG and execs skopeo, so
+#: no Python runs in the forked child: a ``preexec_fn`` in a process with other threads
+#: (a daemon's gRPC workers) can crash the child before it execs (seen: SIGSEGV in
+#: ``ctypes.CDLL`` after fork, a pull failing with "no message").
+SETPRIV = "setpriv"
 #: A pull that takes longer than this is ended (skopeo's own --command-timeout).
 PULL_TIMEOUT_S = 1800
 _PR_SET_PDEATHSIG = 1
@@ -180,11 +185,13 @@ def skopeo_copy(canonical: str, layout: str, tag: str, blob_dir: str,
         if certs:
             argv += ["--src-cert-dir", certs]
         argv += [f"docker://{canonical}", f"oci:{layout}:{tag}"]
+        setpriv = shutil.which(SETPRIV)
         try:
-            done = subprocess.run(argv, stdin=subprocess.DEVNULL,
+            done = subprocess.run([setpriv, "--pdeathsig", "KILL", "--", *argv]
+                                  if setpriv else argv, stdin=subprocess.DEVNULL,
                                   stdout=2 if tty else subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, check=False,
-                                  preexec_fn=_die_with_parent,
+                                  preexec_fn=None if setpriv else _die_with_parent,
                                   timeout=PULL_TIMEOUT_S + 60)
         except subprocess.TimeoutExpired:
             raise Unavailable(f"image {label!r}: the pull took longer than "
@@ -269,7 +276,10 @@ def _stderr_is_tty() -> bool:
         return False
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here, never in a forked child
+
+
 def _die_with_parent() -> None:
-    """In the child: SIGKILL when the thread that started it ends (a killed apply)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    """In the child (without setpriv only): SIGKILL when the thread that started it
+    ends (a killed apply)."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

@@ -1,6 +1,7 @@
 """The node as the rest of the package sees it: :class:`~.layer.NodeLayer` (cells and
 executables, recorded in the store), and what builds on it - pods (``pods``), persistent
-executables (``persistent``), one-off commands in a leaf cgroup of their own
+executables (``persistent``), the images pods use and the image cache listed and
+pruned around them (``image_use``), one-off commands in a leaf cgroup of their own
 (``commands``), reading the node into a ``NodeState`` and reconciling the store with the
 kernel (``observe``), and removing everything (``teardown``). It is the top room: it may
 import every other room of the node layer (and is the only one that writes the store),

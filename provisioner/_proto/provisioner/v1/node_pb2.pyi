@@ -76,6 +76,68 @@ APPLY_EVENT_TYPE_STEP_FAILED: ApplyEventType
 APPLY_EVENT_TYPE_STEP_SKIPPED: ApplyEventType
 APPLY_EVENT_TYPE_SUMMARY: ApplyEventType
 
+class ListImagesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Image(_message.Message):
+    __slots__ = ("digest", "references", "pulled_as", "size", "blob_bytes", "pods", "imported_at_ns")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    REFERENCES_FIELD_NUMBER: _ClassVar[int]
+    PULLED_AS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    BLOB_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PODS_FIELD_NUMBER: _ClassVar[int]
+    IMPORTED_AT_NS_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    references: _containers.RepeatedScalarFieldContainer[str]
+    pulled_as: str
+    size: int
+    blob_bytes: int
+    pods: _containers.RepeatedScalarFieldContainer[str]
+    imported_at_ns: int
+    def __init__(self, digest: _Optional[str] = ..., references: _Optional[_Iterable[str]] = ..., pulled_as: _Optional[str] = ..., size: _Optional[int] = ..., blob_bytes: _Optional[int] = ..., pods: _Optional[_Iterable[str]] = ..., imported_at_ns: _Optional[int] = ...) -> None: ...
+
+class ListImagesResponse(_message.Message):
+    __slots__ = ("images", "blob_bytes", "unused_blob_bytes")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    BLOB_BYTES_FIELD_NUMBER: _ClassVar[int]
+    UNUSED_BLOB_BYTES_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[Image]
+    blob_bytes: int
+    unused_blob_bytes: int
+    def __init__(self, images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., blob_bytes: _Optional[int] = ..., unused_blob_bytes: _Optional[int] = ...) -> None: ...
+
+class PruneImagesRequest(_message.Message):
+    __slots__ = ("all", "dry_run")
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    all: bool
+    dry_run: bool
+    def __init__(self, all: _Optional[bool] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class KeptImage(_message.Message):
+    __slots__ = ("digest", "reason")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    reason: str
+    def __init__(self, digest: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PruneImagesResponse(_message.Message):
+    __slots__ = ("removed", "kept", "removed_blobs", "bytes_freed", "dry_run")
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_BLOBS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FREED_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    removed: _containers.RepeatedCompositeFieldContainer[Image]
+    kept: _containers.RepeatedCompositeFieldContainer[KeptImage]
+    removed_blobs: int
+    bytes_freed: int
+    dry_run: bool
+    def __init__(self, removed: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., kept: _Optional[_Iterable[_Union[KeptImage, _Mapping]]] = ..., removed_blobs: _Optional[int] = ..., bytes_freed: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
 class GetLogsRequest(_message.Message):
     __slots__ = ("executable", "follow", "since_ns", "tail", "channel")
     EXECUTABLE_FIELD_NUMBER: _ClassVar[int]

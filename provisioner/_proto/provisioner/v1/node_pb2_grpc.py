@@ -54,6 +54,16 @@ class NodeServiceStub:
                 request_serializer=provisioner_dot_v1_dot_node__pb2.GetLogsRequest.SerializeToString,
                 response_deserializer=provisioner_dot_v1_dot_node__pb2.LogEntry.FromString,
                 _registered_method=True)
+        self.ListImages = channel.unary_unary(
+                '/provisioner.v1.NodeService/ListImages',
+                request_serializer=provisioner_dot_v1_dot_node__pb2.ListImagesRequest.SerializeToString,
+                response_deserializer=provisioner_dot_v1_dot_node__pb2.ListImagesResponse.FromString,
+                _registered_method=True)
+        self.PruneImages = channel.unary_unary(
+                '/provisioner.v1.NodeService/PruneImages',
+                request_serializer=provisioner_dot_v1_dot_node__pb2.PruneImagesRequest.SerializeToString,
+                response_deserializer=provisioner_dot_v1_dot_node__pb2.PruneImagesResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -89,6 +99,24 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListImages(self, request, context):
+        """The node's image cache: every unpacked image with what names it, its size and
+        the pods using it. Changes nothing. (What `provisioner images list` shows.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PruneImages(self, request, context):
+        """Remove the images no pod of the node uses (dangling ones; every unused one with
+        `all`) and the blobs no remaining image needs, under the node's writer lock
+        (FAILED_PRECONDITION when another apply keeps it past the lock timeout). An
+        image in use is never removed. (What `provisioner images prune` does.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +139,16 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.GetLogs,
                     request_deserializer=provisioner_dot_v1_dot_node__pb2.GetLogsRequest.FromString,
                     response_serializer=provisioner_dot_v1_dot_node__pb2.LogEntry.SerializeToString,
+            ),
+            'ListImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListImages,
+                    request_deserializer=provisioner_dot_v1_dot_node__pb2.ListImagesRequest.FromString,
+                    response_serializer=provisioner_dot_v1_dot_node__pb2.ListImagesResponse.SerializeToString,
+            ),
+            'PruneImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneImages,
+                    request_deserializer=provisioner_dot_v1_dot_node__pb2.PruneImagesRequest.FromString,
+                    response_serializer=provisioner_dot_v1_dot_node__pb2.PruneImagesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +259,60 @@ class NodeService:
             '/provisioner.v1.NodeService/GetLogs',
             provisioner_dot_v1_dot_node__pb2.GetLogsRequest.SerializeToString,
             provisioner_dot_v1_dot_node__pb2.LogEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/provisioner.v1.NodeService/ListImages',
+            provisioner_dot_v1_dot_node__pb2.ListImagesRequest.SerializeToString,
+            provisioner_dot_v1_dot_node__pb2.ListImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/provisioner.v1.NodeService/PruneImages',
+            provisioner_dot_v1_dot_node__pb2.PruneImagesRequest.SerializeToString,
+            provisioner_dot_v1_dot_node__pb2.PruneImagesResponse.FromString,
             options,
             channel_credentials,
             insecure,
