@@ -43,15 +43,11 @@ from provisioner.model import (
 )
 from provisioner.names import check_process_name, process_kind
 from provisioner.node import (
-    DriverStore,
     LogReader,
     NodeLayer,
-    Pods,
     WriterLock,
     check_plan,
-    driver_key,
     observe,
-    persistent,
     read_holder,
     reconcile,
 )
@@ -213,6 +209,8 @@ class LocalExecutor:
             elif step.action is Action.UPDATE and isinstance(spec, CellSpec):
                 layer.update_cell(spec, manifest_set)
             elif step.action is Action.FREE:
+                from provisioner.node import Pods  # pods, images: loaded when needed
+
                 Pods(layer).free_cell(step.ref.name)
             else:
                 raise FailedPrecondition(f"cannot {step.action.value} a cell")
@@ -231,6 +229,8 @@ class LocalExecutor:
             self._perform_driver(step, manifest_set)
             return
         if step.ref.kind is Kind.PERSISTENT_EXECUTABLE:
+            from provisioner.node import persistent
+
             if step.action in (Action.ENABLE, Action.DISABLE) and isinstance(
                     spec, PersistentExecutableSpec):
                 persistent.declare(layer, spec, manifest_set)  # spec.enabled decides
@@ -245,6 +245,8 @@ class LocalExecutor:
         raise FailedPrecondition(f"{step.ref}: cannot {step.action.value} this kind")
 
     def _perform_pod(self, step: Step, manifest_set: str) -> None:
+        from provisioner.node import Pods
+
         pods, spec = Pods(self.layer), step.spec
         if step.action is Action.ALLOCATE and isinstance(spec, PodSpec):
             pods.allocate(spec, manifest_set)
@@ -262,6 +264,8 @@ class LocalExecutor:
     def _perform_driver(self, step: Step, manifest_set: str) -> None:
         """PUSH: store the file (checked against its SHA-256), dropping the version it
         replaces; DELETE: remove the stored file. Both recorded in the store."""
+        from provisioner.node import DriverStore, driver_key
+
         layer, spec = self.layer, step.spec
         store = DriverStore(layer.config.state_dir)
         applied = layer.applied_spec(Kind.DRIVER, step.ref.name)
