@@ -43,17 +43,11 @@ from provisioner.model import (
 )
 from provisioner.names import check_process_name, process_kind
 from provisioner.node import (
-    DriverStore,
     LogReader,
     NodeLayer,
-    Pods,
     WriterLock,
     check_plan,
-    driver_key,
-    list_node_images,
     observe,
-    persistent,
-    prune_node_images,
     read_holder,
     reconcile,
 )
@@ -191,12 +185,16 @@ class LocalExecutor:
 
     def list_images(self) -> ImageList:
         """The image cache of the state directory, with the pods using each image."""
+        from provisioner.node import list_node_images
+
         return list_node_images(self.layer)
 
     def prune_images(self, all_unused: bool = False, dry_run: bool = False) -> ImagePrune:
         """Under the writer lock (reconciled first, so pods an interrupted apply left
         half-made are settled): remove what no pod uses (see :meth:`Executor.prune_images
         <provisioner.executors.base.Executor.prune_images>`)."""
+        from provisioner.node import prune_node_images
+
         with self.locked():
             result = prune_node_images(self.layer, all_unused, dry_run)
             if result.removed and not dry_run:
@@ -232,6 +230,8 @@ class LocalExecutor:
             elif step.action is Action.UPDATE and isinstance(spec, CellSpec):
                 layer.update_cell(spec, manifest_set)
             elif step.action is Action.FREE:
+                from provisioner.node import Pods  # pods, images: loaded when needed
+
                 Pods(layer).free_cell(step.ref.name)
             else:
                 raise FailedPrecondition(f"cannot {step.action.value} a cell")
@@ -250,6 +250,8 @@ class LocalExecutor:
             self._perform_driver(step, manifest_set)
             return
         if step.ref.kind is Kind.PERSISTENT_EXECUTABLE:
+            from provisioner.node import persistent
+
             if step.action in (Action.ENABLE, Action.DISABLE) and isinstance(
                     spec, PersistentExecutableSpec):
                 persistent.declare(layer, spec, manifest_set)  # spec.enabled decides
@@ -264,6 +266,8 @@ class LocalExecutor:
         raise FailedPrecondition(f"{step.ref}: cannot {step.action.value} this kind")
 
     def _perform_pod(self, step: Step, manifest_set: str) -> None:
+        from provisioner.node import Pods
+
         pods, spec = Pods(self.layer), step.spec
         if step.action is Action.ALLOCATE and isinstance(spec, PodSpec):
             pods.allocate(spec, manifest_set)
@@ -281,6 +285,8 @@ class LocalExecutor:
     def _perform_driver(self, step: Step, manifest_set: str) -> None:
         """PUSH: store the file (checked against its SHA-256), dropping the version it
         replaces; DELETE: remove the stored file. Both recorded in the store."""
+        from provisioner.node import DriverStore, driver_key
+
         layer, spec = self.layer, step.spec
         store = DriverStore(layer.config.state_dir)
         applied = layer.applied_spec(Kind.DRIVER, step.ref.name)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from provisioner.defaults import DEFAULT_PARALLELISM
 from provisioner.errors import ProvisionerError
@@ -20,6 +20,9 @@ from provisioner.events import ApplyEvent, EventType, Summary
 from provisioner.limits import MAX_PARALLELISM
 from provisioner.plan.render import change_counts
 from provisioner.plan.steps import Change, Plan, Step
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = ["DEFAULT_PARALLELISM", "run_plan"]
 
@@ -42,6 +45,12 @@ def run_plan(plan: Plan, perform: Callable[[Step], None], parallelism: int = 0,
     steps whose requirements have succeeded and reports what the threads finish.
     """
     steps = plan.steps
+    if not steps:  # nothing to do (a no-op apply): no pool, not even its module
+        yield ApplyEvent(EventType.SUMMARY, _now_ns(), summary=_summary(plan, set(), set(),
+                                                                        generation()))
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
     # Bounded: a request may ask for any uint32 (the CLI refuses more than the limit).
     workers = max(1, min(parallelism or DEFAULT_PARALLELISM, MAX_PARALLELISM))
     dependents: list[list[int]] = [[] for _ in steps]

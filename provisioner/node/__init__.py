@@ -38,9 +38,6 @@ if TYPE_CHECKING:
     from provisioner.node.oci.preflight import (
         check_plan as check_plan,
     )
-    from provisioner.node.oci.pull import (
-        RegistryOptions as RegistryOptions,
-    )
     from provisioner.node.process import (
         leaf as leaf,
     )
@@ -147,6 +144,9 @@ if TYPE_CHECKING:
         read_holder as read_holder,
     )
     from provisioner.node.state.store import Event as _StoreEvent
+    from provisioner.node.types import (
+        RegistryOptions as RegistryOptions,
+    )
 
     StoreEvent = _StoreEvent
 
@@ -170,7 +170,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "check_not_persistent": ("provisioner.node.runtime.persistent", "check_not_persistent"),
     "restart_enabled": ("provisioner.node.runtime.persistent", "restart_enabled"),
     "NodeConfig": ("provisioner.node.runtime.layer", "NodeConfig"),
-    "RegistryOptions": ("provisioner.node.oci.pull", "RegistryOptions"),
+    "RegistryOptions": ("provisioner.node.types", "RegistryOptions"),
     "NodeLayer": ("provisioner.node.runtime.layer", "NodeLayer"),
     "log_path": ("provisioner.node.runtime.layer", "log_path"),
     "status_path": ("provisioner.node.runtime.layer", "status_path"),

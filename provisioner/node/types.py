@@ -1,8 +1,15 @@
-"""Small value types shared by the node layer's modules (cgroups, namespaces, shim)."""
+"""Small value types shared by the node layer's modules (cgroups, namespaces, shim,
+registry options). Here rather than beside their users so that importing one (the
+node layer's configuration, say) loads nothing else."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+#: Under the state directory: one record per pod attached to the pod network
+#: (:class:`provisioner.node.oci.cni_pods.PodNetworks`); none there, no pod network to
+#: sweep (so that reconciling a node without pods never loads the pod modules).
+POD_NETWORK_RECORDS = ("cni", "pods")
 
 
 @dataclass(frozen=True)
@@ -32,3 +39,16 @@ class NamespaceTarget:
     holder_pid: int
     holder_start_time: int
     namespaces: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    """How this node reaches registries (NodeConfig, CLI/daemon flags); the pulls that
+    use them are :mod:`provisioner.node.oci.pull`'s."""
+
+    #: A PEM file of CA certificates trusted besides the system roots ("": none).
+    ca_file: str = ""
+    #: Registries (HOST or HOST:PORT) that may be reached without verified TLS.
+    insecure: tuple[str, ...] = ()
+    #: The auth.json to use; "": ``$REGISTRY_AUTH_FILE`` or podman's default paths.
+    auth_file: str = ""

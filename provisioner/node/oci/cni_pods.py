@@ -52,6 +52,7 @@ from provisioner.node.oci.network import (
     netns_path,
     remove_netns,
 )
+from provisioner.node.types import POD_NETWORK_RECORDS
 
 LOCK_FILE = "/run/lock/provisioner-cni.lock"
 IFNAME = "eth0"
@@ -133,7 +134,7 @@ class PodNetworks:
         self.subnet = check_subnet(subnet)
         self.name = f"provisioner-{self.root_name}"
         self.bridge = bridge_name(self.root_name)
-        self.records_dir = os.path.join(state_dir, "cni", "pods")
+        self.records_dir = os.path.join(state_dir, *POD_NETWORK_RECORDS)
 
     # -- configuration ---------------------------------------------------------------
     def plugins(self, ports: list[PortMapping]) -> list[dict[str, Any]]:

@@ -15,14 +15,15 @@ pulled or unpacked, and no registry is contacted.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from provisioner.errors import FailedPrecondition, ProvisionerError
 from provisioner.imageref import canonical_reference, parse_image_reference, parse_registry
 from provisioner.model import ContainerSpec, Kind, PodSpec, PullPolicy
-from provisioner.node.oci.images import ImageStore
-from provisioner.node.oci.layout import parse_reference, resolve
-from provisioner.node.oci.registry_images import find_pulled, named
 from provisioner.plan.steps import Action, Plan, Step
+
+if TYPE_CHECKING:
+    from provisioner.node.oci.images import ImageStore
 
 __all__ = ["check_plan", "image_problem", "images_to_pull", "unusable_images"]
 
@@ -30,6 +31,9 @@ __all__ = ["check_plan", "image_problem", "images_to_pull", "unusable_images"]
 def image_problem(container: ContainerSpec, images: ImageStore | None = None) -> str | None:
     """Why this node cannot run ``container``'s image, or None when it can (a registry
     image it can pull counts as usable; ``images``, the store, tells Never apart)."""
+    from provisioner.node.oci.layout import parse_reference, resolve
+    from provisioner.node.oci.registry_images import find_pulled, named
+
     text = container.image
     try:
         reference = parse_image_reference(text)
@@ -56,6 +60,8 @@ def image_problem(container: ContainerSpec, images: ImageStore | None = None) ->
 def images_to_pull(spec: PodSpec, images: ImageStore | None) -> list[str]:
     """The canonical references an allocate of ``spec`` pulls from registries: those
     with pullPolicy Always, and IfNotPresent ones this node has not pulled yet."""
+    from provisioner.node.oci.registry_images import find_pulled
+
     wanted: list[str] = []
     for container in spec.containers:
         if container.image.startswith(("oci:", "/")) or \
@@ -93,7 +99,14 @@ def unusable_images(plan: Plan, images: ImageStore | None = None) -> list[str]:
 def check_plan(plan: Plan, state_dir: str = "") -> Plan:
     """``plan`` if this node can carry it out as far as it can tell now (its allocate
     steps saying which images they pull); else FailedPrecondition listing every
-    problem. ``state_dir``: the node's, whose image store says what was pulled."""
+    problem. ``state_dir``: the node's, whose image store says what was pulled.
+
+    A plan that allocates no pod is returned as it is, and loads none of the image
+    modules (a plan of cells and executables has no image to check)."""
+    if not any(_allocates_pod(step) for step in plan.steps):
+        return plan
+    from provisioner.node.oci.images import ImageStore
+
     images = ImageStore(state_dir) if state_dir else None
     problems = unusable_images(plan, images)
     if problems:
@@ -101,6 +114,10 @@ def check_plan(plan: Plan, state_dir: str = "") -> Plan:
                                  f"{len(problems)} container(s):\n  " + "\n  ".join(problems))
     steps = tuple(_with_pulls(step, images) for step in plan.steps)
     return plan if steps == plan.steps else dataclasses.replace(plan, steps=steps)
+
+
+def _allocates_pod(step: Step) -> bool:
+    return step.action is Action.ALLOCATE and isinstance(step.spec, PodSpec)
 
 
 def _with_pulls(step: Step, images: ImageStore | None) -> Step:

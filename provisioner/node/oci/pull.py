@@ -49,7 +49,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 from provisioner.errors import (
     DataLoss,
@@ -62,6 +61,7 @@ from provisioner.errors import (
     Unavailable,
 )
 from provisioner.node.oci.layout import machine_platform
+from provisioner.node.types import RegistryOptions
 
 __all__ = ["RegistryOptions", "auth_file", "plain_http_allowed", "pull_error", "skopeo_copy"]
 
@@ -75,18 +75,6 @@ SETPRIV = "setpriv"
 PULL_TIMEOUT_S = 1800
 _PR_SET_PDEATHSIG = 1
 _MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
-
-
-@dataclass(frozen=True)
-class RegistryOptions:
-    """How this node reaches registries (NodeConfig, CLI/daemon flags)."""
-
-    #: A PEM file of CA certificates trusted besides the system roots ("": none).
-    ca_file: str = ""
-    #: Registries (HOST or HOST:PORT) that may be reached without verified TLS.
-    insecure: tuple[str, ...] = ()
-    #: The auth.json to use; "": ``$REGISTRY_AUTH_FILE`` or podman's default paths.
-    auth_file: str = ""
 
 
 def plain_http_allowed(host: str, insecure: Sequence[str] = ()) -> bool:

@@ -32,8 +32,6 @@ from provisioner.model import CellSpec, ExecutableSpec, Kind, ResourceSpec
 from provisioner.model_json import dumps, loads
 from provisioner.names import cell_parent, check_cell_path, check_dns_label, check_process_name
 from provisioner.node.cgroups.layout import HOLDER_LEAF, detect_layout, executable_leaf, make_driver
-from provisioner.node.oci.containers import remove_runc_cgroups
-from provisioner.node.oci.pull import RegistryOptions
 from provisioner.node.process import leaf as leafops
 from provisioner.node.process.exec_limits import check_exec_size
 from provisioner.node.process.logs import LogLimits
@@ -56,7 +54,7 @@ from provisioner.node.state.store import (
     ProcessState,
     Store,
 )
-from provisioner.node.types import NamespaceTarget
+from provisioner.node.types import NamespaceTarget, RegistryOptions
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +310,10 @@ class NodeLayer:
                 "(Pods.free_cell frees a cell with its pods)")
         for process in self.store.list_processes(within=name):
             self.stop_executable(process.name, forget=True)
+        # Only now: the containers module (runc, bundles) is for pods, and a node layer
+        # that only runs cells and executables never loads it.
+        from provisioner.node.oci.containers import remove_runc_cgroups
+
         for cell in sorted(cells | {name}, key=lambda c: -c.count("/")):
             self._free_kernel(cell)
             # Containers' runc made the cell's path in hierarchies we do not manage too.

@@ -10,6 +10,7 @@ creations a crash interrupted (``.provisioner-new.*``) are removed.
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import replace
 
@@ -18,15 +19,12 @@ from provisioner.model import CellLimits, CellSpec, DriverSpec, ExecutableSpec, 
 from provisioner.model_json import dumps, loads
 from provisioner.names import container_process_name
 from provisioner.node.cgroups.layout import same_limits
-from provisioner.node.oci.cni_pods import PodNetworks
-from provisioner.node.oci.containers import bundle_dir, runc_failure
 from provisioner.node.process.namespaces import holder_alive
 from provisioner.node.process.shimspec import ShimStatus
 from provisioner.node.process.supervise import shim_alive
 from provisioner.node.runtime.layer import NodeLayer, phase_of, process_record
-from provisioner.node.state.drivers import DriverStore, driver_key
 from provisioner.node.state.store import ProcessState
-from provisioner.node.types import NamespaceTarget
+from provisioner.node.types import POD_NETWORK_RECORDS, NamespaceTarget
 from provisioner.state import NodeState, ObservedResource, ProcessPhase, ProcessStatus
 
 
@@ -56,6 +54,10 @@ _POD_PHASE_ORDER = (ProcessPhase.FAILED, ProcessPhase.PENDING, ProcessPhase.STOP
 def pod_status(layer: NodeLayer, spec: PodSpec) -> tuple[ProcessStatus, list[str]]:
     """A pod's observed process: its least healthy container's (restarts summed), with
     every container's drift notes."""
+    # Imported here, as below: observing a node without pods (or drivers) loads neither
+    # the container nor the driver modules.
+    from provisioner.node.oci.containers import bundle_dir, runc_failure
+
     seen: list[ProcessStatus] = []
     drift: list[str] = []
     for container in spec.containers:
@@ -119,6 +121,8 @@ def observe(layer: NodeLayer) -> NodeState:
         elif isinstance(spec, PodSpec):
             process, drift = pod_status(layer, spec)
         elif isinstance(spec, DriverSpec):
+            from provisioner.node.state.drivers import DriverStore, driver_key
+
             present = DriverStore(layer.config.state_dir).exists(driver_key(spec))
             drift = [] if present else ["stored driver file is missing"]
         observed.append(ObservedResource(spec, record.manifest_set, present, process,
@@ -168,9 +172,22 @@ def reconcile(layer: NodeLayer) -> list[str]:
             tx.record_event("Cell", cell, "adopted", "owned cgroup without a record")
         found.append(f"Cell/{cell}: adopted a cgroup left by an interrupted run")
     # Pod networks (namespace, CNI chain) of pods an interrupted run never recorded.
+    if not _has_entries(os.path.join(layer.config.state_dir, *POD_NETWORK_RECORDS)):
+        return found  # no pod was ever attached (or all were detached): nothing to sweep
+    from provisioner.node.oci.cni_pods import PodNetworks
+
     networks = PodNetworks(layer.config.state_dir, layer.cgroups.root_name,
                            layer.config.pod_subnet)
     found.extend(networks.sweep({r.name for r in store.list_resources(Kind.POD)}))
     return found
 
 
+
+
+def _has_entries(directory: str) -> bool:
+    """Whether ``directory`` exists and holds anything."""
+    try:
+        with os.scandir(directory) as entries:
+            return any(True for _ in entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
