@@ -137,7 +137,10 @@ def _runc(state_dir: str, *args: str, what: str) -> str:
 
 def _containers_of(state_dir: str, bundle: str) -> list[dict[str, Any]]:
     """runc's containers (``runc list``) whose bundle is BUNDLE."""
-    if not os.path.isdir(runc_root(state_dir)):
+    try:
+        if not os.listdir(runc_root(state_dir)):
+            return []  # runc keeps a directory per container there: none, nothing to list
+    except (FileNotFoundError, NotADirectoryError):
         return []
     for attempt in range(5):
         try:
