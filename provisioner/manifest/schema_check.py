@@ -128,22 +128,36 @@ _FAST_FORMATS = {
 }
 
 
+#: Where scripts/generate.py writes each kind's pass/fail check as Python (its bytecode
+#: is cached like any module's, so a process does not generate and compile it again).
+GENERATED_CHECKS = "provisioner._schemacheck"
+
+
 @cache
 def fast_check_for(kind: str) -> Callable[[object], object]:
     """A compiled validator (fastjsonschema, ~50x faster) that only says pass or fail.
 
     Valid documents, the common case, are checked by it alone; a failure is explained by
-    ``validator_for``, which then reports every error of the document.
+    ``validator_for``, which then reports every error of the document. The check is the
+    generated module of the kind (``provisioner/_schemacheck/``); without one (a schema
+    made at run time, or a tree without the generated code) it is compiled here.
     """
-    return compile_pass_fail(load_schema(f"{kind.lower()}.schema.json"))
+    try:
+        module = __import__(f"{GENERATED_CHECKS}.{kind.lower()}", fromlist=["check"])
+    except ModuleNotFoundError:
+        return compile_pass_fail(load_schema(f"{kind.lower()}.schema.json"))
+    return functools.partial(module.check, custom_formats=_FAST_FORMATS)
 
 
-def compile_pass_fail(schema: dict[str, Any]) -> Callable[[object], object]:
-    """``fastjsonschema.compile(schema, formats=..., use_default=False)`` (draft 7),
-    except that a failure raises a bare JsonSchemaValueException: its detailed ones put
-    the schema of every rule into the generated code, five times as long and slower to
-    build (~20 ms of a ``validate`` of one Cell), and its own ``detailed_exceptions=False``
-    breaks on ``const`` (2.22). Which data pass is the same; why is ``validator_for``'s."""
+def pass_fail_source(schema: dict[str, Any]) -> tuple[str, str]:
+    """The Python source of ``schema``'s pass/fail check, and its function's name.
+
+    ``fastjsonschema``'s draft-7 code (``use_default=False``: data untouched), except
+    that a failure raises a bare JsonSchemaValueException: its detailed ones put the
+    schema of every rule into the generated code, five times as long and slower to build,
+    and its own ``detailed_exceptions=False`` breaks on ``const`` (2.22). Which data pass
+    is the same; why is ``validator_for``'s. The format checks are the call's
+    ``custom_formats`` (see :func:`fast_check_for`)."""
     from fastjsonschema.draft07 import CodeGeneratorDraft07
     from fastjsonschema.ref_resolver import RefResolver
 
@@ -154,10 +168,17 @@ def compile_pass_fail(schema: dict[str, Any]) -> Callable[[object], object]:
 
     resolver = RefResolver.from_schema(schema, handlers={}, store={})
     generator = PassFail(  # type: ignore[no-untyped-call]
-        schema, resolver=resolver, formats=_FAST_FORMATS, use_default=False)  # data untouched
-    namespace: dict[str, Any] = generator.global_state
-    exec(generator.func_code, namespace)  # what fastjsonschema.compile does
-    check: Callable[..., object] = namespace[resolver.get_scope_name()]
+        schema, resolver=resolver, formats=_FAST_FORMATS, use_default=False)
+    source = f"{generator.global_state_code}\n{generator.func_code}\n"
+    return source, resolver.get_scope_name()
+
+
+def compile_pass_fail(schema: dict[str, Any]) -> Callable[[object], object]:
+    """``schema``'s pass/fail check (:func:`pass_fail_source`), compiled in this process."""
+    source, name = pass_fail_source(schema)
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<check of {schema.get('title', 'a schema')}>", "exec"), namespace)
+    check: Callable[..., object] = namespace[name]
     return functools.partial(check, custom_formats=_FAST_FORMATS)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 import pytest
 from jsonschema import Draft7Validator
 
@@ -12,6 +14,8 @@ from provisioner._proto.provisioner.v1 import manifest_pb2
 from provisioner.manifest.overlay import KINDS
 from provisioner.manifest.schema_check import load_schema
 from provisioner.manifest.schema_gen import friendly_enum_value
+
+MANIFESTS = Path(__file__).parent
 
 NAMES = [f"{k.lower()}.schema.json" for k in KINDS] + ["manifest.schema.json"]
 
@@ -81,3 +85,36 @@ def test_whole_manifest_schema_dispatches_on_kind() -> None:
     bad = {**good, "spec": {"cpu": {"weight": 0}}}
     assert not list(validator.iter_errors(good))
     assert list(validator.iter_errors(bad))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_generated_fast_check_is_used_and_agrees_with_a_fresh_compile(kind: str) -> None:
+    """The pass/fail check comes from provisioner/_schemacheck (bytecode cached, nothing
+    compiled per process), and passes and fails exactly what one compiled now does on the
+    golden documents of that kind (valid and invalid)."""
+    import yaml
+
+    from provisioner.manifest.schema_check import compile_pass_fail, fast_check_for
+
+    generated = fast_check_for(kind)
+    assert generated.func.__module__ == f"provisioner._schemacheck.{kind.lower()}"  # type: ignore[attr-defined]
+    fresh = compile_pass_fail(load_schema(f"{kind.lower()}.schema.json"))
+
+    def passes(check: Any, doc: object) -> bool:
+        try:
+            check(doc)
+        except fastjsonschema.JsonSchemaException:
+            return False
+        return True
+
+    docs = []
+    for path in sorted(MANIFESTS.glob("*/*.yaml")):
+        try:
+            docs += [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8-sig"))
+                     if isinstance(d, dict) and d.get("kind") == kind]
+        except (yaml.YAMLError, UnicodeDecodeError):  # the cases of broken files
+            continue
+    assert docs, f"no golden document of kind {kind}"
+    verdicts = [passes(generated, d) for d in docs]
+    assert verdicts == [passes(fresh, d) for d in docs]
+    assert True in verdicts
