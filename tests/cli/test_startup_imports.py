@@ -168,3 +168,28 @@ def test_a_target_command_never_loads_the_node_layer(tmp_path: Path,
     assert "grpc" in modules  # it did talk to the daemon
     assert loaded(modules, "provisioner.node", "provisioner.executors.local",
                   "provisioner.daemon", "jsonschema", "jinja2") == []
+
+
+def test_a_pod_from_a_local_layout_loads_no_registry_code(tmp_path: Path) -> None:
+    """Planning a pod whose image is a local OCI layout loads neither skopeo's wrapper
+    (``provisioner.node.oci.pull``), the registry cache nor ``ssl``: they load only for
+    registry images (bench/pods.py measures the pod path)."""
+    from tests.oci_fixture import build_busybox_layout
+
+    image = build_busybox_layout(tmp_path / "busybox")
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(f"""\
+apiVersion: provisioner/v1
+kind: Pod
+metadata: {{name: solo}}
+spec:
+  containers:
+    - {{name: c, image: "oci:{image}", command: [sleep, "1"]}}
+""")
+    result, modules = run_cli(tmp_path, "plan", str(manifest), "--state-dir",
+                              str(tmp_path / "state"), "--cgroup-root", "ptest-imports")
+    assert result.returncode == 0, result.stderr
+    assert "+ allocate Pod/solo" in result.stdout
+    assert "provisioner.node.oci.preflight" in modules  # the pod's image was checked
+    assert loaded(modules, "provisioner.node.oci.pull",
+                  "provisioner.node.oci.registry_images", "ssl") == []

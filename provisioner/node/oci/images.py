@@ -62,9 +62,8 @@ from provisioner.node.oci.layout import (
     read_json_blob,
     resolve,
 )
-from provisioner.node.oci.pull import RegistryOptions
-from provisioner.node.oci.registry_images import pull_registry_image
 from provisioner.node.oci.unpack import apply_layer
+from provisioner.node.types import RegistryOptions
 
 __all__ = ["Image", "ImageConfig", "ImageInfo", "ImageStore", "image_config"]
 
@@ -141,6 +140,9 @@ class ImageStore:
         registry image pulled first, as ``policy`` says)."""
         if not reference.startswith(("oci:", "/")) and \
                 not parse_image_reference(reference).is_layout:
+            # (the registry code, skopeo's and TLS's, loads only for registry images)
+            from provisioner.node.oci.registry_images import pull_registry_image
+
             image = pull_registry_image(self, reference, registry, policy)
             assert isinstance(image, Image)
             return image

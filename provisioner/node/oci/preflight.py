@@ -32,12 +32,13 @@ def image_problem(container: ContainerSpec, images: ImageStore | None = None) ->
     """Why this node cannot run ``container``'s image, or None when it can (a registry
     image it can pull counts as usable; ``images``, the store, tells Never apart)."""
     from provisioner.node.oci.layout import parse_reference, resolve
-    from provisioner.node.oci.registry_images import find_pulled, named
 
     text = container.image
     try:
         reference = parse_image_reference(text)
-        if not reference.is_layout:
+        if not reference.is_layout:  # (the registry code loads only for registry images)
+            from provisioner.node.oci.registry_images import find_pulled, named
+
             if container.registry:
                 parse_registry(container.registry)
             if container.pull_policy is PullPolicy.NEVER and (
@@ -60,8 +61,6 @@ def image_problem(container: ContainerSpec, images: ImageStore | None = None) ->
 def images_to_pull(spec: PodSpec, images: ImageStore | None) -> list[str]:
     """The canonical references an allocate of ``spec`` pulls from registries: those
     with pullPolicy Always, and IfNotPresent ones this node has not pulled yet."""
-    from provisioner.node.oci.registry_images import find_pulled
-
     wanted: list[str] = []
     for container in spec.containers:
         if container.image.startswith(("oci:", "/")) or \
@@ -73,6 +72,8 @@ def images_to_pull(spec: PodSpec, images: ImageStore | None) -> list[str]:
             continue
         if canonical in wanted:
             continue
+        from provisioner.node.oci.registry_images import find_pulled
+
         if container.pull_policy is PullPolicy.ALWAYS or images is None or \
                 find_pulled(images, container.image, container.registry) is None:
             wanted.append(canonical)
