@@ -10,6 +10,10 @@
   returns the manifest digest (the layout's: an OCI manifest is pushed unchanged).
 - ``blob_file(registry, digest)``: where the registry stores a blob (to damage it).
 - ``auth_json(path, registry, user, password)``: an ``auth.json`` as podman writes it.
+- pytest fixtures ``registry`` (a plain-HTTP registry per test module) and ``pushed``
+  (busybox pushed to it as ``HOST/library/busybox:1.0``, its manifest digest; needs
+  ``busybox_image`` of ``tests.oci_fixture``): import them into a test module and list
+  them in its ``__all__``, as ``busybox_image``.
 
 Skips when docker-registry, skopeo or openssl are missing.
 """
@@ -177,3 +181,16 @@ def blob_file(registry: Registry, digest: str) -> Path:
     hex_ = digest.partition(":")[2]
     return (registry.root / "data" / "docker" / "registry" / "v2" / "blobs" / "sha256"
             / hex_[:2] / hex_ / "data")
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A plain-HTTP registry on 127.0.0.1 for the test module."""
+    with local_registry(tmp_path_factory.mktemp("registry")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def pushed(registry: Registry, busybox_image: str) -> str:
+    """busybox as HOST/library/busybox:1.0; its manifest digest."""
+    return push(registry, busybox_image, "library/busybox", "1.0")

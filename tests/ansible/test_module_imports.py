@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.node.runtime.layer import NodeLayer
+from tests.cli.test_startup_imports import loaded
 from tests.conftest import make_config, tear_down
 
 #: Runs ResourceManager as the module does (the params it gets), prints its result as
@@ -54,12 +55,6 @@ def run_task(tmp_path: Path, state_dir: str, cgroup_root: str) -> tuple[dict[str
                             timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout), set(modules_file.read_text().split())
-
-
-def loaded(modules: set[str], *names: str) -> list[str]:
-    """Which of ``names`` (or their submodules) were imported."""
-    return sorted(m for m in modules for name in names
-                  if m == name or m.startswith(name + "."))
 
 
 def test_a_no_op_resource_task_loads_only_what_its_path_needs(tmp_path: Path) -> None:

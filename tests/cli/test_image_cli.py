@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
 
@@ -23,9 +22,9 @@ from tests.cli.test_node_cli import Node, node  # noqa: F401 - the fixture
 from tests.daemon.node_harness import running_daemon
 from tests.node.test_image_gc import lock_held_elsewhere
 from tests.oci_fixture import build_busybox_layout, busybox_image
-from tests.registry_fixture import Registry, local_registry, push
+from tests.registry_fixture import Registry, push, registry
 
-__all__ = ["busybox_image"]
+__all__ = ["busybox_image", "registry"]
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(shutil.which("runc") is None, reason="needs runc")]
 
@@ -40,12 +39,6 @@ spec:
       image: IMAGE
       command: ["sleep", "1000"]
 """
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    with local_registry(tmp_path_factory.mktemp("registry")) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,9 @@ from provisioner.cli import main
 from tests.cli.test_node_cli import Node, node  # noqa: F401 - the fixture
 from tests.daemon.node_harness import running_daemon
 from tests.oci_fixture import build_busybox_layout, busybox_image
-from tests.registry_fixture import Registry, auth_json, local_registry, push
+from tests.registry_fixture import Registry, auth_json, local_registry, push, pushed, registry
 
-__all__ = ["busybox_image"]
+__all__ = ["busybox_image", "pushed", "registry"]
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(shutil.which("runc") is None, reason="needs runc")]
 
@@ -35,17 +34,6 @@ spec:
       image: IMAGE
       command: ["sh", "-c", "echo served by $(hostname); exec sleep 1000"]
 """
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    with local_registry(tmp_path_factory.mktemp("registry")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def pushed(registry: Registry, busybox_image: str) -> str:
-    return push(registry, busybox_image, "library/busybox", "1.0")
 
 
 def write_pod(target: Node, image: str, extra: str = "") -> Path:

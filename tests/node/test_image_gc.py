@@ -27,17 +27,11 @@ from provisioner.node.runtime.layer import NodeLayer
 from provisioner.node.runtime.pods import Pods
 from provisioner.state import ImageRecord
 from tests.oci_fixture import build_busybox_layout, busybox_image
-from tests.registry_fixture import Registry, local_registry, push
+from tests.registry_fixture import Registry, push, registry
 
-__all__ = ["busybox_image"]
+__all__ = ["busybox_image", "registry"]
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(shutil.which("runc") is None, reason="needs runc")]
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    with local_registry(tmp_path_factory.mktemp("registry")) as running:
-        yield running
 
 
 def sleeper(name: str, image: str) -> PodSpec:

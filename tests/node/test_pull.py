@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,21 +31,17 @@ from provisioner.model import PullPolicy
 from provisioner.node.oci.images import ImageStore
 from provisioner.node.oci.pull import RegistryOptions, plain_http_allowed, pull_error
 from tests.oci_fixture import build_busybox_layout, busybox_image
-from tests.registry_fixture import Registry, auth_json, blob_file, local_registry, push
+from tests.registry_fixture import (
+    Registry,
+    auth_json,
+    blob_file,
+    local_registry,
+    push,
+    pushed,
+    registry,
+)
 
-__all__ = ["busybox_image"]
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    with local_registry(tmp_path_factory.mktemp("registry")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def pushed(registry: Registry, busybox_image: str) -> str:
-    """busybox as HOST/library/busybox:1.0; its manifest digest."""
-    return push(registry, busybox_image, "library/busybox", "1.0")
+__all__ = ["busybox_image", "pushed", "registry"]
 
 
 def image_dirs(store: ImageStore) -> list[str]:
