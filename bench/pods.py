@@ -45,7 +45,6 @@ import statistics
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -108,6 +107,20 @@ def wait_running(procs_file: str, command: str = "sleep", timeout: float = 10) -
                         return
         time.sleep(0.001)
     raise SystemExit(f"no {command} in {procs_file} after {timeout:g} s")
+
+
+@contextlib.contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A private directory under /var/tmp, removed at the end. Its name has only
+    lowercase letters, digits and single dashes: podman names an ``oci:`` image after
+    its path, and refuses one with ``_`` or ``-_`` in it (which tempfile's names can
+    have)."""
+    path = Path("/var/tmp") / f"bench-pods-{uuid.uuid4().hex}"
+    path.mkdir(mode=0o700)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class ProvisionerCycle:
@@ -291,9 +304,7 @@ def main() -> int:
         only.discard("podman")
     cli = str(Path(sys.executable).parent / "provisioner")
     tag = uuid.uuid4().hex[:6]
-    with tempfile.TemporaryDirectory(prefix="bench-pods-", dir="/var/tmp") as tmp_, \
-            contextlib.ExitStack() as stack:
-        tmp = Path(tmp_)
+    with scratch_dir() as tmp, contextlib.ExitStack() as stack:
         image = build_busybox_layout(tmp / "busybox")
         cycles: dict[str, Callable[[dict[str, list[float]]], None]] = {}
         if "local" in only:

@@ -16,7 +16,6 @@ import dataclasses
 import os
 import sys
 import threading
-import uuid
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -87,7 +86,7 @@ class LocalExecutor:
         if node_id is None:
             with store.transaction(observation=True):
                 if store.get_meta(NODE_ID_KEY) is None:
-                    store.set_meta(NODE_ID_KEY, uuid.uuid4().hex)
+                    store.set_meta(NODE_ID_KEY, os.urandom(16).hex())
             node_id = store.get_meta(NODE_ID_KEY)
         return node_id or ""
 

@@ -9,10 +9,10 @@ out in the order things happen, and the last one is always the summary.
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from provisioner.defaults import DEFAULT_PARALLELISM
 from provisioner.errors import ProvisionerError
@@ -20,9 +20,6 @@ from provisioner.events import ApplyEvent, EventType, Summary
 from provisioner.limits import MAX_PARALLELISM
 from provisioner.plan.render import change_counts
 from provisioner.plan.steps import Change, Plan, Step
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future
 
 __all__ = ["DEFAULT_PARALLELISM", "run_plan"]
 
@@ -41,16 +38,15 @@ def run_plan(plan: Plan, perform: Callable[[Step], None], parallelism: int = 0,
              generation: Callable[[], int] = lambda: 0) -> Iterator[ApplyEvent]:
     """Perform every step of ``plan``; yield events as they happen, then the summary.
 
-    Steps run on a pool of ``parallelism`` threads; this generator only hands out
-    steps whose requirements have succeeded and reports what the threads finish.
+    Steps run on up to ``parallelism`` worker threads (started as steps become ready,
+    so a chain of steps uses one); this generator only hands out steps whose
+    requirements have succeeded and reports what the workers finish.
     """
     steps = plan.steps
-    if not steps:  # nothing to do (a no-op apply): no pool, not even its module
+    if not steps:  # nothing to do (a no-op apply): no worker
         yield ApplyEvent(EventType.SUMMARY, _now_ns(), summary=_summary(plan, set(), set(),
                                                                         generation()))
         return
-    from concurrent.futures import ThreadPoolExecutor
-
     # Bounded: a request may ask for any uint32 (the CLI refuses more than the limit).
     workers = max(1, min(parallelism or DEFAULT_PARALLELISM, MAX_PARALLELISM))
     dependents: list[list[int]] = [[] for _ in steps]
@@ -58,29 +54,19 @@ def run_plan(plan: Plan, perform: Callable[[Step], None], parallelism: int = 0,
     for index, step in enumerate(steps):
         for need in step.requires:
             dependents[need].append(index)
-    events: queue.Queue[tuple[str, int, BaseException | None, float]] = queue.Queue()
+    events: queue.SimpleQueue[tuple[str, int, BaseException | None, float]] = \
+        queue.SimpleQueue()
     failed: set[int] = set()
     skipped: set[int] = set()
     done = 0
-
-    def work(index: int) -> None:
-        started = time.perf_counter()
-        try:
-            perform(steps[index])
-        except BaseException as exc:  # reported as the step's failure, never lost
-            events.put(("failed", index, exc, time.perf_counter() - started))
-        else:
-            events.put(("ok", index, None, time.perf_counter() - started))
-
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply")
-    futures: list[Future[None]] = []
+    pool = _Workers(steps, perform, events, workers)
     try:
-        ready = [i for i, count in enumerate(waiting) if count == 0]
-        for index in ready:
+        for index in [i for i, count in enumerate(waiting) if count == 0]:
             yield ApplyEvent(EventType.STEP_STARTED, _now_ns(), index, steps[index])
-            futures.append(pool.submit(work, index))
+            pool.submit(index)
         while done + len(skipped) < len(steps):
             outcome, index, error, seconds = events.get()
+            pool.finished()
             done += 1
             step = steps[index]
             if outcome == "ok":
@@ -99,11 +85,57 @@ def run_plan(plan: Plan, perform: Callable[[Step], None], parallelism: int = 0,
                 if waiting[follower] == 0 and follower not in skipped:
                     yield ApplyEvent(EventType.STEP_STARTED, _now_ns(), follower,
                                      steps[follower])
-                    futures.append(pool.submit(work, follower))
+                    pool.submit(follower)
     finally:
-        pool.shutdown(wait=True)
+        pool.close()
     yield ApplyEvent(EventType.SUMMARY, _now_ns(),
                      summary=_summary(plan, failed, skipped, generation()))
+
+
+class _Workers:
+    """At most ``limit`` threads performing steps handed to :meth:`submit`; each
+    reports ``(outcome, index, error, seconds)`` to ``events``. A thread is started
+    only when every one started is busy. (Not concurrent.futures: a pool of ours costs
+    a CLI command neither its import nor logging's.)"""
+
+    def __init__(self, steps: tuple[Step, ...], perform: Callable[[Step], None],
+                 events: queue.SimpleQueue[tuple[str, int, BaseException | None, float]],
+                 limit: int) -> None:
+        self.steps, self.perform, self.events, self.limit = steps, perform, events, limit
+        self.todo: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        self.busy = 0
+
+    def submit(self, index: int) -> None:
+        """Have ``index`` performed by an idle thread (a new one when none is idle)."""
+        self.busy += 1
+        if self.busy > len(self.threads) and len(self.threads) < self.limit:
+            thread = threading.Thread(target=self._run, name=f"apply-{len(self.threads)}",
+                                      daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        self.todo.put(index)
+
+    def finished(self) -> None:
+        """One step's event was taken: its thread is idle again."""
+        self.busy -= 1
+
+    def close(self) -> None:
+        """Let every thread finish what it has, then end; wait for them."""
+        for _ in self.threads:
+            self.todo.put(None)
+        for thread in self.threads:
+            thread.join()
+
+    def _run(self) -> None:
+        while (index := self.todo.get()) is not None:
+            started = time.perf_counter()
+            try:
+                self.perform(self.steps[index])
+            except BaseException as exc:  # reported as the step's failure, never lost
+                self.events.put(("failed", index, exc, time.perf_counter() - started))
+            else:
+                self.events.put(("ok", index, None, time.perf_counter() - started))
 
 
 def _skip(index: int, cause: int, steps: tuple[Step, ...], dependents: list[list[int]],

@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from provisioner.manifest.yamlsafe import Document
+from provisioner.manifest.document import Document
 from provisioner.model import (
     DEFAULT_STOP_GRACE_S,
     CellLimits,

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.manifest.build import file_sha256
+from provisioner.manifest.document import Document, locate
 from provisioner.manifest.issues import Issue
-from provisioner.manifest.yamlsafe import Document, locate
 from provisioner.model import (
     CellSpec,
     DriverSpec,

@@ -1,11 +1,18 @@
 """Validate manifest documents that arrive as data (a daemon request), not as files.
 
 The same JSON Schemas and cross-document checks as :func:`provisioner.manifest.load`
-apply. Each document is dumped as JSON (which is YAML) with one key per line and
-composed by the safe loader, so every issue gets a line and column like a file's;
-document ``i`` is labelled ``<label>[i]`` (``request:resources[3]:5:7: spec.cpu.weight:
-...``). JSON rather than a YAML dump keeps every string a quoted string: a YAML 1.1
-dumper leaves ``0o17`` unquoted, which the YAML 1.2 loader would read as a number.
+apply. Each document is dumped as JSON (which is YAML) with one key per line, so every
+issue gets a line and column like a file's; document ``i`` is labelled
+``<label>[i]`` (``request:resources[3]:5:7: spec.cpu.weight: ...``). JSON rather than
+a YAML dump keeps every string a quoted string: a YAML 1.1 dumper leaves ``0o17``
+unquoted, which the YAML 1.2 loader would read as a number.
+
+The data is read back from that JSON (the same values the safe loader would build:
+strings, ints, floats, booleans, null) and the JSON is composed as YAML only when an
+issue needs its line and column, so a valid request - the common case, every Ansible
+task - never loads the YAML parser. A document the fast reading cannot stand for
+(nested deeper than the loader allows, or with a string YAML cannot hold) goes through
+the loader at once, which reports it.
 
 A request is checked against a node: the caller passes ``existing`` (the refs of the
 resources the node has), which satisfy references to resources of other manifest sets
@@ -28,10 +35,10 @@ from typing import Any
 from provisioner.errors import LoadError
 from provisioner.manifest.build import build_resource
 from provisioner.manifest.crosscheck import Declared, cross_check
+from provisioner.manifest.document import MAX_DEPTH, Document, locate, no_gc
 from provisioner.manifest.issues import Issue
 from provisioner.manifest.loader import LoadResult
 from provisioner.manifest.schema_check import check_document
-from provisioner.manifest.yamlsafe import Document, load_documents, locate, no_gc
 from provisioner.model import DesiredState, Ref, ResourceSpec
 
 DEFAULT_LABEL = "request:resources"
@@ -47,13 +54,17 @@ def documents_from_data(items: Sequence[Any], label: str = DEFAULT_LABEL,
     for index, item in enumerate(items):
         name = f"{label}[{positions[index] if positions is not None else index}]"
         try:
-            text = _yaml_printable(json.dumps(item, indent=1, ensure_ascii=False,
-                                              allow_nan=False))
-            found = load_documents(name, text)
+            text = json.dumps(item, indent=1, ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
             issues.append(Issue(name, 0, 0, "", f"not plain data: {exc}"))
             docs.append(None)
             continue
+        read = _read_back(name, text)
+        if read is not None:
+            docs.append(read)
+            continue
+        try:
+            found = _compose(name, text)
         except LoadError as exc:
             issues.append(Issue.from_load_error(exc))
             docs.append(None)
@@ -70,6 +81,56 @@ def documents_from_data(items: Sequence[Any], label: str = DEFAULT_LABEL,
 #: request's strings may hold (control characters, U+FFFE/F); json.dumps escapes those
 #: below 0x20 itself. Lone surrogates stay: YAML cannot carry them (an issue says so).
 _NOT_IN_YAML_RE = re.compile(r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x84\x86-\x9F\uFFFE\uFFFF]")
+
+
+def _read_back(name: str, text: str) -> Document | None:
+    """The document of JSON ``text`` (a mapping), its node tree composed when needed;
+    None when the loader must read it now (see the module doc) or it is no mapping."""
+    data = json.loads(text)
+    if not isinstance(data, dict) or (not text.isascii() and not _encodable(text)):
+        return None
+    shape = _shape(data, 0)
+    if shape is None:
+        return None
+    return Document(name, 0, data, lambda: _compose(name, text)[0].node,
+                    snake_keys=shape, start=(1, 1))
+
+
+def _shape(value: object, depth: int) -> bool | None:
+    """Whether a mapping key below ``value`` has an ``_`` (Document.snake_keys); None
+    when it nests deeper than the loader allows."""
+    if depth > MAX_DEPTH:
+        return None
+    snake = False
+    if isinstance(value, dict):
+        for key, item in value.items():
+            below = _shape(item, depth + 1)
+            if below is None:
+                return None
+            snake = snake or below or "_" in key
+    elif isinstance(value, list):
+        for item in value:
+            below = _shape(item, depth + 1)
+            if below is None:
+                return None
+            snake = snake or below
+    return snake
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` is valid Unicode for YAML (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _compose(name: str, text: str) -> list[Document]:
+    """The JSON ``text`` read by the YAML loader (loaded now): its documents."""
+    from provisioner.manifest.yamlsafe import load_documents
+
+    return load_documents(name, _yaml_printable(text))
 
 
 def _yaml_printable(text: str) -> str:

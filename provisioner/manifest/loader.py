@@ -12,9 +12,9 @@ from typing import Any
 from provisioner.errors import LoadError
 from provisioner.manifest.build import build_resource
 from provisioner.manifest.crosscheck import Declared, cross_check
+from provisioner.manifest.document import MAX_FILE_BYTES, no_gc
 from provisioner.manifest.issues import Issue
 from provisioner.manifest.schema_check import check_document
-from provisioner.manifest.yamlsafe import MAX_FILE_BYTES, decode, load_documents, no_gc
 from provisioner.model import DesiredState
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -103,6 +103,8 @@ def load(
 def _load(
     paths: Iterable[str], variables: Mapping[str, Any] | None, manifest_set: str
 ) -> LoadResult:
+    from provisioner.manifest.yamlsafe import decode
+
     files, issues = expand_paths(paths)
     texts: list[tuple[str, str]] = []
     for file in files:
@@ -128,6 +130,10 @@ def load_texts(texts: Iterable[tuple[str, str]], manifest_set: str = "default") 
 
 
 def _validate_texts(texts: list[tuple[str, str]], manifest_set: str) -> LoadResult:
+    # The YAML parser is loaded here, by the texts that need it: checking documents made
+    # from data (provisioner.manifest.from_data) imports this module without it.
+    from provisioner.manifest.yamlsafe import load_documents
+
     issues: list[Issue] = []
     declared: list[Declared] = []
     documents = 0

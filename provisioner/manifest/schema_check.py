@@ -14,16 +14,14 @@ from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-import fastjsonschema
-
 from provisioner.cpulist import parse_cpu_list
 from provisioner.errors import InvalidArgument
 from provisioner.imageref import parse_image_reference, parse_registry
 from provisioner.limits import MAX_STOP_GRACE_S, format_seconds
 from provisioner.manifest.build import parse_duration
+from provisioner.manifest.document import Document, locate
 from provisioner.manifest.issues import Issue, json_path
 from provisioner.manifest.overlay import DURATION, KINDS, PATTERN_HELP
-from provisioner.manifest.yamlsafe import Document, locate
 
 if TYPE_CHECKING:
     from jsonschema import Draft7Validator, FormatChecker
@@ -169,8 +167,29 @@ def pass_fail_source(schema: dict[str, Any]) -> tuple[str, str]:
     resolver = RefResolver.from_schema(schema, handlers={}, store={})
     generator = PassFail(  # type: ignore[no-untyped-call]
         schema, resolver=resolver, formats=_FAST_FORMATS, use_default=False)
-    source = f"{generator.global_state_code}\n{generator.func_code}\n"
-    return source, resolver.get_scope_name()
+    head = generator.global_state_code
+    for line, ours in _OWN_IMPORTS.items():
+        if line not in head:
+            raise RuntimeError(f"fastjsonschema's generated code no longer has {line!r}")
+        head = head.replace(line, ours)
+    return f"{head}\n{generator.func_code}\n", resolver.get_scope_name()
+
+
+class CheckFailed(Exception):
+    """Raised by a pass/fail check when a document fails (why: ``validator_for``)."""
+
+
+#: fastjsonschema's generated code imports its exceptions (and so all of fastjsonschema)
+#: and Decimal (and so the decimal module), ~4 ms per process; the checks raise
+#: CheckFailed instead and see no Decimal (documents are YAML or JSON data: a number is
+#: an int or a float), so a process that validates loads neither.
+_OWN_IMPORTS = {
+    "from decimal import Decimal\n":
+        "Decimal: tuple[type, ...] = ()  # none in YAML or JSON data\n",
+    "from fastjsonschema import JsonSchemaValueException, JsonSchemaValuesException\n":
+        "from provisioner.manifest.schema_check import CheckFailed as JsonSchemaValueException\n"
+        "JsonSchemaValuesException = JsonSchemaValueException\n",
+}
 
 
 def compile_pass_fail(schema: dict[str, Any]) -> Callable[[object], object]:
@@ -185,7 +204,7 @@ def compile_pass_fail(schema: dict[str, Any]) -> Callable[[object], object]:
 def _passes(kind: str, data: object) -> bool:
     try:
         fast_check_for(kind)(data)
-    except fastjsonschema.JsonSchemaException:
+    except CheckFailed:
         return False
     return True
 

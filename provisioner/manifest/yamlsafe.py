@@ -10,23 +10,29 @@ the fully expanded document is computed first, without expanding it, so a
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import math
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from provisioner.errors import LoadError
+from provisioner.manifest.document import (
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    PLAIN_TAG,
+    STD_TAG,
+    Document,
+    is_merge_key,
+    locate,
+    no_gc,
+)
+
+__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "Document", "decode", "load_documents", "locate",
+           "no_gc"]
 
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
 
-_STD = "tag:yaml.org,2002:"
-#: Internal tag of an untagged plain scalar; its type is decided by ``_plain`` (YAML 1.2).
-_PLAIN = "!provisioner/plain"
 
 
 class _Loader(_BaseLoader):  # type: ignore[misc]
@@ -39,13 +45,11 @@ class _Loader(_BaseLoader):  # type: ignore[misc]
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
         if kind is yaml.ScalarNode:
-            return _PLAIN if implicit[0] else _STD + "str"
-        return _STD + ("seq" if kind is yaml.SequenceNode else "map")
+            return PLAIN_TAG if implicit[0] else STD_TAG + "str"
+        return STD_TAG + ("seq" if kind is yaml.SequenceNode else "map")
 
 
-MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_EXPANDED_NODES = 2_000_000
-MAX_DEPTH = 100
 
 _INT_RE = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
 _FLOAT_RE = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
@@ -54,29 +58,6 @@ _NULLS = frozenset(("", "~", "null", "Null", "NULL"))
 _BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 #: A plain scalar starting with any other character is a string.
 _MAYBE_TYPED = frozenset("0123456789-+.~nNtTfF")
-
-
-@dataclass(frozen=True)
-class Document:
-    """One YAML document of a file: its data and the node tree that locates values."""
-
-    file: str
-    index: int  # 0-based position of the document in its file
-    data: Any
-    node: yaml.Node
-    #: Whether any mapping key contains '_': only then can a field be given twice, in
-    #: snake_case and lowerCamelCase, so only then is that checked.
-    snake_keys: bool = True
-
-    @property
-    def line(self) -> int:
-        """The 1-based line where the document starts."""
-        return int(self.node.start_mark.line) + 1
-
-    @property
-    def column(self) -> int:
-        """The 1-based column where the document starts."""
-        return int(self.node.start_mark.column) + 1
 
 
 def decode(file: str, raw: bytes) -> str:
@@ -125,7 +106,7 @@ def load_documents(file: str, text: str) -> list[Document]:
         docs: list[Document] = []
         has_aliases = "*" in text
         for index, node in enumerate(nodes):
-            if isinstance(node, yaml.ScalarNode) and node.tag == _PLAIN and node.value in _NULLS:
+            if isinstance(node, yaml.ScalarNode) and node.tag == PLAIN_TAG and node.value in _NULLS:
                 continue
             if has_aliases:  # without aliases the size is bounded by the file size
                 _check_size(file, node)
@@ -152,30 +133,9 @@ def _reader_error(file: str, text: str, exc: yaml.reader.ReaderError) -> LoadErr
                      "character?)", line, column)
 
 
-@contextlib.contextmanager
-def no_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a large node tree is built.
-
-    Composing allocates many long-lived objects, which triggers collection after
-    collection over the growing tree (3-4x slower on a 10,000-document file). Nothing
-    built here needs the cyclic collector; it runs again afterwards.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def _tag(tag: str) -> str:
     """How the user wrote a tag: ``!!python/object`` rather than its long form."""
-    return "!!" + tag[len(_STD) :] if tag.startswith(_STD) else tag
-
-
-def _is_merge_key(node: yaml.Node) -> bool:
-    return (node.tag == _PLAIN and node.value == "<<") or node.tag == _STD + "merge"
+    return "!!" + tag[len(STD_TAG) :] if tag.startswith(STD_TAG) else tag
 
 
 def _where(file: str, node: yaml.Node, message: str) -> LoadError:
@@ -228,13 +188,13 @@ class _Builder:
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node)
         if isinstance(node, yaml.SequenceNode):
-            if node.tag != _STD + "seq":
+            if node.tag != STD_TAG + "seq":
                 raise _where(
                     self.file, node, f"tag {_tag(node.tag)!r} is not allowed (plain data only)"
                 )
             return [self.build(item, depth + 1) for item in node.value]
         if isinstance(node, yaml.MappingNode):
-            if node.tag != _STD + "map":
+            if node.tag != STD_TAG + "map":
                 raise _where(
                     self.file, node, f"tag {_tag(node.tag)!r} is not allowed (plain data only)"
                 )
@@ -245,7 +205,7 @@ class _Builder:
         result: dict[str, Any] = {}
         merged: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            if _is_merge_key(key_node):
+            if is_merge_key(key_node):
                 merged.update(self.merge_source(value_node, depth))
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
@@ -272,14 +232,14 @@ class _Builder:
 
     def scalar(self, node: yaml.ScalarNode) -> Any:
         tag, value = node.tag, node.value
-        if tag == _PLAIN:
+        if tag == PLAIN_TAG:
             return _plain(value)
-        if tag == _STD + "str":
+        if tag == STD_TAG + "str":
             return value
-        if tag in (_STD + "int", _STD + "float", _STD + "bool", _STD + "null"):
+        if tag in (STD_TAG + "int", STD_TAG + "float", STD_TAG + "bool", STD_TAG + "null"):
             typed = _plain(value)  # an explicit standard tag must agree with the text
             wanted = {"int": int, "float": float, "bool": bool, "null": type(None)}[
-                tag[len(_STD) :]
+                tag[len(STD_TAG) :]
             ]
             if wanted is float and isinstance(typed, int) and not isinstance(typed, bool):
                 return float(typed)
@@ -302,39 +262,3 @@ def _plain(text: str) -> Any:
     if _FLOAT_RE.match(text):
         return float(text)
     return _FLOAT_SPECIAL.get(text.lower(), text)
-
-
-def locate(root: yaml.Node, path: tuple[str | int, ...], at_key: bool = False) -> yaml.Node:
-    """The node at ``path`` (or its key node), or the deepest node found on the way."""
-    node = root
-    for index, part in enumerate(path):
-        found = _child(node, part, at_key and index == len(path) - 1)
-        if found is None:
-            return node
-        node = found
-    return node
-
-
-def _child(node: yaml.Node, part: str | int, want_key: bool) -> yaml.Node | None:
-    if isinstance(node, yaml.MappingNode) and isinstance(part, str):
-        for key_node, value_node in _pairs(node):
-            if isinstance(key_node, yaml.ScalarNode) and key_node.value == part:
-                return key_node if want_key else value_node
-        return None
-    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-        child: yaml.Node = node.value[part]
-        return child
-    return None
-
-
-def _pairs(node: yaml.MappingNode) -> Iterator[tuple[yaml.Node, yaml.Node]]:
-    for key_node, value_node in node.value:
-        if _is_merge_key(key_node):
-            sources = (
-                value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-            )
-            for source in sources:
-                if isinstance(source, yaml.MappingNode):
-                    yield from _pairs(source)
-        else:
-            yield key_node, value_node

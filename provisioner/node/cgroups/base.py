@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import os
 import threading
 import time
@@ -23,10 +22,11 @@ from provisioner.errors import (
     NotOwned,
     Unavailable,
 )
+from provisioner.lazylog import LazyLogger
 from provisioner.model import CellLimits
 from provisioner.names import check_artifact_name, check_cell_path
 
-log = logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 #: Extended attribute that marks a cgroup directory as created by the provisioner.
 OWNER_XATTR = "trusted.provisioner.owner"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -22,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from provisioner.errors import AlreadyExists, FailedPrecondition, NodeError, NotFound, NotOwned
+from provisioner.lazylog import LazyLogger
 from provisioner.model import CellLimits
 from provisioner.names import DNS_LABEL_RE, cell_parent, check_dns_label
 from provisioner.node.cgroups.base import (
@@ -45,7 +45,7 @@ from provisioner.node.cgroups.base import (
 )
 from provisioner.node.types import LeafCgroup
 
-log = logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 
 class CgroupDriver(ABC):

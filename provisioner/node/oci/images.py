@@ -36,13 +36,11 @@ an image (removing an image a container runs from is theirs to prevent).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import json
 import os
 import re
-import secrets
 import shutil
 import tempfile
 import time
@@ -62,13 +60,11 @@ from provisioner.node.oci.layout import (
     read_json_blob,
     resolve,
 )
-from provisioner.node.oci.unpack import apply_layer
 from provisioner.node.types import RegistryOptions
 
 __all__ = ["Image", "ImageConfig", "ImageInfo", "ImageStore", "image_config"]
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass(frozen=True)
@@ -227,6 +223,8 @@ class ImageStore:
     def _unpack(self, reference: str, manifest: Manifest, final: str) -> ImageConfig:
         config = image_config(read_json_blob(manifest.layout, manifest.config),
                               f"image config {manifest.config.digest} in {manifest.layout}")
+        from provisioner.node.oci.unpack import apply_layer  # (tarfile: only to unpack)
+
         self.prepare()
         staging = tempfile.mkdtemp(prefix=".staging-", dir=self.dir)
         fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -266,7 +264,7 @@ class ImageStore:
 
     def _discard(self, path: str) -> bool:
         """Rename ``path`` away (it vanishes at once), then delete it; False if absent."""
-        doomed = os.path.join(self.dir, f".removing-{secrets.token_hex(8)}")
+        doomed = os.path.join(self.dir, f".removing-{os.urandom(8).hex()}")
         try:
             os.rename(path, doomed)
         except FileNotFoundError:
@@ -324,8 +322,11 @@ def _string(value: object, where: str, key: str) -> str:
 
 
 def _syncfs(fd: int) -> None:
-    """Flush the file system of ``fd`` (every file of the unpacked image, in one call)."""
-    if _libc.syncfs(fd) != 0:
+    """Flush the file system of ``fd`` (every file of the unpacked image, in one call).
+    ctypes is loaded here: only an unpack needs it."""
+    import ctypes
+
+    if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
         code = ctypes.get_errno()
         raise OSError(code, f"syncfs: {os.strerror(code)}")
 

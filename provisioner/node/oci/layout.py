@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import re
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -101,7 +100,7 @@ class Manifest:
 
 def machine_platform() -> tuple[str, str]:
     """(architecture, variant) of this machine in OCI terms, e.g. ("amd64", "")."""
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower()  # (platform.machine(); its module costs ~2 ms)
     variant = {"armv7l": "v7", "armv6l": "v6", "aarch64": "v8", "arm64": "v8"}.get(machine, "")
     return _ARCH.get(machine, machine), variant
 

@@ -25,7 +25,6 @@ import re
 import select
 import signal
 import time
-import uuid
 from dataclasses import replace
 
 from provisioner.errors import FailedPrecondition, NodeError, NotFound
@@ -202,7 +201,7 @@ def launch(spec: ShimSpec, timeout_s: float = 5.0,
         if shim is not None:
             shim.abandon()
         raise
-    spec = replace(spec, launch_id=uuid.uuid4().hex)
+    spec = replace(spec, launch_id=os.urandom(16).hex())
     shim_log = crash_log_of(spec.status_file)
     _unlink_quietly(shim_log)  # a crash log of an earlier launch must not show for this one
     message = (shim or ShimLaunch()).start(spec, shim_log, time.monotonic() + timeout_s)

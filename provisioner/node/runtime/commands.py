@@ -17,7 +17,6 @@ import os
 import selectors
 import subprocess
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -90,7 +89,7 @@ def run_command(layer: NodeLayer, command: str, deadline: float | None,
     if not command.strip() or "\0" in command:
         raise InvalidArgument("command is empty or contains a NUL byte")
     check_exec_size(what, command)
-    leaf_name = f"{EXEC_LEAF_PREFIX}{uuid.uuid4().hex[:16]}"
+    leaf_name = f"{EXEC_LEAF_PREFIX}{os.urandom(8).hex()}"
     leaf = layer.cgroups.create_leaf("", leaf_name)
     try:
         proc = subprocess.Popen(

@@ -10,7 +10,6 @@ still says pending), never a permanent blocker.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
 import signal
@@ -28,6 +27,7 @@ from provisioner.errors import (
     NotOwned,
     PermissionDenied,
 )
+from provisioner.lazylog import LazyLogger
 from provisioner.model import CellSpec, ExecutableSpec, Kind, ResourceSpec
 from provisioner.model_json import dumps, loads
 from provisioner.names import cell_parent, check_cell_path, check_dns_label, check_process_name
@@ -56,7 +56,7 @@ from provisioner.node.state.store import (
 )
 from provisioner.node.types import NamespaceTarget, RegistryOptions
 
-log = logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 #: Shim states as the store records them.
 SHIM_STATES = {"starting": ProcessState.RUNNING, "running": ProcessState.RUNNING,

@@ -11,7 +11,6 @@ creations a crash interrupted (``.provisioner-new.*``) are removed.
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import replace
 
 from provisioner.errors import ProvisionerError
@@ -128,7 +127,7 @@ def observe(layer: NodeLayer) -> NodeState:
         observed.append(ObservedResource(spec, record.manifest_set, present, process,
                                          tuple(drift)))
     return NodeState(generation=generation, cgroup_v2=layer.cgroup_v2,
-                     node_name=socket.gethostname(), resources=tuple(observed))
+                     node_name=os.uname().nodename, resources=tuple(observed))
 
 
 def reconcile(layer: NodeLayer) -> list[str]:

@@ -29,11 +29,11 @@ caller holds the writer lock when it needs to (the local executor does).
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import replace
 
 from provisioner.errors import AlreadyExists, InvalidArgument, NotFound
+from provisioner.lazylog import LazyLogger
 from provisioner.model import ExecutableSpec, Kind, PersistentExecutableSpec, RestartPolicy
 from provisioner.model_json import dumps, loads
 from provisioner.names import check_dns_label
@@ -54,7 +54,7 @@ __all__ = [
     "restart_enabled",
 ]
 
-log = logging.getLogger("provisioner.node.runtime.persistent")
+log = LazyLogger("provisioner.node.runtime.persistent")
 _lock = threading.RLock()
 KIND = Kind.PERSISTENT_EXECUTABLE
 

@@ -23,7 +23,6 @@ import contextlib
 import fcntl
 import json
 import os
-import socket
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
@@ -55,7 +54,7 @@ class LockHolder:
     def describe(self) -> str:
         """E.g. ``pid 1234 (provisioner apply web.yaml) since 2026-11-21T10:00:00Z``."""
         text = f"pid {self.pid} ({self.command})"
-        if self.hostname != socket.gethostname():
+        if self.hostname != os.uname().nodename:
             text += f" on {self.hostname}"
         text += f" since {self.since}"
         if self.purpose:
@@ -94,7 +93,7 @@ def _command_line() -> str:
 
 
 def _is_alive(holder: LockHolder) -> bool:
-    if holder.hostname != socket.gethostname():
+    if holder.hostname != os.uname().nodename:
         return True  # a shared state dir; we cannot see that host's processes
     start_time = _start_time(holder.pid)
     if start_time is None:
@@ -205,7 +204,7 @@ class WriterLock:
     def _write_holder(self, fd: int, purpose: str) -> LockHolder:
         pid = os.getpid()
         holder = LockHolder(
-            pid=pid, command=_command_line(), hostname=socket.gethostname(),
+            pid=pid, command=_command_line(), hostname=os.uname().nodename,
             since=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), purpose=purpose,
             start_time=_start_time(pid))
         data = json.dumps(asdict(holder)).encode()

@@ -37,7 +37,6 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,7 +150,7 @@ class Store:
         """
         path = Path(state_dir) / DB_FILE
         if not path.exists():
-            memory = f"file:provisioner-empty-{uuid.uuid4().hex}?mode=memory&cache=shared"
+            memory = f"file:provisioner-empty-{os.urandom(16).hex()}?mode=memory&cache=shared"
             store = cls(path, DEFAULT_MAX_EVENTS, busy_timeout_s, uri=memory)
             try:
                 with store._errors(), store._write_lock:
