@@ -42,7 +42,8 @@ from provisioner.events import Summary
 from provisioner.executors.base import Executor
 from provisioner.executors.choose import open_executor
 from provisioner.manifest import load
-from provisioner.manifest.loader import LoadResult, default_set_name, load_texts
+from provisioner.manifest.loader import LoadResult, load_texts
+from provisioner.manifest.set_name import default_set_name
 from provisioner.model import DesiredState
 from provisioner.plan.render import render_plan
 from provisioner.plan.steps import Plan

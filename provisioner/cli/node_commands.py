@@ -106,7 +106,7 @@ def _remote(args: argparse.Namespace) -> RemoteExecutor | None:
 def desired_state(args: argparse.Namespace) -> DesiredState:
     """Validated manifests, or every error printed and ValidationFailed (exit 2)."""
     from provisioner.manifest import load
-    from provisioner.manifest.loader import default_set_name
+    from provisioner.manifest.set_name import default_set_name
     from provisioner.model import DesiredState
 
     result = load(args.paths, template_vars(args))
@@ -176,8 +176,10 @@ def add_apply(parser: Parser) -> None:
 def add_destroy(parser: Parser) -> None:
     """The ``destroy`` command (``apply`` of an empty set, ``destroy=True``)."""
     parser.description = ("Stop and remove every resource of the manifest set (named by "
-                          "--manifest-set or derived from the files), in reverse dependency "
-                          "order. Resources of other sets are never touched.")
+                          "--manifest-set or derived from the files' names, as apply does), "
+                          "in reverse dependency order. The files are not read: a set whose "
+                          "manifests no longer validate can still be destroyed. Resources "
+                          "of other sets are never touched.")
     add_manifest_args(parser, required=False)
     parser.add_argument("--json", action="store_true", help="one JSON event per line")
     parser.add_argument("--parallelism", type=int, default=0, metavar="N")
@@ -203,8 +205,8 @@ def run_apply(args: argparse.Namespace) -> int:
                 raise FailedPrecondition(f"{args.paths[0]} was planned for another node "
                                          f"({node_id}); this node is {ex.node_id}")
             return _execute(ex, plan, args)
-    if args.destroy and not args.paths:
-        desired = DesiredState((), args.manifest_set)
+    if args.destroy:  # the files only name the set: destroy needs none of their contents
+        desired = DesiredState((), args.manifest_set or _set_named_by(args.paths))
     else:
         desired = desired_state(args)
     with executor(args) as ex, ex.locked():
@@ -214,6 +216,19 @@ def run_apply(args: argparse.Namespace) -> int:
         else:
             _show_plan(plan, True, ex.node_id)
         return _execute(ex, plan, args)
+
+
+def _set_named_by(paths: list[str]) -> str:
+    """The manifest set ``destroy FILE|DIR...`` removes: the one those paths define when
+    applied. They are not read (a set whose manifests no longer validate, or use
+    template variables, can still be destroyed), but each must exist: a mistyped path
+    would name a set that is not there."""
+    from provisioner.manifest.set_name import default_set_name
+
+    missing = [path for path in paths if not os.path.exists(path)]
+    if missing:
+        raise UsageError(f"no such file or directory: {', '.join(missing)}")
+    return default_set_name(paths)
 
 
 def _execute(ex: Executor, plan: Plan, args: argparse.Namespace) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +14,12 @@ from provisioner.manifest.crosscheck import Declared, cross_check
 from provisioner.manifest.document import MAX_FILE_BYTES, no_gc
 from provisioner.manifest.issues import Issue
 from provisioner.manifest.schema_check import check_document
+from provisioner.manifest.set_name import default_set_name
 from provisioner.model import DesiredState
 
+__all__ = ["LoadResult", "default_set_name", "expand_paths", "load", "load_texts"]
+
 MANIFEST_SUFFIXES = (".yaml", ".yml")
-_SET_NAME_RE = re.compile(r"[^a-z0-9-]+")
 
 
 @dataclass
@@ -34,18 +35,6 @@ class LoadResult:
     def ok(self) -> bool:
         """True when no document had an issue."""
         return not self.issues
-
-
-def default_set_name(paths: list[str]) -> str:
-    """The manifest set a source defines when none is named: the file's stem or the
-    folder's name (several paths: their common folder), as a DNS label."""
-    if len(paths) == 1:
-        path = Path(paths[0]).resolve()
-        base = path.name if path.is_dir() else path.stem
-    else:
-        base = Path(os.path.commonpath([str(Path(p).resolve()) for p in paths])).name
-    name = _SET_NAME_RE.sub("-", base.lower()).strip("-")[:63].strip("-")
-    return name or "default"
 
 
 def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[Issue]]:

@@ -126,6 +126,34 @@ def test_prune_removes_exactly_the_undeclared(node: Node,
     assert {"Cell/theirs", "Cell/web", "Executable/web-server"} <= set(status)
 
 
+def test_destroy_reads_no_manifest_so_a_broken_one_still_goes(
+        node: Node, capsys: pytest.CaptureFixture[str]) -> None:
+    """destroy only needs the set the files name: a manifest edited into something
+    invalid (or one needing template variables) no longer blocks removing its set."""
+    src = node.manifests()
+    assert node.run(capsys, "apply", str(src))[0] == 0
+    for path in src.glob("*.yaml"):
+        path.write_text("kind: [this is not a manifest\n")
+    code, out, err = node.run(capsys, "destroy", str(src))
+    assert code == 0, err
+    assert "6 deleted" in out
+    assert node.status(capsys) == {}
+    assert node.cgroup_dirs() == []
+
+
+def test_destroy_of_a_path_that_is_not_there_is_refused_and_changes_nothing(
+        node: Node, capsys: pytest.CaptureFixture[str]) -> None:
+    src = node.manifests()
+    assert node.run(capsys, "apply", str(src))[0] == 0
+    before = node.status(capsys)
+    code, out, err = node.run(capsys, "destroy", str(src / "typo"), str(src))
+    assert code == 64
+    assert f"no such file or directory: {src / 'typo'}" in err
+    assert out == ""
+    assert node.status(capsys).keys() == before.keys()
+    assert node.run(capsys, "destroy", str(src))[0] == 0
+
+
 def test_destroy_leaves_no_cgroup_and_no_process(node: Node,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     src = node.manifests()

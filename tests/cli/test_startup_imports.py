@@ -107,7 +107,7 @@ def test_validate_of_a_valid_file_loads_no_jsonschema_jinja_grpc_or_node_layer(
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == "valid: 1 resources in 1 documents of 1 files\n"
-    assert loaded(modules, *HEAVY, "jsonschema", "jinja2") == []
+    assert loaded(modules, *HEAVY, "jsonschema", "jinja2", "fastjsonschema", "decimal") == []
 
 
 def test_validate_of_an_invalid_file_still_explains_where(tmp_path: Path) -> None:
@@ -193,3 +193,28 @@ spec:
     assert "provisioner.node.oci.preflight" in modules  # the pod's image was checked
     assert loaded(modules, "provisioner.node.oci.pull",
                   "provisioner.node.oci.registry_images", "ssl") == []
+    # Nor what no step of it needs: unpacking (tarfile), a thread pool, logging (nothing
+    # was logged), uuid/platform (random names come from os.urandom).
+    assert loaded(modules, "tarfile", "concurrent.futures", "logging", "uuid",
+                  "platform", "secrets", "fastjsonschema", "decimal") == []
+
+
+def test_destroy_reads_no_manifest(tmp_path: Path) -> None:
+    """destroy learns its set from the paths' names: no YAML, no schema, no Jinja."""
+    from provisioner.node.runtime.layer import NodeLayer
+    from tests.conftest import make_config, tear_down
+
+    manifest = tmp_path / "cell.yaml"
+    manifest.write_text(VALID)
+    config = make_config(tmp_path / "state")
+    where = ["--state-dir", config.state_dir, "--cgroup-root", config.cgroup_root]
+    try:
+        result, _ = run_cli(tmp_path, "apply", str(manifest), *where)
+        assert result.returncode == 0, result.stderr
+        result, modules = run_cli(tmp_path, "destroy", str(manifest), *where)
+    finally:
+        tear_down(NodeLayer(config))
+    assert result.returncode == 0, result.stderr
+    assert "1 deleted" in result.stdout
+    assert loaded(modules, "yaml", "jinja2", "jsonschema", "fastjsonschema",
+                  "provisioner.manifest.loader", "provisioner.manifest.yamlsafe") == []

@@ -67,7 +67,7 @@ class ActionModule(ActionBase):
                 render_sources,
                 template_names,
             )
-            from provisioner.manifest.loader import default_set_name
+            from provisioner.manifest.set_name import default_set_name
         except ImportError as exc:
             raise _SourceError(
                 "src is read and rendered on the controller, which needs the provisioner "
