@@ -19,7 +19,7 @@ from provisioner.cli.node_commands import add_node_args, executor
 from provisioner.errors import UsageError
 
 if TYPE_CHECKING:  # imported when a command runs (see provisioner.cli.main)
-    from provisioner.state import ImageList, ImagePrune, ImageRecord
+    from provisioner.image_state import ImageList, ImagePrune, ImageRecord
 
 _UNITS = ("B", "kB", "MB", "GB", "TB")
 

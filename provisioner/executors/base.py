@@ -39,13 +39,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
 from provisioner.events import ApplyEvent
-from provisioner.logline import LogLine
 from provisioner.model import DesiredState
 from provisioner.plan.steps import Plan
-from provisioner.state import ImageList, ImagePrune, NodeState
+from provisioner.state import NodeState
+
+if TYPE_CHECKING:  # (only named in signatures: a command that applies builds none)
+    from provisioner.image_state import ImageList, ImagePrune
+    from provisioner.logline import LogLine
 
 #: What is known of the writer lock: nobody holds it, somebody does, or (a daemon's)
 #: this client cannot see it.

@@ -30,7 +30,6 @@ from provisioner.errors import (
 from provisioner.events import ApplyEvent
 from provisioner.executors.base import Executor, LockState
 from provisioner.executors.scheduler import run_plan
-from provisioner.logline import CHANNELS, LogLine
 from provisioner.model import (
     CellSpec,
     DesiredState,
@@ -52,7 +51,11 @@ from provisioner.node import (
 )
 from provisioner.plan.compiler import compile_plan
 from provisioner.plan.steps import Action, Change, Plan, Step
-from provisioner.state import ImageList, ImagePrune, NodeState
+from provisioner.state import NodeState
+
+if TYPE_CHECKING:  # named in signatures only
+    from provisioner.image_state import ImageList, ImagePrune
+    from provisioner.logline import LogLine
 
 __all__ = ["DEFAULT_LOCK_TIMEOUT_S", "NODE_ID_KEY", "LocalExecutor"]
 
@@ -169,6 +172,8 @@ class LocalExecutor:
         """Read from the log files of ``name`` in the state directory (see
         :meth:`Executor.logs <provisioner.executors.base.Executor.logs>`)."""
         name = check_process_name(name)
+        from provisioner.logline import CHANNELS
+
         if channel is not None and channel not in CHANNELS:
             raise InvalidArgument(f"channel must be stdout, stderr or empty, not {channel!r}")
         if tail is not None and tail < 0:

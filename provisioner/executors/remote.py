@@ -54,7 +54,10 @@ from provisioner.logline import LogLine
 from provisioner.model import DesiredState, DriverSpec
 from provisioner.plan.steps import Action, Plan
 from provisioner.serde.status import ERROR_CLASS_KEY, error_class_of
-from provisioner.state import ImageList, ImagePrune, NodeState
+from provisioner.state import NodeState
+
+if TYPE_CHECKING:  # named in signatures only
+    from provisioner.image_state import ImageList, ImagePrune
 
 MiB = 1024 * 1024
 #: Big enough for a status message listing many validation errors.

@@ -9,7 +9,7 @@ travels as written.
 from __future__ import annotations
 
 from provisioner._proto.provisioner.v1 import node_pb2 as npb
-from provisioner.state import ImageList, ImagePrune, ImageRecord, KeptImage
+from provisioner.image_state import ImageList, ImagePrune, ImageRecord, KeptImage
 
 
 def image_to_proto(image: ImageRecord) -> npb.Image:

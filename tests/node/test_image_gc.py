@@ -21,11 +21,11 @@ import pytest
 
 from provisioner.errors import LockBusy
 from provisioner.executors.local import LocalExecutor
+from provisioner.image_state import ImageRecord
 from provisioner.model import ContainerSpec, PodSpec, PullPolicy
 from provisioner.node.oci.image_info import tree_size
 from provisioner.node.runtime.layer import NodeLayer
 from provisioner.node.runtime.pods import Pods
-from provisioner.state import ImageRecord
 from tests.oci_fixture import build_busybox_layout, busybox_image
 from tests.registry_fixture import Registry, push, registry
 

@@ -40,11 +40,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from provisioner.errors import InvalidArgument, ProvisionerError
+from provisioner.image_state import ImageList, ImagePrune, ImageRecord, KeptImage
 from provisioner.node.oci.image_info import ImageInfo, tree_size
 from provisioner.node.oci.images import ImageStore
 from provisioner.node.oci.layout import parse_reference, resolve
 from provisioner.node.oci.registry_images import BLOBS, PULL_PREFIX, REFS
-from provisioner.state import ImageList, ImagePrune, ImageRecord, KeptImage
 
 __all__ = ["list_images", "prune_images"]
 

@@ -22,6 +22,7 @@ import json
 import os
 
 from provisioner.errors import ProvisionerError
+from provisioner.image_state import ImageList, ImagePrune
 from provisioner.model import Kind, PodSpec
 from provisioner.model_json import loads
 from provisioner.node.oci.image_gc import list_images, prune_images
@@ -29,7 +30,6 @@ from provisioner.node.oci.images import ImageStore
 from provisioner.node.oci.layout import parse_reference, resolve
 from provisioner.node.oci.registry_images import find_pulled
 from provisioner.node.runtime.layer import NodeLayer
-from provisioner.state import ImageList, ImagePrune
 
 __all__ = ["images_in_use", "list_node_images", "prune_node_images"]
 
