@@ -13,6 +13,7 @@ from provisioner._proto.provisioner.v1 import manifest_pb2 as mpb
 from provisioner._proto.provisioner.v1 import node_pb2 as npb
 from provisioner.errors import FailedPrecondition, InvalidArgument
 from provisioner.events import ApplyEvent, EventType, Summary
+from provisioner.image_state import ImageList, ImagePrune, ImageRecord, KeptImage
 from provisioner.manifest import load
 from provisioner.manifest.from_data import render_issues, validate_data
 from provisioner.model import (
@@ -34,16 +35,7 @@ from provisioner.model import (
 )
 from provisioner.plan.compiler import compile_plan
 from provisioner.plan.steps import Action, Change, Plan, Step
-from provisioner.state import (
-    ImageList,
-    ImagePrune,
-    ImageRecord,
-    KeptImage,
-    NodeState,
-    ObservedResource,
-    ProcessPhase,
-    ProcessStatus,
-)
+from provisioner.state import NodeState, ObservedResource, ProcessPhase, ProcessStatus
 from tests.plans.test_plan_golden import CASES, desired_state, observed_state
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "node"
