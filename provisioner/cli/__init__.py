@@ -1,5 +1,5 @@
 """The ``provisioner`` command line."""
 
-from provisioner.cli.main import main
+from provisioner.cli.main import main, run
 
-__all__ = ["main"]
+__all__ = ["main", "run"]

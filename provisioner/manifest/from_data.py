@@ -77,10 +77,13 @@ def documents_from_data(items: Sequence[Any], label: str = DEFAULT_LABEL,
     return docs, issues
 
 
-#: Characters YAML does not allow in a document (PyYAML's reader refuses them) that a
-#: request's strings may hold (control characters, U+FFFE/F); json.dumps escapes those
-#: below 0x20 itself. Lone surrogates stay: YAML cannot carry them (an issue says so).
-_NOT_IN_YAML_RE = re.compile(r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x84\x86-\x9F\uFFFE\uFFFF]")
+#: Characters a request's strings may hold that YAML does not take as they are: those
+#: it does not allow in a document (PyYAML's reader refuses them: control characters,
+#: U+FFFE/F) and those it reads as line breaks even inside a quoted string (NEL U+0085,
+#: U+2028, U+2029), which would break the JSON apart. json.dumps escapes those below
+#: 0x20 itself. Lone surrogates stay: YAML cannot carry them (an issue says so).
+_NOT_IN_YAML_RE = re.compile(
+    r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\u2028\u2029\uFFFE\uFFFF]")
 
 
 def _read_back(name: str, text: str) -> Document | None:
