@@ -69,3 +69,12 @@ def template_vars(args: argparse.Namespace) -> dict[str, Any]:
         name, value = parse_var(assignment)
         variables[name] = value
     return variables
+
+
+def keep_running() -> None:
+    """Called by a command that runs until stopped: the cyclic garbage collector again
+    (the ``provisioner`` program, :func:`provisioner.cli.main.run`, turns it off for the
+    short-lived ones)."""
+    import gc
+
+    gc.enable()

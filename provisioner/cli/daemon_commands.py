@@ -119,8 +119,10 @@ def daemon_config(args: argparse.Namespace) -> DaemonConfig:
 
 def run_daemon(args: argparse.Namespace) -> int:
     """``daemon``: serve until SIGTERM or SIGINT."""
+    from provisioner.cli.base import keep_running
     from provisioner.daemon.server import serve  # grpc servers load only for this command
 
+    keep_running()
     serve(daemon_config(args))
     return EXIT_OK
 

@@ -135,6 +135,10 @@ def run_logs(args: argparse.Namespace) -> int:
     if args.tail is not None and args.tail < 0:
         raise UsageError("--tail must be 0 or more")
     since = parse_since(args.since) if args.since else None
+    if args.follow:
+        from provisioner.cli.base import keep_running
+
+        keep_running()
     with executor(args, read_only=True) as ex:
         _print_all(ex.logs(name, args.follow, since, args.tail, args.channel), args)
     return EXIT_OK

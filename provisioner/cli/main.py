@@ -157,8 +157,14 @@ def run() -> NoReturn:
     and object, ~10 ms of each command (scripts and Ansible tasks call it many times).
     :func:`main` itself returns normally (the tests call it in-process).
     """
+    import gc
     import os
 
+    # Nor does a command need the cyclic garbage collector: it would walk, again and
+    # again, the objects its imports make (~5% of a pod's apply), and what a command
+    # builds has next to no reference cycles. The commands that keep running (the
+    # daemon, ``logs --follow``) turn it back on (``provisioner.cli.base.keep_running``).
+    gc.disable()
     code = main()
     try:
         sys.stdout.flush()
