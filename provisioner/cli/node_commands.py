@@ -221,11 +221,11 @@ def run_apply(args: argparse.Namespace) -> int:
 def _set_named_by(paths: list[str]) -> str:
     """The manifest set ``destroy FILE|DIR...`` removes: the one those paths define when
     applied. They are not read (a set whose manifests no longer validate, or use
-    template variables, can still be destroyed), but each must exist: a mistyped path
-    would name a set that is not there."""
+    template variables, can still be destroyed; ``-``, stdin, is not read either), but
+    each must exist: a mistyped path would name a set that is not there."""
     from provisioner.manifest.set_name import default_set_name
 
-    missing = [path for path in paths if not os.path.exists(path)]
+    missing = [path for path in paths if path != "-" and not os.path.exists(path)]
     if missing:
         raise UsageError(f"no such file or directory: {', '.join(missing)}")
     return default_set_name(paths)

@@ -151,6 +151,10 @@ def test_destroy_of_a_path_that_is_not_there_is_refused_and_changes_nothing(
     assert f"no such file or directory: {src / 'typo'}" in err
     assert out == ""
     assert node.status(capsys).keys() == before.keys()
+    # "-" (stdin) names the set "default", as it does for apply; nothing is read
+    code, out, _ = node.run(capsys, "destroy", "-")
+    assert code == 0 and "manifest set 'default'" in out
+    assert node.status(capsys).keys() == before.keys()
     assert node.run(capsys, "destroy", str(src))[0] == 0
 
 
