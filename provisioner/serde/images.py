@@ -1,9 +1,9 @@
 """The image cache <-> ``provisioner.v1`` ListImages / PruneImages messages.
 
-:class:`~provisioner.state.ImageRecord` <-> ``Image``, :class:`~provisioner.state.ImageList`
-<-> ``ListImagesResponse``, :class:`~provisioner.state.ImagePrune` <->
-``PruneImagesResponse``. Sizes are bytes (``uint64``); a digest, reference or pod name
-travels as written.
+:class:`~provisioner.image_state.ImageRecord` <-> ``Image``,
+:class:`~provisioner.image_state.ImageList` <-> ``ListImagesResponse``,
+:class:`~provisioner.image_state.ImagePrune` <-> ``PruneImagesResponse``. Sizes are
+bytes (``uint64``); a digest, reference or pod name travels as written.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ records under the state directory. Of the node layer it may import
 ``provisioner.node.process``, ``provisioner.node.cgroups`` and ``provisioner.node.types``;
 never ``provisioner.node.runtime``, nor the store (``provisioner.node.state``: only the
 runtime records things). Besides that the model, the names, ``provisioner.imageref``,
-``provisioner.podnet``, ``provisioner.plan.steps``, ``provisioner.state`` (the image
+``provisioner.podnet``, ``provisioner.plan.steps``, ``provisioner.image_state`` (the image
 records ``image_gc`` returns) and the errors (``./dev lint`` checks
 it: contracts ``node-rooms`` and ``store-is-the-runtimes``).
 """

@@ -6,7 +6,8 @@ registry pulls' shared blobs (``blobs/sha256/``) and what each registry referenc
 last pulled as (``refs/``). Nothing there is ever removed by a pull; this module is
 what removes it.
 
-:func:`list_images` describes every unpacked image (:class:`~provisioner.state.ImageRecord`):
+:func:`list_images` describes every unpacked image
+(:class:`~provisioner.image_state.ImageRecord`):
 
 - **references**: what names it *now* - the registry references whose ``refs/`` record
   gives its digest, or, for an image unpacked from a local OCI layout, that layout when
@@ -61,9 +62,9 @@ class _Entry:
 def list_images(store: ImageStore, in_use: Mapping[str, Sequence[str]]) -> ImageList:
     """Every image unpacked in ``store``, oldest first, with the blob cache's size;
     ``in_use`` maps an image digest to the pods using it."""
-    entries = _entries(store, in_use)
     blobs = _blob_sizes(store)
-    needed = _needed([e for e in entries], blobs)
+    entries = _entries(store, in_use, blobs, _ref_records(store))
+    needed = _needed(entries, blobs)
     return ImageList(tuple(e.record for e in entries), sum(blobs.values()),
                      sum(size for digest, size in blobs.items() if digest not in needed))
 
@@ -73,7 +74,11 @@ def prune_images(store: ImageStore, in_use: Mapping[str, Sequence[str]],
     """Remove the images no pod uses that are dangling (every one no pod uses with
     ``all_unused``), their ``refs/`` records and the blobs no remaining image needs;
     with ``dry_run`` only say what would go. The caller holds the writer lock."""
-    entries = _entries(store, in_use)
+    # Read once: removing images changes neither the blobs (the caller's writer lock
+    # keeps this node's pulls out) nor the records of the references that remain.
+    blobs = _blob_sizes(store)
+    ref_records = _ref_records(store)
+    entries = _entries(store, in_use, blobs, ref_records)
     doomed: list[_Entry] = []
     kept: list[KeptImage] = []
     for entry in entries:
@@ -93,12 +98,11 @@ def prune_images(store: ImageStore, in_use: Mapping[str, Sequence[str]],
         path = os.path.join(store.dir, hex_)
         size = tree_size(path)
         if not dry_run:
-            _forget_references(store, entry.record.digest)
+            _forget_references(ref_records, entry.record.digest)
             if not store.remove(entry.record.digest):
                 continue  # gone meanwhile
         removed.append(entry.record)
         freed += size
-    blobs = _blob_sizes(store)
     remaining = [e for e in entries if e not in doomed]
     needed = _needed(remaining, blobs)
     unneeded = [digest for digest in blobs if digest not in needed]
@@ -117,9 +121,10 @@ def prune_images(store: ImageStore, in_use: Mapping[str, Sequence[str]],
 
 
 # -- reading the store ------------------------------------------------------------------
-def _entries(store: ImageStore, in_use: Mapping[str, Sequence[str]]) -> list[_Entry]:
-    pulled = _pulled_references(store)
-    blob_sizes = _blob_sizes(store)
+def _entries(store: ImageStore, in_use: Mapping[str, Sequence[str]],
+             blob_sizes: Mapping[str, int],
+             ref_records: Sequence[tuple[str, dict[str, str]]]) -> list[_Entry]:
+    pulled = _pulled_references(ref_records)
     entries = []
     for digest in store.digests():
         info = store.info(digest)
@@ -140,21 +145,23 @@ def _entries(store: ImageStore, in_use: Mapping[str, Sequence[str]]) -> list[_En
     return entries
 
 
-def _pulled_references(store: ImageStore) -> dict[str, list[str]]:
+def _pulled_references(references: Iterable[tuple[str, dict[str, str]]]
+                       ) -> dict[str, list[str]]:
     """Image digest -> the registry references last pulled as it (``refs/``)."""
     found: dict[str, list[str]] = {}
-    for path, record in _ref_records(store):
-        del path
+    for _path, record in references:
         found.setdefault(record["digest"], []).append(record["reference"])
     return found
 
 
-def _ref_records(store: ImageStore) -> Iterable[tuple[str, dict[str, str]]]:
+def _ref_records(store: ImageStore) -> list[tuple[str, dict[str, str]]]:
+    """Every readable ``refs/`` record: its path, the reference and the digest."""
     folder = os.path.join(store.dir, REFS)
     try:
         names = sorted(os.listdir(folder))
     except FileNotFoundError:
-        return
+        return []
+    records = []
     for name in names:
         if not name.endswith(".json") or name.startswith("."):
             continue
@@ -166,13 +173,15 @@ def _ref_records(store: ImageStore) -> Iterable[tuple[str, dict[str, str]]]:
             continue
         if isinstance(data, dict) and isinstance(data.get("reference"), str) and \
                 isinstance(data.get("digest"), str):
-            yield path, {"reference": data["reference"], "digest": data["digest"]}
+            records.append((path, {"reference": data["reference"], "digest": data["digest"]}))
+    return records
 
 
-def _forget_references(store: ImageStore, digest: str) -> None:
+def _forget_references(references: Iterable[tuple[str, dict[str, str]]],
+                       digest: str) -> None:
     """Remove the ``refs/`` records that name ``digest`` (before the image goes, so no
     record ever names a missing image that a pull would trust)."""
-    for path, record in list(_ref_records(store)):
+    for path, record in references:
         if record["digest"] == digest:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
