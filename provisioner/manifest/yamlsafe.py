@@ -34,7 +34,6 @@ __all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "Document", "decode", "load_documents"
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
 
 
-
 class _Loader(_BaseLoader):  # type: ignore[misc]
     """Composes nodes without PyYAML's YAML 1.1 implicit typing.
 
