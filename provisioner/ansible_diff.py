@@ -4,10 +4,10 @@ with the fields that differ from their defaults; environment values are never sh
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
+from provisioner import records
 from provisioner.model import DesiredState, Ref, ResourceSpec
 from provisioner.model_json import spec_to_dict
 from provisioner.plan.steps import Plan
@@ -48,8 +48,8 @@ def spec_fields(spec: ResourceSpec,
     ``labels.tier``). Values of secret mappings (``env``) are hidden; one whose value
     differs from ``previous`` reads ``<hidden, changed>``, so that a diff shows it."""
     old = dict(getattr(previous, "env", ()))
-    defaults = {f.name: f.default for f in dataclasses.fields(spec)
-                if f.default is not dataclasses.MISSING}
+    defaults = {f.name: f.default for f in records.fields(spec)
+                if f.default is not records.MISSING}
     out: list[tuple[str, str]] = []
     data = spec_to_dict(spec)
     for name, value in data.items():

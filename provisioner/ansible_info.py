@@ -11,7 +11,6 @@ data. Reads only: no lock is taken and nothing is applied, in check mode or not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from provisioner.ansible_support import ModuleFailure, NodeOptions
@@ -19,6 +18,7 @@ from provisioner.errors import ProvisionerError
 from provisioner.executors.base import Executor
 from provisioner.executors.choose import open_executor
 from provisioner.model import Kind
+from provisioner.records import record
 from provisioner.state import NodeState, ObservedResource, ProcessPhase
 
 #: The keys of ``resources``, one per kind.
@@ -26,7 +26,7 @@ GROUPS = {Kind.CELL: "cells", Kind.EXECUTABLE: "executables", Kind.POD: "pods",
           Kind.DRIVER: "drivers", Kind.PERSISTENT_EXECUTABLE: "persistent_executables"}
 
 
-@dataclass(frozen=True)
+@record
 class InfoOptions(NodeOptions):
     """The parameters of ``provisioner.node.info``."""
 

@@ -19,7 +19,6 @@ Observing, planning, applying, check mode, diff and the results are the shared
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from provisioner.ansible_support import ApplyOutcome, Converger, ModuleFailure, NodeOptions
@@ -30,6 +29,7 @@ from provisioner.model import DesiredState, Kind, Ref
 from provisioner.names import check_artifact_name, check_cell_path, check_dns_label
 from provisioner.plan.compiler import requirements
 from provisioner.plan.steps import Plan
+from provisioner.records import field, record
 from provisioner.state import NodeState
 
 API_VERSION = "provisioner/v1"
@@ -61,7 +61,7 @@ def issue_text(issue: Issue) -> str:
     return f"{issue.path}: {issue.message}" if issue.path else issue.message
 
 
-@dataclass(frozen=True)
+@record
 class ResourceOptions(NodeOptions):
     """The parameters of ``provisioner.node.resource`` (see its DOCUMENTATION)."""
 

@@ -12,12 +12,12 @@ step numbers that must finish first). An action adds ``result`` (``succeeded``,
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from provisioner.events import ApplyEvent, EventType, Summary
 from provisioner.plan.render import change_counts
 from provisioner.plan.steps import Change, Plan, Step
+from provisioner.records import field, record
 
 PLANNED = "planned"
 SUCCEEDED = "succeeded"
@@ -44,7 +44,7 @@ def planned_actions(plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
     return records, [step.describe() for step in plan.steps]
 
 
-@dataclass
+@record(frozen=False)
 class ApplyOutcome:
     """Apply events folded into what the module reports. Filled as events arrive, so
     that what was done is known even when the apply is cut short by an error."""

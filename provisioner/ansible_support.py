@@ -24,11 +24,10 @@ passes to ``fail_json`` once.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Self
 
+from provisioner import records
 from provisioner.ansible_results import (
     ApplyOutcome,
     plan_records,
@@ -47,6 +46,7 @@ from provisioner.manifest.set_name import default_set_name
 from provisioner.model import DesiredState
 from provisioner.plan.render import render_plan
 from provisioner.plan.steps import Plan
+from provisioner.records import field, record
 from provisioner.state import NodeState
 
 __all__ = ["ApplyOutcome", "Converger", "ManifestManager", "ManifestOptions",
@@ -62,7 +62,7 @@ class ModuleFailure(Exception):
         self.fields = fields
 
 
-@dataclass(frozen=True)
+@record
 class NodeOptions:
     """The options every module has: ``state`` and where the node is (the modules'
     DOCUMENTATION says what each one means)."""
@@ -79,7 +79,7 @@ class NodeOptions:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Self:
         """From ``AnsibleModule.params`` (unknown keys, such as Ansible's own, ignored)."""
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in records.fields(cls)}
         given = cls._normalised({k: v for k, v in params.items() if v is not None})
         return cls(**{k: v for k, v in given.items() if k in names})
 
@@ -88,7 +88,7 @@ class NodeOptions:
         return given
 
 
-@dataclass(frozen=True)
+@record
 class ManifestOptions(NodeOptions):
     """The parameters of ``provisioner.node.manifest``. Exactly one source of manifests:
     ``path`` (files on the managed node), ``texts`` (``src`` rendered on the controller:
@@ -231,7 +231,7 @@ class Converger:
             "plan_text": render_plan(plan),
             "actions": actions,
             "actions_text": actions_text,
-            "summary": dataclasses.asdict(summary),
+            "summary": records.asdict(summary),
             "would_prune": [str(noop.ref) for noop in plan.would_prune],
         }
         warning = None if destroy else prune_warning(plan)
@@ -298,7 +298,7 @@ class ManifestManager(Converger):
         for index, issue in enumerate(result.issues):
             if issue.message in ("no such file or directory",
                                  "directory holds no *.yaml or *.yml files"):
-                result.issues[index] = dataclasses.replace(
+                result.issues[index] = records.replace(
                     issue, message=f"{issue.message} on the managed node (path names files "
                     "there; use src for files on the controller)")
         return result

@@ -9,9 +9,9 @@ only the plan's step type.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 
 from provisioner.plan.steps import Step
+from provisioner.records import field, record
 
 #: Bumped when an event's meaning changes (``--json`` consumers read it).
 EVENT_FORMAT_VERSION = 1
@@ -27,7 +27,7 @@ class EventType(enum.StrEnum):
     SUMMARY = "summary"  # always the last event
 
 
-@dataclass(frozen=True)
+@record
 class Summary:
     """Resources counted by outcome once an apply ends, and the node's generation then."""
 
@@ -41,7 +41,7 @@ class Summary:
     generation: int = 0
 
 
-@dataclass(frozen=True)
+@record
 class ApplyEvent:
     """One event of an apply: a step started, succeeded, failed or was skipped, or the
     summary (``summary`` set, no step), which is always the last."""

@@ -5,10 +5,10 @@ classes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from provisioner.records import record
 
 
-@dataclass(frozen=True)
+@record
 class ImageRecord:
     """An image of the node's image cache (``provisioner images list``): unpacked under
     its manifest digest, with what still names it and which pods use it."""
@@ -38,7 +38,7 @@ class ImageRecord:
         return not self.references
 
 
-@dataclass(frozen=True)
+@record
 class ImageList:
     """The node's image cache: its images and the blob cache's size."""
 
@@ -48,7 +48,7 @@ class ImageList:
     unused_blob_bytes: int = 0
 
 
-@dataclass(frozen=True)
+@record
 class KeptImage:
     """An image a prune left, and why (in use, or still named with prune's default)."""
 
@@ -56,7 +56,7 @@ class KeptImage:
     reason: str
 
 
-@dataclass(frozen=True)
+@record
 class ImagePrune:
     """What ``provisioner images prune`` removed (or, with ``dry_run``, would remove)."""
 

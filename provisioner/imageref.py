@@ -19,9 +19,9 @@ and has the tag is the node's to say, at ``plan``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from provisioner.errors import InvalidArgument
+from provisioner.records import record
 
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _TAG_RE = re.compile(_TAG)
@@ -43,7 +43,7 @@ DEFAULT_REGISTRY = "docker.io"
 _REGISTRY_HOST_RE = re.compile(_HOST)
 
 
-@dataclass(frozen=True)
+@record
 class ImageReference:
     """A syntactically valid reference: a layout (``layout`` set) or a registry one."""
 

@@ -8,7 +8,7 @@ nothing of the package.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from provisioner.records import record
 
 STDOUT = "stdout"
 STDERR = "stderr"
@@ -16,7 +16,7 @@ STDERR = "stderr"
 CHANNELS = (STDOUT, STDERR)
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class LogLine:
     """A line (or, ``continued``, a piece of an overlong one) and when it was written."""
 
@@ -26,7 +26,7 @@ class LogLine:
     continued: bool = False  # a piece of an overlong line; the rest follows
 
 
-@dataclass(frozen=True)
+@record
 class LogRequest:
     """Which lines of which process a caller asks for (``Executor.logs``' arguments)."""
 

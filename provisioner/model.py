@@ -1,4 +1,4 @@
-"""The declarative model: frozen dataclasses with value equality.
+"""The declarative model: frozen records (``provisioner.records``) with value equality.
 
 Protobuf types never enter the model; ``provisioner.serde`` converts at the edge.
 Every mapping is stored as a sorted tuple of pairs so that specs are hashable and
@@ -8,7 +8,8 @@ compare by value (the plan compiler diffs them field by field).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+
+from provisioner.records import field, record
 
 API_VERSION = "provisioner/v1"
 
@@ -70,7 +71,7 @@ class PullPolicy(enum.StrEnum):
 DEFAULT_STOP_GRACE_S = 10.0
 
 
-@dataclass(frozen=True)
+@record
 class Ref:
     """A reference to another resource, written ``Kind/name`` in manifests."""
 
@@ -81,7 +82,7 @@ class Ref:
         return f"{self.kind.value}/{self.name}"
 
 
-@dataclass(frozen=True)
+@record
 class Source:
     """Where a resource was declared: file and 1-based line / column."""
 
@@ -93,7 +94,7 @@ class Source:
         return f"{self.file}:{self.line}:{self.column}" if self.file else "<unknown>"
 
 
-@dataclass(frozen=True)
+@record
 class CellLimits:
     """The limits of a cell that can change in place."""
 
@@ -103,7 +104,7 @@ class CellLimits:
     cpuset_mems: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class CellSpec:
     """A cell: a cgroup with limits, optionally with its own pid/mount/ipc/uts
     (``isolate_process``) and network (``isolate_network``) namespaces.
@@ -120,7 +121,7 @@ class CellSpec:
     kind = Kind.CELL
 
 
-@dataclass(frozen=True)
+@record
 class ExecutableSpec:
     """A command supervised in a cell (``cell`` "" is the provisioner's root cell)."""
 
@@ -141,7 +142,7 @@ class ExecutableSpec:
     kind = Kind.EXECUTABLE
 
 
-@dataclass(frozen=True)
+@record
 class ContainerPort:
     """A port a container listens on (Kubernetes' ``ports`` entry). ``host_port`` 0:
     not published on the node; otherwise the node forwards ``host_port`` (on
@@ -152,7 +153,7 @@ class ContainerPort:
     protocol: Protocol = Protocol.TCP
 
 
-@dataclass(frozen=True)
+@record
 class ContainerSpec:
     """One OCI container of a pod: an image reference and what to run in it."""
 
@@ -166,7 +167,7 @@ class ContainerSpec:
     pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
 
 
-@dataclass(frozen=True)
+@record
 class PodSpec:
     """A named group of OCI containers run with runc, in a cell, sharing a network
     namespace (see :class:`PodNetwork`).
@@ -210,7 +211,7 @@ class PodSpec:
                 if port.host_port or host]
 
 
-@dataclass(frozen=True)
+@record
 class DriverSpec:
     """An Atomix driver file pushed to the node's driver registry."""
 
@@ -226,7 +227,7 @@ class DriverSpec:
     kind = Kind.DRIVER
 
 
-@dataclass(frozen=True)
+@record
 class PersistentExecutableSpec:
     """An executable the daemon keeps running across its own restarts
     (first-generation Aurae API), enabled or not.
@@ -251,7 +252,7 @@ def ref_of(spec: ResourceSpec) -> Ref:
     return Ref(spec.kind, spec.name)
 
 
-@dataclass(frozen=True)
+@record
 class DesiredState:
     """Every resource of one manifest set, in declaration order."""
 

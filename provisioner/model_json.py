@@ -6,10 +6,10 @@ applied with as JSON text, and reading it back must give an equal spec.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
+from provisioner import records
 from provisioner.errors import InvalidArgument
 from provisioner.limits import MAX_STOP_GRACE_S, clamp
 from provisioner.model import (
@@ -42,7 +42,7 @@ _CLASSES: dict[Kind, type[Any]] = {
 def spec_to_dict(spec: ResourceSpec) -> dict[str, Any]:
     """A JSON-ready dict; ``source`` (where it was declared) is not part of a spec."""
     out: dict[str, Any] = {"kind": spec.kind.value}
-    for field in dataclasses.fields(spec):
+    for field in records.fields(spec):
         if field.name == "source":
             continue
         value = getattr(spec, field.name)
@@ -53,8 +53,8 @@ def spec_to_dict(spec: ResourceSpec) -> dict[str, Any]:
 def _plain(value: Any) -> Any:
     if isinstance(value, Ref):
         return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if records.is_record(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in records.fields(value)}
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
     if isinstance(value, RestartPolicy | PodNetwork | Protocol | PullPolicy):

@@ -7,9 +7,9 @@ remotely from ``NodeService.GetState``). Pure data, no I/O.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 from provisioner.model import Ref, ResourceSpec, ref_of
+from provisioner.records import record
 
 
 class ProcessPhase(enum.StrEnum):
@@ -23,7 +23,7 @@ class ProcessPhase(enum.StrEnum):
     FAILED = "failed"  # could not be started (a container's command does not exist)
 
 
-@dataclass(frozen=True)
+@record
 class ProcessStatus:
     """What the supervisor reports of one process: phase, pid (with its start time,
     so a reused pid is never mistaken for it), exit and restarts.
@@ -47,7 +47,7 @@ class ProcessStatus:
         return "exited"
 
 
-@dataclass(frozen=True)
+@record
 class ObservedResource:
     """A resource the provisioner created: the spec it was applied with and reality."""
 
@@ -63,7 +63,7 @@ class ObservedResource:
         return ref_of(self.spec)
 
 
-@dataclass(frozen=True)
+@record
 class NodeState:
     """Everything the provisioner created on a node, with the store's generation
     (a plan compiled against another generation is refused as stale).

@@ -6,13 +6,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from typing import Any, Protocol
 
 from provisioner.cli.base import emit_json
 from provisioner.events import ApplyEvent, EventType, Summary
 from provisioner.plan.render import MARKS
 from provisioner.plan.steps import Plan, Step
+from provisioner.records import asdict
 
 
 def event_to_json(event: ApplyEvent) -> dict[str, Any]:

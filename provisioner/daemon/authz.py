@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import yaml
 
 from provisioner.errors import InvalidArgument
+from provisioner.records import field, record
 
 log = logging.getLogger("provisioner.daemon.authz")
 
@@ -85,7 +85,7 @@ DEFAULT_IDENTITIES: Mapping[str, tuple[str, ...]] = {
 _CACHE_LIMIT = 4096
 
 
-@dataclass(frozen=True)
+@record
 class Caller:
     """Who is calling, as the TLS peer certificate (or the unix socket) names it."""
 
@@ -95,7 +95,7 @@ class Caller:
     display: str
 
 
-@dataclass(frozen=True)
+@record
 class Policy:
     """Roles (patterns of gRPC methods) and identities (caller names -> roles);
     the built-in default unless a policy file is given.

@@ -17,7 +17,6 @@ import datetime
 import ipaddress
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +27,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from provisioner.errors import AlreadyExists, InvalidArgument, NotFound
 from provisioner.names import check_artifact_name
+from provisioner.records import record
 
 CA_NAME = "ca"
 DEFAULT_DAYS = 365
@@ -39,7 +39,7 @@ Kind = Literal["server", "client"]
 _GeneralName = x509.DNSName | x509.IPAddress | x509.UniformResourceIdentifier
 
 
-@dataclass(frozen=True)
+@record
 class CertFiles:
     """The certificate and private-key files of one identity."""
 

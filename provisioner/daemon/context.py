@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from provisioner.defaults import (
@@ -19,6 +18,7 @@ from provisioner.defaults import (
     DEFAULT_SOCKET,
     DEFAULT_STATE_DIR,
 )
+from provisioner.records import field, record
 
 if TYPE_CHECKING:
     from provisioner.executors.local import LocalExecutor
@@ -29,7 +29,7 @@ MiB = 1024 * 1024
 MAX_CONCURRENT_RPCS_LIMIT = 1024
 
 
-@dataclass(frozen=True)
+@record
 class DaemonConfig:
     """How a daemon is set up: where the node is, how it listens, its limits."""
 
@@ -70,7 +70,7 @@ class DaemonConfig:
     max_driver_bytes: int = 512 * MiB
 
 
-@dataclass
+@record(frozen=False)
 class DaemonContext:
     """The daemon's shared state, handed to every servicer."""
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from provisioner._proto.v1alpha import api_pb2 as rkt
@@ -43,6 +42,7 @@ from provisioner.daemon.rkt_match import EVENT_KIND
 from provisioner.daemon.rkt_pods import NAME_KEY, RESTARTS_KEY, STARTED_KEY, annotation
 from provisioner.errors import ProvisionerError
 from provisioner.node import NodeLayer
+from provisioner.records import record
 
 log = logging.getLogger("provisioner.daemon.rkt")
 
@@ -56,7 +56,7 @@ class Pods(Protocol):
         """Every pod, as the rkt API describes it."""
 
 
-@dataclass(frozen=True)
+@record
 class Emitted:
     """One rkt event to record: type, pod id, ``from`` name and data."""
 

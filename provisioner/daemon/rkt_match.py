@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 from provisioner._proto.v1alpha import api_pb2 as rkt
 from provisioner.node import LogLine, StoreEvent
+from provisioner.records import record
 
 NS = 1_000_000_000
 #: App annotation: the app's own cgroup (a path below the hierarchy root).
@@ -162,7 +162,7 @@ def event_from_store(event: StoreEvent) -> rkt.Event | None:
 # -- logs ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class LogQuery:
     """GetLogs parameters: ``lines`` most recent (0: all); ``since_s`` <= time <
     ``until_s`` in seconds (0: unbounded); ``follow`` keeps the stream open."""

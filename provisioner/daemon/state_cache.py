@@ -27,12 +27,12 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from provisioner.model import DriverSpec, Kind
 from provisioner.model_json import loads
 from provisioner.node import DriverStore, NodeLayer, driver_key
+from provisioner.records import record
 
 __all__ = ["RACY_NS", "ObservedCache"]
 
@@ -41,7 +41,7 @@ T = TypeVar("T")
 RACY_NS = 50_000_000
 
 
-@dataclass(frozen=True)
+@record
 class _Entry(Generic[T]):
     key: tuple[int, int]
     drivers: tuple[tuple[str, bool], ...]  # each recorded driver's file, and if it was there

@@ -38,12 +38,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
 from provisioner.events import ApplyEvent
 from provisioner.model import DesiredState
 from provisioner.plan.steps import Plan
+from provisioner.records import record
 from provisioner.state import NodeState
 
 if TYPE_CHECKING:  # (only named in signatures: a command that applies builds none)
@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # (only named in signatures: a command that applies builds no
 LockWord = Literal["free", "held", "unknown"]
 
 
-@dataclass(frozen=True)
+@record
 class LockState:
     """The node's writer lock as an executor sees it."""
 

@@ -12,13 +12,13 @@ directory's log files.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import sys
 import threading
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
+from provisioner import records
 from provisioner.defaults import DEFAULT_LOCK_TIMEOUT_S
 from provisioner.errors import (
     FailedPrecondition,
@@ -156,7 +156,7 @@ class LocalExecutor:
 
     def observe(self) -> NodeState:
         """The node as it runs now, with its generation and node id."""
-        return dataclasses.replace(observe(self.layer), node_id=self.node_id)
+        return records.replace(observe(self.layer), node_id=self.node_id)
 
     def plan(self, desired: DesiredState, prune: bool = False, destroy: bool = False, *,
              observed: NodeState | None = None) -> Plan:

@@ -12,7 +12,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 
 from provisioner.defaults import DEFAULT_PARALLELISM
 from provisioner.errors import ProvisionerError
@@ -20,6 +19,7 @@ from provisioner.events import ApplyEvent, EventType, Summary
 from provisioner.limits import MAX_PARALLELISM
 from provisioner.plan.render import change_counts
 from provisioner.plan.steps import Change, Plan, Step
+from provisioner.records import replace
 
 __all__ = ["DEFAULT_PARALLELISM", "run_plan"]
 

@@ -1,4 +1,4 @@
-"""Turn schema-valid documents into model dataclasses (snake_case, defaults applied)."""
+"""Turn schema-valid documents into model records (snake_case, defaults applied)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +34,10 @@ from provisioner.model import (
 )
 from provisioner.names import cell_parent
 from provisioner.podnet import host_port_clashes, pod_network_problems
+from provisioner.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Declared:
     """A resource as built from a document, with the document (for error locations)."""
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from provisioner.errors import LoadError
+from provisioner.records import record
 
 if TYPE_CHECKING:
     import yaml
@@ -18,7 +18,7 @@ def _escape(match: re.Match[str]) -> str:
     return repr(match.group())[1:-1]
 
 
-@dataclass(frozen=True, order=True)
+@record(order=True)
 class Issue:
     """One problem of a manifest: file, 1-based line and column, the JSON path of the
     field (``spec.containers[0].image``) and the message.

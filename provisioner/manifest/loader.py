@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,14 @@ from provisioner.manifest.issues import Issue
 from provisioner.manifest.schema_check import check_document
 from provisioner.manifest.set_name import default_set_name
 from provisioner.model import DesiredState
+from provisioner.records import field, record
 
 __all__ = ["LoadResult", "default_set_name", "expand_paths", "load", "load_texts"]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 
 
-@dataclass
+@record(frozen=False)
 class LoadResult:
     """Everything learnt from a set of manifest files. Valid when ``issues`` is empty."""
 

@@ -17,12 +17,12 @@ import contextvars
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from jinja2.exceptions import SecurityError
 
 from provisioner.manifest.yamlsafe import MAX_FILE_BYTES
+from provisioner.records import record
 
 #: Most items one ``range()`` may have.
 MAX_RANGE = 10_000
@@ -54,7 +54,7 @@ class TemplateLimitExceeded(SecurityError):
     carries the template line like any other template error)."""
 
 
-@dataclass
+@record(frozen=False)
 class RenderBudget:
     """What one render may still spend: CPU time and characters built."""
 

@@ -4,7 +4,7 @@ node layer's configuration, say) loads nothing else."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from provisioner.records import record
 
 #: Under the state directory: one record per pod attached to the pod network
 #: (:class:`provisioner.node.oci.cni_pods.PodNetworks`); none there, no pod network to
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 POD_NETWORK_RECORDS = ("cni", "pods")
 
 
-@dataclass(frozen=True)
+@record
 class LeafCgroup:
     """The cgroup directories, one per hierarchy, that one executable's processes live in.
 
@@ -27,7 +27,7 @@ class LeafCgroup:
     freezer_dir: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class NamespaceTarget:
     """Namespaces an executable joins: those of the cell's holder process.
 
@@ -41,7 +41,7 @@ class NamespaceTarget:
     namespaces: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@record
 class RegistryOptions:
     """How this node reaches registries (NodeConfig, CLI/daemon flags); the pulls that
     use them are :mod:`provisioner.node.oci.pull`'s."""

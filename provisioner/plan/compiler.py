@@ -11,7 +11,6 @@ re-creation.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
 
 from provisioner.errors import FailedPrecondition
 from provisioner.model import (
@@ -32,6 +31,7 @@ from provisioner.plan.diff import describe_changes, in_place_change, needs_repla
 from provisioner.plan.graph import stable_toposort
 from provisioner.plan.steps import Action, Change, NoOp, Plan, Step
 from provisioner.podnet import host_port_clashes
+from provisioner.records import field, record
 from provisioner.state import NodeState, ObservedResource, ProcessPhase
 
 _DOWN = {Action.STOP, Action.FREE, Action.DELETE}
@@ -60,7 +60,7 @@ def _inside(spec: ResourceSpec, cell: str) -> bool:
     return where == cell or where.startswith(cell + "/")
 
 
-@dataclass
+@record(frozen=False)
 class _Decision:
     change: Change | None = None  # None: left alone
     reason: str = ""
@@ -68,7 +68,7 @@ class _Decision:
     restart: bool = False  # start again after drift
 
 
-@dataclass
+@record(frozen=False)
 class _Draft:
     action: Action
     ref: Ref

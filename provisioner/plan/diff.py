@@ -10,6 +10,7 @@ from provisioner.model import (
     PodSpec,
     ResourceSpec,
 )
+from provisioner.records import fields
 
 #: Fields whose change needs the resource replaced (stop + start, free + allocate).
 #: Every other field changes in place (cell limits) or only in the record (labels...).
@@ -63,9 +64,9 @@ def _show(value: object, name: str = "") -> str:
 def changed_fields(old: ResourceSpec, new: ResourceSpec) -> list[str]:
     """Names of the spec fields that differ (``source`` never counts)."""
     return [
-        name
-        for name in old.__dataclass_fields__
-        if name != "source" and getattr(old, name) != getattr(new, name)
+        f.name
+        for f in fields(old)
+        if f.name != "source" and getattr(old, f.name) != getattr(new, f.name)
     ]
 
 

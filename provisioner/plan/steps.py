@@ -1,11 +1,11 @@
-"""Plan steps: frozen dataclasses with value equality, so plans compare and diff."""
+"""Plan steps: frozen records with value equality, so plans compare and diff."""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 
 from provisioner.model import Ref, ResourceSpec
+from provisioner.records import field, record
 
 PLAN_FORMAT_VERSION = 1
 
@@ -33,7 +33,7 @@ class Change(enum.StrEnum):
     DELETE = "delete"
 
 
-@dataclass(frozen=True)
+@record
 class Step:
     """One ordered action of a plan: what, on which resource, why, the spec it applies,
     and the indexes of the steps it requires.
@@ -55,7 +55,7 @@ class Step:
         return f"{self.action.value} {self.ref}: {self.reason}"
 
 
-@dataclass(frozen=True)
+@record
 class NoOp:
     """A resource left alone, and why."""
 
@@ -63,7 +63,7 @@ class NoOp:
     reason: str
 
 
-@dataclass(frozen=True)
+@record
 class Plan:
     """The ordered steps that take a node from its observed state (at ``generation``)
     to a manifest set's desired state, with what needs no change.

@@ -3,10 +3,10 @@ docstring for the wire conventions)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import cast
 
+from provisioner import records
 from provisioner._proto.provisioner.v1 import node_pb2 as npb
 from provisioner.errors import InvalidArgument
 from provisioner.events import ApplyEvent, EventType, Summary
@@ -207,7 +207,7 @@ def _noop_from_proto(pb: npb.Unchanged) -> NoOp:
 _EVENT_TO_PROTO = {t: cast(npb.ApplyEventType, npb.ApplyEventType.Value(
     f"APPLY_EVENT_TYPE_{t.name}")) for t in EventType}
 _EVENT_FROM_PROTO = {v: k for k, v in _EVENT_TO_PROTO.items()}
-_SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(Summary))
+_SUMMARY_FIELDS = tuple(f.name for f in records.fields(Summary))
 
 
 def event_to_proto(event: ApplyEvent) -> npb.ApplyEvent:
@@ -218,7 +218,7 @@ def event_to_proto(event: ApplyEvent) -> npb.ApplyEvent:
     if event.step is not None:
         out.step.CopyFrom(step_to_proto(event.step, event.index or 0))
     if event.summary is not None:
-        out.summary.CopyFrom(npb.ApplySummary(**dataclasses.asdict(event.summary)))
+        out.summary.CopyFrom(npb.ApplySummary(**records.asdict(event.summary)))
     return out
 
 

@@ -8,7 +8,6 @@ real scheduler with a recording step."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import os
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from provisioner import records
 from provisioner.ansible_diff import HIDDEN, HIDDEN_CHANGED, diff_text, resource_text, spec_fields
 from provisioner.ansible_info import InfoOptions
 from provisioner.ansible_resource import ResourceOptions
@@ -203,7 +203,7 @@ def test_a_bad_definition_is_refused_before_the_node(definition: Any, expected: 
 # -- the modules' documentation ---------------------------------------------------
 
 COLLECTION = REPO / "ansible_collections" / "provisioner" / "node"
-#: Each module, the options dataclass its parameters become, and its return values.
+#: Each module, the options record its parameters become, and its return values.
 MODULES: dict[str, tuple[type[NodeOptions], set[str]]] = {
     "manifest": (ManifestOptions, {"manifest_set", "plan", "plan_text", "actions",
                                    "actions_text", "summary", "would_prune", "diff",
@@ -274,7 +274,7 @@ def test_documented_attributes_match_the_spec(module: str, name: str) -> None:
 
 
 def test_the_modules_share_their_node_options_through_one_fragment() -> None:
-    shared = {f.name for f in dataclasses.fields(NodeOptions)} - {"state"}
+    shared = {f.name for f in records.fields(NodeOptions)} - {"state"}
     for module in MODULES:
         assert shared <= set(SPECS[module]), module
         for name in shared:
@@ -288,17 +288,17 @@ def test_the_modules_share_their_node_options_through_one_fragment() -> None:
     assert sorted(runtime["action_groups"]["node"]) == sorted(MODULES)
 
 
-def dataclass_defaults(cls: type[Any]) -> dict[str, Any]:
+def record_defaults(cls: type[Any]) -> dict[str, Any]:
     out = {}
-    for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
+    for f in records.fields(cls):
+        if f.default is not records.MISSING:
             out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
+        elif f.default_factory is not records.MISSING:
             out[f.name] = f.default_factory()
     return out
 
 
-#: Options the module handles itself (or the action plugin), not the options dataclass.
+#: Options the module handles itself (or the action plugin), not the options record.
 NOT_IN_OPTIONS = {"manifest": {"src", *INTERNAL}, "resource": set(), "info": set()}
 
 
@@ -308,7 +308,7 @@ def test_spec_defaults_are_the_cli_defaults_and_options_are_typed(module: str) -
     assert spec["state_dir"]["default"] == DEFAULT_STATE_DIR
     assert spec["cgroup_root"]["default"] == DEFAULT_CGROUP_ROOT
     assert spec["lock_timeout"]["default"] == DEFAULT_LOCK_TIMEOUT_S
-    fields = dataclass_defaults(options)
+    fields = record_defaults(options)
     assert set(spec) - NOT_IN_OPTIONS[module] <= set(fields)
     for name, declared in spec.items():
         if "default" in declared:

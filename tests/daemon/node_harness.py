@@ -5,7 +5,6 @@ temporary unix socket, for tests. Built here from the modules' ``register`` func
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -17,6 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from provisioner import records
 from provisioner.daemon import node_service, registry, rkt
 from provisioner.daemon.context import DaemonConfig, DaemonContext
 from provisioner.executors.local import LocalExecutor
@@ -53,7 +53,7 @@ def running_daemon(tmp_path: Path, max_driver_bytes: int = 16 * 1024 * 1024,
         pytest.skip("the daemon's node layer needs root, cgroups and namespaces")
     config_ = make_config(tmp_path / "state")
     if pod_subnet is not None:
-        config_ = dataclasses.replace(config_, pod_subnet=pod_subnet)
+        config_ = records.replace(config_, pod_subnet=pod_subnet)
     layer = NodeLayer(config_)
     config = DaemonConfig(state_dir=layer.config.state_dir,
                           cgroup_root=layer.config.cgroup_root, socket=None,

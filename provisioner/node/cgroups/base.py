@@ -11,7 +11,6 @@ import json
 import os
 import threading
 import time
-from dataclasses import fields
 
 from provisioner.cpulist import MAX_ID, parse_cpu_list
 from provisioner.errors import (
@@ -25,6 +24,7 @@ from provisioner.errors import (
 from provisioner.lazylog import LazyLogger
 from provisioner.model import CellLimits
 from provisioner.names import check_artifact_name, check_cell_path
+from provisioner.records import fields
 
 log = LazyLogger(__name__)
 
@@ -407,7 +407,7 @@ def record_limits(path: str, limits: CellLimits) -> None:
     """Remember the limits a cell was made with in an extended attribute of its
     cgroup directory (read back by observe to report drift).
     """
-    # The fields by hand, not dataclasses.asdict (which deep-copies): same JSON.
+    # The fields by hand, not records.asdict (which walks deep): same JSON.
     value = {name: getattr(limits, name) for name in _LIMIT_FIELDS}
     try:
         os.setxattr(path, LIMITS_XATTR, json.dumps(value).encode())

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 
 from provisioner.cpulist import format_cpu_list, parse_cpu_list
 from provisioner.errors import PermissionDenied, Unavailable
@@ -30,6 +29,7 @@ from provisioner.node.cgroups.base import (
 from provisioner.node.cgroups.tree import CgroupDriver
 from provisioner.node.cgroups.v1 import V1_OPTIONAL, V1_REQUIRED, CgroupV1Driver
 from provisioner.node.cgroups.v2 import CgroupV2Driver
+from provisioner.records import field, record
 
 __all__ = [
     "HOLDER_LEAF",
@@ -57,7 +57,7 @@ _V1_CONTROLLERS = frozenset({
 _V2_PREFERRED = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified")
 
 
-@dataclass(frozen=True)
+@record
 class CgroupLayout:
     """How this node's cgroups are mounted.
 

@@ -18,7 +18,6 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import replace
 
 from provisioner.errors import AlreadyExists, FailedPrecondition, NodeError, NotFound, NotOwned
 from provisioner.lazylog import LazyLogger
@@ -44,6 +43,7 @@ from provisioner.node.cgroups.base import (
     walk_bottom_up,
 )
 from provisioner.node.types import LeafCgroup
+from provisioner.records import replace
 
 log = LazyLogger(__name__)
 

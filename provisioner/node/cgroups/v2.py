@@ -15,7 +15,6 @@ the "no internal processes" rule of v2 never blocks enabling a controller.
 from __future__ import annotations
 
 import os
-from dataclasses import fields
 
 from provisioner.errors import NodeError, Unavailable
 from provisioner.model import CellLimits
@@ -27,6 +26,7 @@ from provisioner.node.cgroups.base import (
 )
 from provisioner.node.cgroups.tree import CgroupDriver
 from provisioner.node.types import LeafCgroup
+from provisioner.records import fields
 
 
 def needed_controllers(limits: CellLimits) -> list[str]:

@@ -35,7 +35,6 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from provisioner.defaults import DEFAULT_POD_SUBNET
@@ -53,6 +52,7 @@ from provisioner.node.oci.network import (
     remove_netns,
 )
 from provisioner.node.types import POD_NETWORK_RECORDS
+from provisioner.records import record
 
 LOCK_FILE = "/run/lock/provisioner-cni.lock"
 IFNAME = "eth0"
@@ -90,7 +90,7 @@ def check_subnet(text: str) -> ipaddress.IPv4Network:
     return net
 
 
-@dataclass(frozen=True)
+@record
 class PodAddress:
     """A bridge pod's address (``10.89.0.2``), its prefix length and its gateway."""
 
@@ -99,7 +99,7 @@ class PodAddress:
     gateway: str
 
 
-@dataclass(frozen=True)
+@record
 class PortMapping:
     """One published port as the portmap plugin takes it."""
 

@@ -38,7 +38,6 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 from provisioner.errors import InvalidArgument, ProvisionerError
 from provisioner.image_state import ImageList, ImagePrune, ImageRecord, KeptImage
@@ -46,13 +45,14 @@ from provisioner.node.oci.image_info import ImageInfo, tree_size
 from provisioner.node.oci.images import ImageStore
 from provisioner.node.oci.layout import parse_reference, resolve
 from provisioner.node.oci.registry_images import BLOBS, PULL_PREFIX, REFS
+from provisioner.records import record
 
 __all__ = ["list_images", "prune_images"]
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
-@dataclass(frozen=True)
+@record
 class _Entry:
     record: ImageRecord
     #: Digests of the blobs it needs (None: unknown, its manifest was not kept).
@@ -149,8 +149,8 @@ def _pulled_references(references: Iterable[tuple[str, dict[str, str]]]
                        ) -> dict[str, list[str]]:
     """Image digest -> the registry references last pulled as it (``refs/``)."""
     found: dict[str, list[str]] = {}
-    for _path, record in references:
-        found.setdefault(record["digest"], []).append(record["reference"])
+    for _path, ref in references:
+        found.setdefault(ref["digest"], []).append(ref["reference"])
     return found
 
 
@@ -181,8 +181,8 @@ def _forget_references(references: Iterable[tuple[str, dict[str, str]]],
                        digest: str) -> None:
     """Remove the ``refs/`` records that name ``digest`` (before the image goes, so no
     record ever names a missing image that a pull would trust)."""
-    for path, record in references:
-        if record["digest"] == digest:
+    for path, ref in references:
+        if ref["digest"] == digest:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 

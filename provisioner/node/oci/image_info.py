@@ -21,10 +21,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
 
 from provisioner.errors import InvalidArgument
 from provisioner.node.oci.layout import Manifest, open_blob, read_json_blob
+from provisioner.records import record
 
 __all__ = ["INFO_FILE", "MANIFEST_FILE", "ImageInfo", "read_info", "tree_size", "write_info"]
 
@@ -32,7 +32,7 @@ INFO_FILE = "image.json"
 MANIFEST_FILE = "manifest.json"
 
 
-@dataclass(frozen=True)
+@record
 class ImageInfo:
     """An unpacked image's metadata (see the module docstring)."""
 

@@ -45,7 +45,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from provisioner.errors import InvalidArgument, NodeError, ProvisionerError
@@ -61,13 +60,14 @@ from provisioner.node.oci.layout import (
     resolve,
 )
 from provisioner.node.types import RegistryOptions
+from provisioner.records import asdict, record
 
 __all__ = ["Image", "ImageConfig", "ImageInfo", "ImageStore", "image_config"]
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
-@dataclass(frozen=True)
+@record
 class ImageConfig:
     """What the image config says about running it (OCI ``config`` fields)."""
 
@@ -93,7 +93,7 @@ class ImageConfig:
                    user=_string(data.get("user"), where, "user"))
 
 
-@dataclass(frozen=True)
+@record
 class Image:
     """An unpacked image."""
 

@@ -27,10 +27,10 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 from provisioner.errors import FailedPrecondition, InvalidArgument, NotFound
+from provisioner.records import field, record
 
 __all__ = [
     "CONFIG_TYPES",
@@ -76,7 +76,7 @@ _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm6
          "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 
 
-@dataclass(frozen=True)
+@record
 class Descriptor:
     """An OCI content descriptor: what a blob is, its digest and size."""
 
@@ -87,7 +87,7 @@ class Descriptor:
     platform: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@record
 class Manifest:
     """An image manifest found by :func:`resolve`."""
 

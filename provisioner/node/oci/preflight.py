@@ -14,9 +14,9 @@ pulled or unpacked, and no registry is contacted.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
 
+from provisioner import records
 from provisioner.errors import FailedPrecondition, ProvisionerError
 from provisioner.imageref import canonical_reference, parse_image_reference, parse_registry
 from provisioner.model import ContainerSpec, Kind, PodSpec, PullPolicy
@@ -114,7 +114,7 @@ def check_plan(plan: Plan, state_dir: str = "") -> Plan:
         raise FailedPrecondition("this node cannot use the image of "
                                  f"{len(problems)} container(s):\n  " + "\n  ".join(problems))
     steps = tuple(_with_pulls(step, images) for step in plan.steps)
-    return plan if steps == plan.steps else dataclasses.replace(plan, steps=steps)
+    return plan if steps == plan.steps else records.replace(plan, steps=steps)
 
 
 def _allocates_pod(step: Step) -> bool:
@@ -127,4 +127,4 @@ def _with_pulls(step: Step, images: ImageStore | None) -> Step:
     pulls = images_to_pull(step.spec, images)
     if not pulls:
         return step
-    return dataclasses.replace(step, reason=f"{step.reason}; pulls {', '.join(pulls)}")
+    return records.replace(step, reason=f"{step.reason}; pulls {', '.join(pulls)}")

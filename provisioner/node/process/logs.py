@@ -31,11 +31,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from provisioner.errors import InvalidArgument
 from provisioner.limits import MAX_LOG_FILE_BYTES, MAX_LOG_FILES_KEPT, MAX_LOG_LINE_BYTES
 from provisioner.logline import STDERR, STDOUT, LogLine
+from provisioner.records import record
 
 __all__ = ["STDERR", "STDOUT", "LogLimits", "LogLine", "LogReader", "LogRing", "parse_record"]
 
@@ -44,7 +44,7 @@ _CHANNELS = {"O": STDOUT, "E": STDERR}
 _PREFIX, _SUFFIX = "output-", ".log"
 
 
-@dataclass(frozen=True)
+@record
 class LogLimits:
     """How large a log file grows before rotating, how many are kept, and the longest line."""
     max_bytes: int = 8 * 1024 * 1024  # per file

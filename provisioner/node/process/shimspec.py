@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from provisioner.errors import InvalidArgument, NodeError, NotFound
@@ -20,6 +19,7 @@ from provisioner.limits import MAX_BACKOFF_S, MAX_STOP_GRACE_S, clamp
 from provisioner.node.process.exec_limits import check_exec_size
 from provisioner.node.process.logs import LogLimits
 from provisioner.node.types import LeafCgroup, NamespaceTarget
+from provisioner.records import field, record, replace
 
 RESTART_POLICIES = ("never", "on-failure", "always")  # values of model.RestartPolicy
 
@@ -38,7 +38,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NSENTER = "/usr/bin/nsenter"
 
 
-@dataclass(frozen=True)
+@record
 class ShimSpec:
     """Everything one shim needs to supervise one executable."""
 
@@ -89,7 +89,7 @@ class ShimSpec:
 
     def to_json(self) -> dict[str, Any]:
         """The spec file's object (what the shim reads)."""
-        # By hand rather than dataclasses.asdict (a deep copy, ~5x slower): this is on
+        # By hand rather than records.asdict (a deep walk, ~5x slower): this is on
         # the path of every launch.
         ns = self.namespace
         return {**vars(self), "leaf": _leaf_json(self.leaf), "env": dict(self.env),
@@ -119,7 +119,7 @@ class ShimSpec:
         })
 
 
-@dataclass(frozen=True)
+@record
 class ShimStatus:
     """The state of one supervised executable, as last written by its shim."""
 

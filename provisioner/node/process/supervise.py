@@ -25,7 +25,6 @@ import re
 import select
 import signal
 import time
-from dataclasses import replace
 
 from provisioner.errors import FailedPrecondition, NodeError, NotFound
 from provisioner.node.process import leaf as leafops
@@ -48,6 +47,7 @@ from provisioner.node.process.shimspec import (
     read_status,
     write_status,
 )
+from provisioner.records import replace
 
 __all__ = ["ShimLaunch", "crash_log_of", "is_running", "launch", "read_status",
            "request_stop", "shim_alive", "sweep_tmp_files"]

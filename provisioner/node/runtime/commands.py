@@ -18,13 +18,13 @@ import selectors
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from provisioner.errors import InvalidArgument
 from provisioner.node.process import leaf as leafops
 from provisioner.node.process.exec_limits import check_exec_size
 from provisioner.node.process.shimspec import DEFAULT_PATH
 from provisioner.node.runtime.layer import NodeLayer
+from provisioner.records import field, record
 
 __all__ = ["EXEC_LEAF_PREFIX", "MAX_OUTPUT_BYTES", "ExecResult", "cleanup_exec_leaves",
            "run_command"]
@@ -39,7 +39,7 @@ _AFTER_EXIT_S = 0.2  # how long output may still arrive after the command ended
 _GATE = 'IFS= read -r _ || exit 125; exec /bin/sh -c "$1"'
 
 
-@dataclass
+@record(frozen=False)
 class _Capture:
     data: bytearray = field(default_factory=bytearray)
     dropped: int = 0
@@ -56,7 +56,7 @@ class _Capture:
         return text
 
 
-@dataclass
+@record(frozen=False)
 class ExecResult:
     """How a command ended: its shell's pid, its exit status as Python's ``returncode``
     has it (minus the signal number when killed by one; None when it was killed because

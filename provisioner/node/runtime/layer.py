@@ -15,7 +15,6 @@ import shutil
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from provisioner.defaults import DEFAULT_POD_SUBNET, DEFAULT_STATE_DIR
 from provisioner.errors import (
@@ -55,6 +54,7 @@ from provisioner.node.state.store import (
     Store,
 )
 from provisioner.node.types import NamespaceTarget, RegistryOptions
+from provisioner.records import field, record
 
 log = LazyLogger(__name__)
 
@@ -69,7 +69,7 @@ def phase_of(status: ShimStatus) -> ProcessState:
     return SHIM_STATES.get(status.state, ProcessState.EXITED)
 
 
-@dataclass(frozen=True)
+@record
 class NodeConfig:
     """How one provisioner instance runs on this machine: where its state is, its
     cgroup root, log and back-off limits, the subnet of its pod bridge."""

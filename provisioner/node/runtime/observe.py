@@ -11,7 +11,6 @@ creations a crash interrupted (``.provisioner-new.*``) are removed.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 
 from provisioner.errors import ProvisionerError
 from provisioner.model import CellLimits, CellSpec, DriverSpec, ExecutableSpec, Kind, PodSpec
@@ -24,6 +23,7 @@ from provisioner.node.process.supervise import shim_alive
 from provisioner.node.runtime.layer import NodeLayer, phase_of, process_record
 from provisioner.node.state.store import ProcessState
 from provisioner.node.types import POD_NETWORK_RECORDS, NamespaceTarget
+from provisioner.records import replace
 from provisioner.state import NodeState, ObservedResource, ProcessPhase, ProcessStatus
 
 

@@ -30,7 +30,6 @@ caller holds the writer lock when it needs to (the local executor does).
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 
 from provisioner.errors import AlreadyExists, InvalidArgument, NotFound
 from provisioner.lazylog import LazyLogger
@@ -42,6 +41,7 @@ from provisioner.node.process.shimspec import TERMINAL_STATES
 from provisioner.node.process.supervise import shim_alive
 from provisioner.node.runtime.layer import NodeLayer
 from provisioner.node.state.store import ResourceRecord
+from provisioner.records import replace
 
 __all__ = [
     "check_not_persistent",

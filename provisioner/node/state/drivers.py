@@ -24,12 +24,12 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import IO
 
 from provisioner.errors import DataLoss, NodeError, NotFound, ProvisionerError
 from provisioner.model import DriverSpec
 from provisioner.names import check_artifact_name
+from provisioner.records import field, record
 
 DRIVERS_DIR = "drivers"
 EMPTY_RUNTIME = "_"
@@ -40,7 +40,7 @@ class DriverTooLarge(ProvisionerError):
     """A driver exceeds the store's size limit (RESOURCE_EXHAUSTED); nothing stored."""
 
 
-@dataclass(frozen=True)
+@record
 class DriverKey:
     """Which driver: DriverInfo name and version, RuntimeInfo version ("" allowed)."""
 
@@ -77,7 +77,7 @@ def sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
-@dataclass
+@record(frozen=False)
 class DriverWriter:
     """One atomic write in progress: ``write`` chunks, then ``commit(checksum)``."""
 

@@ -25,12 +25,12 @@ import json
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
 from provisioner.errors import FailedPrecondition, LockBusy, NodeError
 from provisioner.node.state.store import ensure_state_dir
+from provisioner.records import asdict, fields, record
 
 LOCK_FILE = "lock"
 _MAX_COMMAND_CHARS = 200
@@ -40,7 +40,7 @@ _held: dict[tuple[int, int], str] = {}
 _held_guard = threading.Lock()
 
 
-@dataclass(frozen=True)
+@record
 class LockHolder:
     """Who holds the writer lock, as written in the lock file."""
 

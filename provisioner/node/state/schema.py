@@ -32,19 +32,19 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from provisioner.errors import FailedPrecondition, NodeError
 from provisioner.model import Kind
+from provisioner.records import fields, record
 from provisioner.state import ProcessPhase
 
 #: A process's lifecycle as the store records it: the same words as the observed state.
 ProcessState = ProcessPhase
 
 
-@dataclass(frozen=True)
+@record
 class ResourceRecord:
     """A row of ``resources``: a resource as it was applied (its spec as JSON), with
     the manifest set that owns it.
@@ -58,7 +58,7 @@ class ResourceRecord:
     updated_at_ns: int
 
 
-@dataclass(frozen=True)
+@record
 class ProcessRecord:
     """One executable's supervised process; pids are paired with their start times."""
 
@@ -76,7 +76,7 @@ class ProcessRecord:
     restart_count: int = 0
 
 
-@dataclass(frozen=True)
+@record
 class HolderRecord:
     """A row of ``holders``: the namespace holder process of an isolated cell and the
     namespaces it keeps.
@@ -88,7 +88,7 @@ class HolderRecord:
     namespaces: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Event:
     """A row of ``events``: something that happened to a resource (allocated, started,
     stopped, freed...), in order of its id.
@@ -195,7 +195,7 @@ def holder_to_row(h: HolderRecord) -> tuple[object, ...]:
 
 def process_to_row(p: ProcessRecord) -> tuple[object, ...]:
     """A :class:`ProcessRecord` as a ``processes`` row."""
-    # Not dataclasses.astuple: that deep-copies every field, on the path of each start.
+    # Field by field, not a generic walk over the fields: on the path of each start.
     row = [getattr(p, name) for name in PROCESS_COLS]
     return (*row[:6], p.state.value, *row[7:])
 

@@ -38,7 +38,6 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +62,7 @@ from provisioner.node.state.schema import (
     process_to_row,
     resource_from_row,
 )
+from provisioner.records import field, record
 
 __all__ = [
     "DEFAULT_STATE_DIR", "Event", "HolderRecord", "ProcessRecord", "ProcessState",
@@ -90,7 +90,7 @@ def _within_bounds(path: str) -> tuple[str, str, str]:
     return path, path + "/", path + "0"
 
 
-@dataclass
+@record(frozen=False)
 class _Tx:
     """Book-keeping of the open transaction of one thread."""
 
