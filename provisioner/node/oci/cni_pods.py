@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import ipaddress
 import json
 import os
@@ -75,6 +74,8 @@ def bridge_name(root_name: str) -> str:
         return "provisioner0"
     if len(root) <= 10:
         return f"prov-{root}"
+    import hashlib  # (OpenSSL: ~4 ms to load, for long root names only)
+
     return "prov-" + hashlib.sha256(root.encode()).hexdigest()[:10]
 
 

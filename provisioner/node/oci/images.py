@@ -42,7 +42,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -223,6 +222,8 @@ class ImageStore:
     def _unpack(self, reference: str, manifest: Manifest, final: str) -> ImageConfig:
         config = image_config(read_json_blob(manifest.layout, manifest.config),
                               f"image config {manifest.config.digest} in {manifest.layout}")
+        import tempfile  # (only to unpack, as tarfile)
+
         from provisioner.node.oci.unpack import apply_layer  # (tarfile: only to unpack)
 
         self.prepare()

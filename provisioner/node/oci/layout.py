@@ -23,7 +23,6 @@ handed out) when an image is unpacked.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -183,6 +182,8 @@ def resolve(layout: str, tag: str) -> Manifest:
             if LAYER_TYPES[layer.media_type] == "zstd":
                 raise InvalidArgument(f"{where}: layer {layer.digest}: zstd-compressed "
                                       "layers are unsupported (convert it to gzip)")
+        import hashlib  # (OpenSSL, ~4 ms: only when an image is read, never for destroy)
+
         return Manifest(layout, descriptor, "sha256:" + hashlib.sha256(raw).hexdigest(),
                         config, tuple(layers))
     raise InvalidArgument(f"OCI layout {layout}: image indexes nested deeper than "
@@ -209,6 +210,8 @@ def open_blob(layout: str, descriptor: Descriptor) -> IO[bytes]:
         raise NotFound(f"blob {descriptor.digest} is missing from {layout}: {path}") from None
     try:
         algorithm = descriptor.digest.partition(":")[0]
+        import hashlib
+
         got = hashlib.file_digest(f, algorithm).hexdigest()
         size = f.tell()
         if f"{algorithm}:{got}" != descriptor.digest:
