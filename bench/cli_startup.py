@@ -2,10 +2,12 @@
 """What starting the ``provisioner`` command costs against starting Python itself.
 
 Three commands, run interleaved (one of each per round, in turn, so they share the
-machine's load), each a fresh process of the virtualenv's interpreter:
+machine's load), each a fresh process of the interpreter of a copy of this checkout
+installed from a wheel, as a node has it (``bench/installed.py``: the development
+virtualenv's editable install runs an import hook at every start that no installed
+copy has):
 
-* ``python -c pass`` (the baseline: the interpreter's own start-up, site and the
-  editable install's finder included);
+* ``python -c pass`` (the baseline: the interpreter's own start-up with site);
 * ``provisioner version``;
 * ``provisioner validate FILE`` of one small manifest (one Cell).
 
@@ -17,13 +19,16 @@ PYTHONDONTWRITEBYTECODE says (one warm-up run of each command writes it).
 
     python bench/cli_startup.py [--rounds 30]
 
-``--python`` and ``--pythonpath`` run another checkout with the same interpreter (for a
-before/after: ``--pythonpath /tmp/old-checkout``).
+``--python`` runs another virtualenv's interpreter and console script instead (say
+``--python .venv/bin/python``: the editable install, hook included); ``--pythonpath``
+puts another checkout first on the path (for a before/after:
+``--pythonpath /tmp/old-checkout``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -31,6 +36,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.installed import installed_copy
 
 #: CPU time of the command / CPU time of ``python -c pass`` (medians), at most.
 TARGETS = {"version": 2.5, "validate": 4.0}
@@ -65,22 +74,24 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds")
-    parser.add_argument("--python", default=sys.executable,
-                        help="the interpreter (default: this one, the virtualenv's)")
+    parser.add_argument("--python", help="the interpreter, with its virtualenv's console "
+                        "script (default: a wheel of this checkout, installed)")
     parser.add_argument("--pythonpath", help="a checkout to run instead of the installed "
                         "package (put first on PYTHONPATH)")
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     if args.pythonpath:
         env["PYTHONPATH"] = args.pythonpath
-    # The console script the package installs (it runs `provisioner.cli.main()` with the
-    # same interpreter, so site and the import path are the baseline's).
-    cli = [str(Path(args.python).parent / "provisioner")]
-    with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp, \
+            contextlib.ExitStack() as stack:
+        python = args.python or stack.enter_context(installed_copy(Path(tmp))).python
+        # The console script the package installs (it runs `provisioner.cli.run()` with
+        # the same interpreter, so site and the import path are the baseline's).
+        cli = [str(Path(python).parent / "provisioner")]
         manifest = Path(tmp) / "cell.yaml"
         manifest.write_text(MANIFEST)
         commands = {
-            BASELINE: [args.python, "-c", "pass"],
+            BASELINE: [python, "-c", "pass"],
             "version": [*cli, "version"],
             "validate": [*cli, "validate", str(manifest)],
         }
@@ -91,7 +102,8 @@ def main() -> int:
             for name, argv in commands.items():
                 samples[name].append(measure(argv, env))
     cpu = {name: statistics.median(s[0] for s in runs) for name, runs in samples.items()}
-    where = f" ({args.pythonpath})" if args.pythonpath else ""
+    where = (f" ({args.pythonpath})" if args.pythonpath else
+             f" ({args.python})" if args.python else " (a wheel of this checkout, installed)")
     print(f"CLI start-up{where}: medians of {args.rounds} interleaved rounds "
           "(CPU = user + system of the child)")
     print(f"  {'command':<16}{'CPU ms':>8}{'wall ms':>9}{'peak RSS MiB':>14}"

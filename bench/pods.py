@@ -5,6 +5,10 @@ Four cycles, interleaved (one of each per round, in turn, so they share the mach
 load), each on the same busybox image (Debian's busybox-static in one layer, made by
 ``scripts/busybox_image.py``'s builder) running ``sleep 3600``:
 
+The provisioner is a wheel of this checkout installed in a virtualenv of its own, as a
+node has it (``bench/installed.py``: the development virtualenv's editable install
+runs an import hook at every Python start that no installed copy has).
+
 * local: ``provisioner apply POD.yaml`` then ``provisioner destroy POD.yaml`` with a
   private ``--state-dir`` and ``--cgroup-root`` (so this machine, in-process);
 * daemon: the same two commands with ``--target unix://SOCK``, a daemon the benchmark
@@ -52,6 +56,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.installed import installed_copy
 from tests.oci_fixture import build_busybox_layout, busybox_layer
 
 TARGET_RATIO = 1.0
@@ -302,9 +307,10 @@ def main() -> int:
     only = set(args.only or ("local", "daemon", "podman", "runc")) | {"runc"}
     if "podman" in only and shutil.which("podman") is None:
         only.discard("podman")
-    cli = str(Path(sys.executable).parent / "provisioner")
     tag = uuid.uuid4().hex[:6]
     with scratch_dir() as tmp, contextlib.ExitStack() as stack:
+        installed = stack.enter_context(installed_copy(tmp))  # the CLI as a node has it
+        cli = installed.cli
         image = build_busybox_layout(tmp / "busybox")
         cycles: dict[str, Callable[[dict[str, list[float]]], None]] = {}
         if "local" in only:
@@ -313,7 +319,7 @@ def main() -> int:
             cycles["local"] = ProvisionerCycle(tmp, image, cli, local_root, None).cycle
         if "daemon" in only:
             daemon_root = f"bpd{tag}"
-            target = stack.enter_context(daemon(sys.executable, tmp, daemon_root))
+            target = stack.enter_context(daemon(installed.python, tmp, daemon_root))
             cycles["daemon"] = ProvisionerCycle(tmp, image, cli, daemon_root,
                                                 target).cycle
         if "podman" in only:
