@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -17,11 +18,41 @@ EXIT_USAGE = 64  # bad command line (BSD sysexits EX_USAGE)
 JSON_FORMAT_VERSION = 1
 
 
+def terminal_columns() -> int:
+    """The width help is wrapped to, found as ``shutil.get_terminal_size`` finds it:
+    ``$COLUMNS``, else standard output's terminal, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's own layout, given the width: argparse makes a formatter for every
+    argument it adds (to check its metavar) and asks ``shutil`` for the width each
+    time, and importing ``shutil`` (with bz2 and lzma) is ~3 ms of a command."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         terminal_columns() - 2 if width is None else width)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that raises UsageError instead of printing and exiting with 2.
 
     Exit status 2 means "invalid manifests" here, so usage errors must not use it.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         """Raise UsageError (exit 64) with the message and the usage line."""

@@ -96,14 +96,12 @@ def add_version(parser: Parser) -> None:
 def run_version(args: argparse.Namespace) -> int:
     """``version``: this package's version and those of Python, grpcio and protobuf (read
     from the installed distributions: importing gRPC would cost more than the rest)."""
-    import platform
-
     from provisioner.cli.versions import distribution_version, provisioner_version
 
     version = provisioner_version()
     info = {
         "version": version,
-        "python": platform.python_version(),
+        "python": sys.version.split()[0],  # (as platform.python_version(), ~2 ms less)
         "grpcio": distribution_version("grpcio"),
         "protobuf": distribution_version("protobuf"),
     }
