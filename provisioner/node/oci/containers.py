@@ -368,7 +368,7 @@ RUNC_LOG = "runc.log"
 
 def container_command(state_dir: str, bundle: str, container_id: str) -> str:
     """The shell command a shim runs for the container: clear what a SIGKILLed runc may
-    have left under this id and runc's log of the last run, then ``exec runc run`` in
+    have left under this id and empty runc's log of the last run, then ``exec runc run`` in
     the foreground (its own messages also in ``<bundle>/runc.log``)."""
     check_container_id(container_id)
     if not isinstance(bundle, str) or not os.path.isabs(bundle) or "\0" in bundle:
@@ -378,10 +378,11 @@ def container_command(state_dir: str, bundle: str, container_id: str) -> str:
     ident = shlex.quote(container_id)
     log = shlex.quote(os.path.join(bundle, RUNC_LOG))
     # runc keeps a directory per container in its root: without one under this id
-    # there is nothing to delete, and no second runc process to wait for (~5 ms)
+    # there is nothing to delete, and no second runc process to wait for (~5 ms); the
+    # last run's log is emptied by the shell itself (no rm process: ~2 ms)
     left = shlex.quote(os.path.join(runc_root(state_dir), container_id))
     return (f"[ ! -e {left} ] || {runc} --root {root} delete --force {ident} "
-            f">/dev/null 2>&1; rm -f {log}; "
+            f">/dev/null 2>&1; : > {log}; "
             f"exec {runc} --root {root} --log {log} --log-format json run "
             f"--bundle {shlex.quote(bundle)} {ident}")
 
