@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from provisioner.manifest.document import Document
@@ -29,6 +29,7 @@ from provisioner.model import (
     RestartPolicy,
     Source,
 )
+from provisioner.pathnames import tidy_path
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -146,12 +147,13 @@ def build_resource(doc: Document) -> ResourceSpec:
             source=source,
         )
     if kind is Kind.DRIVER:
-        source_path = Path(doc.file).resolve().parent / spec.get("source")
+        folder = os.path.dirname(os.path.realpath(doc.file))
+        source_path = tidy_path(os.path.join(folder, spec.get("source")))
         return DriverSpec(
             name=name,
             version=spec.get("version"),
             runtime_version=spec.get("runtime_version", ""),
-            source_path=str(source_path),
+            source_path=source_path,
             sha256=spec.get("sha256") or file_sha256(source_path),
             labels=labels,
             depends_on=depends_on,
@@ -174,7 +176,7 @@ def _port(port: _Fields) -> ContainerPort:
                          protocol=Protocol(port.get("protocol", "TCP")))
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
     """Lowercase hex SHA-256 of a file; "" when it cannot be read (reported elsewhere)."""
     import hashlib  # (~4 ms to import; only Drivers need it)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Collection, Sequence
-from pathlib import Path
 from typing import Any
 
 from provisioner.manifest.build import file_sha256
@@ -197,7 +196,7 @@ def _driver_file(item: Declared, spec: DriverSpec) -> list[Issue]:
             )
         ]
     declared_sum = item.doc.data["spec"].get("sha256")
-    if declared_sum and declared_sum != file_sha256(Path(spec.source_path)):
+    if declared_sum and declared_sum != file_sha256(spec.source_path):
         return [_issue(item, ("spec", "sha256"), f"does not match the SHA-256 of {given!r}")]
     return []
 

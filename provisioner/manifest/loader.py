@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from provisioner.errors import LoadError
@@ -15,6 +14,7 @@ from provisioner.manifest.issues import Issue
 from provisioner.manifest.schema_check import check_document
 from provisioner.manifest.set_name import default_set_name
 from provisioner.model import DesiredState
+from provisioner.pathnames import tidy_path
 from provisioner.records import field, record
 
 __all__ = ["LoadResult", "default_set_name", "expand_paths", "load", "load_texts"]
@@ -43,13 +43,7 @@ def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[Issue]]:
     issues: list[Issue] = []
     for given in paths:
         if os.path.isdir(given):
-            found = sorted(
-                str(p)
-                for p in Path(given).rglob("*")
-                if p.suffix in MANIFEST_SUFFIXES
-                and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(given).parts)
-            )
+            found = sorted(_manifests_below(given))
             if not found:
                 issues.append(Issue(given, 0, 0, "", "directory holds no *.yaml or *.yml files"))
             files.extend(found)
@@ -58,6 +52,18 @@ def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[Issue]]:
         else:
             issues.append(Issue(given, 0, 0, "", "no such file or directory"))
     return files, issues
+
+
+def _manifests_below(folder: str) -> Iterator[str]:
+    """The *.yaml / *.yml files below ``folder``, skipping hidden files and folders
+    (and not entering linked folders), named as pathlib names them (``./a//`` -> ``a``)."""
+    for parent, folders, names in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        for name in names:
+            path = os.path.join(parent, name)
+            if (not name.startswith(".") and os.path.splitext(name)[1] in MANIFEST_SUFFIXES
+                    and os.path.isfile(path)):
+                yield tidy_path(path)
 
 
 def _read(file: str) -> bytes:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -173,7 +172,8 @@ def parse_var(assignment: str) -> tuple[str, str]:
 def load_vars_file(path: str) -> dict[str, Any]:
     """Variables from a YAML (or JSON) mapping file given with ``--vars-file``."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle.read())
     except OSError as exc:
         raise UsageError(f"--vars-file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:

@@ -8,7 +8,6 @@ for another node), like Terraform's "saved plan is stale".
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from provisioner.errors import InvalidArgument, UsageError
@@ -78,7 +77,9 @@ def _noop_from(data: dict[str, str]) -> NoOp:
 
 def save_plan(path: str, plan: Plan, node_id: str) -> None:
     """Write a plan file (see :func:`plan_to_dict`)."""
-    Path(path).write_text(json.dumps(plan_to_dict(plan, node_id), indent=1) + "\n")
+    text = json.dumps(plan_to_dict(plan, node_id), indent=1) + "\n"  # before truncating
+    with open(path, "w") as handle:
+        handle.write(text)
 
 
 def is_plan_file(path: str) -> bool:
@@ -98,7 +99,8 @@ def load_plan(path: str) -> tuple[Plan, str]:
     for. A file that is not a plan of this format raises :class:`UsageError`.
     """
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
     except OSError as exc:
         raise UsageError(f"cannot read plan {path}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import pytest
 
 from provisioner.cli import main
-from provisioner.manifest import load
+from provisioner.manifest import expand_paths, load
 from provisioner.manifest.build import parse_duration
 from provisioner.manifest.yamlsafe import MAX_FILE_BYTES
-from provisioner.model import CellSpec, ExecutableSpec, Kind, Ref, RestartPolicy
+from provisioner.model import CellSpec, DriverSpec, ExecutableSpec, Kind, Ref, RestartPolicy
 
 VALID = Path(__file__).parent / "valid"
 CELL = "apiVersion: provisioner/v1\nkind: Cell\nmetadata:\n  name: {name}\n"
@@ -138,6 +139,51 @@ def test_directory_expansion_and_missing_paths(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "holds no *.yaml" in load([str(empty)]).issues[0].message
+
+
+@pytest.mark.parametrize("spelling", ["tree", "./tree//", "tree/../tree/", "{abs}/tree/"])
+def test_files_found_in_a_folder_are_those_and_named_as_pathlib_found_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spelling: str) -> None:
+    tree = tmp_path / "tree"
+    for name in ("a.yaml", "sub/b.yml", "sub/deeper/c.yaml", "notes.txt", ".d.yaml",
+                 ".hidden/e.yaml", "sub/.hidden/f.yaml", "elsewhere/g.yaml"):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text(CELL.format(name="x"))
+    (tree / "folder.yaml").mkdir()
+    (tree / "link.yaml").symlink_to(tree / "a.yaml")  # a linked file is found,
+    (tree / "linked").symlink_to(tree / "elsewhere")  # a linked folder is not entered
+    (tree / "broken.yaml").symlink_to(tree / "nothing")
+    monkeypatch.chdir(tmp_path)
+    given = spelling.format(abs=tmp_path)
+
+    files, issues = expand_paths([given])
+
+    # What the loader found with pathlib before it stopped importing it (start-up cost)
+    was = sorted(str(p) for p in Path(given).rglob("*")
+                 if p.suffix in (".yaml", ".yml") and p.is_file()
+                 and not any(part.startswith(".") for part in p.relative_to(given).parts))
+    assert issues == []
+    assert files == was
+    assert [os.path.relpath(f, tree) for f in files] == [
+        "a.yaml", "elsewhere/g.yaml", "link.yaml", "sub/b.yml", "sub/deeper/c.yaml"]
+
+
+def test_a_drivers_source_is_spelt_as_before(tmp_path: Path) -> None:
+    """Relative to the manifest's real folder, ``..`` kept: the spec compares equal to
+    the one recorded by earlier versions (no spurious update)."""
+    (tmp_path / "drivers").mkdir()
+    (tmp_path / "drivers" / "raft.bin").write_bytes(b"raft")
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "here").symlink_to(tmp_path / "manifests")
+    for source in ("../drivers//raft.bin", "./../drivers/./raft.bin/",
+                   f"{tmp_path}//drivers/raft.bin"):
+        manifest = write(tmp_path, "here/d.yaml", "apiVersion: provisioner/v1\nkind: Driver\n"
+                         f"metadata: {{name: raft}}\nspec: {{version: v1, source: '{source}'}}\n")
+        result = load([manifest])
+        assert result.ok, result.issues
+        (driver,) = result.state.resources
+        assert isinstance(driver, DriverSpec)
+        assert driver.source_path == str(Path(manifest).resolve().parent / source)
 
 
 def test_errors_across_files_are_all_collected(tmp_path: Path) -> None:

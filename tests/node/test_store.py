@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -352,3 +353,37 @@ def test_observations_are_committed_without_bumping_the_generation(tmp_path: Pat
     assert record is not None and record.exit_code == 137
     assert store.events(kind="Executable")[-1].message == "exited with status 137"
     store.close()
+
+
+def test_paths_are_spelt_as_pathlib_spells_them(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages name the files as they did when the store used pathlib (``./a//`` ->
+    ``a``), although it no longer imports it (start-up cost)."""
+    from provisioner.node.state.lock import WriterLock
+
+    monkeypatch.chdir(tmp_path)
+    with Store.open_read_only("./state//") as store:  # before it exists
+        assert store.path == "state/state.db"
+    with Store.open("./state//") as store:
+        assert store.path == "state/state.db"
+    with Store.open_read_only("./state//") as store:
+        assert store.path == "state/state.db"
+    assert WriterLock("./state//").path == "state/lock"
+    assert WriterLock(Path("state")).state_dir == "state"
+
+
+def test_a_state_dir_it_may_not_read_is_not_taken_for_a_fresh_node(
+        state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a missing database is an empty node: EACCES (a user's ``plan`` against
+    root's state directory) is raised, as pathlib's ``exists`` raised it."""
+    Store.open(state_dir).close()
+    real_stat = os.stat
+
+    def refused(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if os.fspath(path).startswith(str(state_dir)):
+            raise PermissionError(13, "Permission denied", path)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", refused)
+    with pytest.raises(PermissionError):
+        Store.open_read_only(state_dir)

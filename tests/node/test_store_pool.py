@@ -13,7 +13,7 @@ from provisioner.model import Kind
 from provisioner.node.state.store import Store
 
 
-def open_files_on(path: Path) -> int:
+def open_files_on(path: str) -> int:
     """This process's descriptors open on ``path`` or its WAL / shared-memory files."""
     names = {str(path), f"{path}-wal", f"{path}-shm"}
     count = 0

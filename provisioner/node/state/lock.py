@@ -26,10 +26,10 @@ import os
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 from provisioner.errors import FailedPrecondition, LockBusy, NodeError
 from provisioner.node.state.store import ensure_state_dir
+from provisioner.pathnames import tidy_path
 from provisioner.records import asdict, fields, record
 
 LOCK_FILE = "lock"
@@ -85,9 +85,9 @@ def _command_line() -> str:
         args = []
     if not args:
         return "?"
-    if len(args) > 1 and Path(args[0]).name.startswith("python") and args[1][:1] != "-":
+    if len(args) > 1 and os.path.basename(args[0]).startswith("python") and args[1][:1] != "-":
         args = args[1:]  # a script run by the interpreter: show the script
-    args[0] = Path(args[0]).name
+    args[0] = os.path.basename(args[0])
     command = " ".join(args)
     return command if len(command) <= _MAX_COMMAND_CHARS else command[:197] + "..."
 
@@ -107,10 +107,11 @@ def read_holder(state_dir: str | os.PathLike[str]) -> LockHolder | None:
     Informational: a holder that has just taken the lock may not have written its
     name yet, and a crashed holder's leftover content is reported as ``None``.
     """
-    path = Path(state_dir) / LOCK_FILE
+    path = tidy_path(os.path.join(state_dir, LOCK_FILE))
     for _ in range(5):  # a holder writes right after truncating: retry a torn read
         try:
-            text = path.read_text()
+            with open(path) as f:
+                text = f.read()
         except FileNotFoundError:
             return None
         except OSError as e:
@@ -136,8 +137,8 @@ class WriterLock:
 
     def __init__(self, state_dir: str | os.PathLike[str], *, timeout_s: float = 0.0,
                  purpose: str = "") -> None:
-        self.state_dir = Path(state_dir)
-        self.path = self.state_dir / LOCK_FILE
+        self.state_dir = tidy_path(state_dir)
+        self.path = tidy_path(os.path.join(self.state_dir, LOCK_FILE))
         self.timeout_s = timeout_s
         self.purpose = purpose
         self.holder: LockHolder | None = None  # our own record while we hold the lock

@@ -23,7 +23,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 from provisioner.errors import FailedPrecondition, LockBusy
 
@@ -37,7 +36,7 @@ DEFAULT_READERS = 4
 class ConnectionPool:
     """One writer connection and at most ``readers`` reader connections to ``path``."""
 
-    def __init__(self, path: Path, busy_timeout_s: float,
+    def __init__(self, path: str, busy_timeout_s: float,
                  readers: int = DEFAULT_READERS, uri: str | None = None) -> None:
         """``uri``: an SQLite URI to open instead of ``path`` (read-only, in memory)."""
         if readers < 1:

@@ -32,11 +32,11 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from provisioner.errors import FailedPrecondition, NodeError
 from provisioner.model import Kind
+from provisioner.pathnames import tidy_path
 from provisioner.records import fields, record
 from provisioner.state import ProcessPhase
 
@@ -139,7 +139,7 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def _check_version(conn: sqlite3.Connection, path: Path, latest: int) -> int:
+def _check_version(conn: sqlite3.Connection, path: str, latest: int) -> int:
     version = schema_version(conn)
     if version > latest:
         raise FailedPrecondition(
@@ -148,7 +148,7 @@ def _check_version(conn: sqlite3.Connection, path: Path, latest: int) -> int:
     return version
 
 
-def migrate(conn: sqlite3.Connection, path: Path) -> None:
+def migrate(conn: sqlite3.Connection, path: str) -> None:
     """Apply the migrations the database lacks, all in one transaction.
 
     ``conn`` is in autocommit mode (``isolation_level=None``). sqlite3 errors other
@@ -223,11 +223,16 @@ def upsert_sql(table: str, cols: tuple[str, ...]) -> str:
             f" DO UPDATE SET {sets} WHERE {differs}")
 
 
-def ensure_state_dir(state_dir: str | os.PathLike[str]) -> Path:
-    """Create ``state_dir`` (mode 0700) if missing; an existing one is left as it is."""
-    path = Path(state_dir)
+def ensure_state_dir(state_dir: str | os.PathLike[str]) -> str:
+    """Create ``state_dir`` (mode 0700) if missing; an existing one is left as it is.
+    Returns its path, tidied as pathlib would (``a//b/`` -> ``a/b``)."""
+    path = tidy_path(state_dir)
     try:
-        path.mkdir(mode=0o700, parents=True)
+        try:
+            os.mkdir(path, 0o700)
+        except FileNotFoundError:  # as Path.mkdir(parents=True): the parents, then it
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            os.mkdir(path, 0o700)
         os.chmod(path, 0o700)  # mkdir's mode is masked by the umask
     except FileExistsError:
         pass

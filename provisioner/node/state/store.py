@@ -32,13 +32,13 @@ process, and a power loss may lose the last commits but never corrupts the file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from provisioner.defaults import DEFAULT_STATE_DIR
@@ -62,6 +62,7 @@ from provisioner.node.state.schema import (
     process_to_row,
     resource_from_row,
 )
+from provisioner.pathnames import tidy_path
 from provisioner.records import field, record
 
 __all__ = [
@@ -90,6 +91,21 @@ def _within_bounds(path: str) -> tuple[str, str, str]:
     return path, path + "/", path + "0"
 
 
+def _exists(path: str) -> bool:
+    """As ``pathlib.Path.exists``: False for a missing file, but unlike
+    ``os.path.exists`` an error such as EACCES is raised (an unreadable state directory
+    is not a node never used)."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):
+            return False
+        raise
+    except ValueError:  # a NUL in the path
+        return False
+    return True
+
+
 @record(frozen=False)
 class _Tx:
     """Book-keeping of the open transaction of one thread."""
@@ -103,7 +119,7 @@ class _Tx:
 class Store:
     """The node's durable state. Create with :meth:`Store.open`; see the module doc."""
 
-    def __init__(self, path: Path, max_events: int, busy_timeout_s: float,
+    def __init__(self, path: str, max_events: int, busy_timeout_s: float,
                  readers: int = DEFAULT_READERS, uri: str | None = None) -> None:
         self.path = path
         self.max_events = max_events
@@ -121,7 +137,7 @@ class Store:
              readers: int = DEFAULT_READERS) -> Store:
         """Open (creating if needed) the store and apply pending migrations;
         ``readers``: how many reader connections its threads share at most."""
-        path = ensure_state_dir(state_dir) / DB_FILE
+        path = tidy_path(os.path.join(ensure_state_dir(state_dir), DB_FILE))
         try:
             os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         except OSError as e:
@@ -148,8 +164,8 @@ class Store:
         it. An existing database is opened read-only (``mode=ro``); one of an older
         schema is opened normally instead, so that it is migrated (a used node).
         """
-        path = Path(state_dir) / DB_FILE
-        if not path.exists():
+        path = tidy_path(os.path.join(state_dir, DB_FILE))
+        if not _exists(path):
             memory = f"file:provisioner-empty-{os.urandom(16).hex()}?mode=memory&cache=shared"
             store = cls(path, DEFAULT_MAX_EVENTS, busy_timeout_s, uri=memory)
             try:
@@ -159,7 +175,7 @@ class Store:
                 store.close()
                 raise
             return store
-        read_only = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+        read_only = f"file:{urllib.parse.quote(os.path.realpath(path))}?mode=ro"
         store = cls(path, DEFAULT_MAX_EVENTS, busy_timeout_s, uri=read_only)
         try:
             version = store.schema_version()
