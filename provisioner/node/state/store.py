@@ -37,7 +37,6 @@ import os
 import sqlite3
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -175,6 +174,8 @@ class Store:
                 store.close()
                 raise
             return store
+        import urllib.parse  # (~3 ms with ipaddress: only for a read-only store)
+
         read_only = f"file:{urllib.parse.quote(os.path.realpath(path))}?mode=ro"
         store = cls(path, DEFAULT_MAX_EVENTS, busy_timeout_s, uri=read_only)
         try:
