@@ -235,7 +235,7 @@ def _check_lower(rootfs_lower: str) -> str:
 
 
 def _clear(bundle: str) -> None:
-    """Unmount everything at or below BUNDLE (lazily if busy) and remove it."""
+    """Detach every mount at or below BUNDLE (mounts.unmount) and remove it."""
     try:
         if not os.path.isdir(bundle) or os.path.islink(bundle):
             os.unlink(bundle)  # not ours to follow

@@ -55,16 +55,19 @@ def mount_overlay(lower: str, upper: str, work: str, target: str) -> None:
 
 
 def unmount(target: str) -> None:
-    """Unmount TARGET (one mount), lazily if it is busy."""
-    path = os.fsencode(target)
-    for flags in (_UMOUNT_NOFOLLOW, _UMOUNT_NOFOLLOW | _MNT_DETACH):
-        if _c().umount2(path, flags) == 0:
-            return
-        err = ctypes.get_errno()
-        if err in (errno.EINVAL, errno.ENOENT):
-            return  # not (or no longer) a mount point
-        if err != errno.EBUSY:
-            break
+    """Detach TARGET (one mount) from the tree at once (``MNT_DETACH``); the kernel
+    frees it when nothing uses it any more.
+
+    Detached rather than unmounted in place: the caller removes what was mounted right
+    after, and an unmount in place waits for an RCU grace period before it returns
+    (~10 ms of every container's removal on this test machine's kernel, 6.18, against
+    ~1 ms detached); it also fails while something is busy on the mount, where
+    detaching does not."""
+    if _c().umount2(os.fsencode(target), _UMOUNT_NOFOLLOW | _MNT_DETACH) == 0:
+        return
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOENT):
+        return  # not (or no longer) a mount point
     raise NodeError(f"cannot unmount {target}: {os.strerror(err)}")
 
 
