@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from provisioner.cpulist import parse_cpu_list
 from provisioner.errors import InvalidArgument
-from provisioner.imageref import parse_image_reference, parse_registry
 from provisioner.limits import MAX_STOP_GRACE_S, format_seconds
 from provisioner.manifest.build import parse_duration
 from provisioner.manifest.document import Document, locate
@@ -51,15 +50,28 @@ def _is_duration(value: object) -> bool:
 
 
 def _is_image_reference(value: object) -> bool:
-    if isinstance(value, str):
-        parse_image_reference(value)
+    _check_image_reference(value)
     return True
 
 
 def _is_registry_host(value: object) -> bool:
+    _check_registry_host(value)
+    return True
+
+
+def _check_image_reference(value: object) -> None:
+    # (imageref compiles its grammar at import: only documents with an image load it)
+    from provisioner.imageref import parse_image_reference
+
+    if isinstance(value, str):
+        parse_image_reference(value)
+
+
+def _check_registry_host(value: object) -> None:
+    from provisioner.imageref import parse_registry
+
     if isinstance(value, str) and value:
         parse_registry(value)
-    return True
 
 
 @cache
@@ -119,10 +131,8 @@ def _passes_check(check: Callable[[object], object]) -> Callable[[object], bool]
 _FAST_FORMATS = {
     "cpu-list": _passes_check(parse_cpu_list),  # type: ignore[arg-type]
     "duration": _passes_check(check_duration),
-    "image-reference": _passes_check(
-        lambda v: parse_image_reference(v) if isinstance(v, str) else None),
-    "registry-host": _passes_check(
-        lambda v: parse_registry(v) if isinstance(v, str) and v else None),
+    "image-reference": _passes_check(_check_image_reference),
+    "registry-host": _passes_check(_check_registry_host),
 }
 
 
