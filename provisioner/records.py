@@ -31,17 +31,24 @@ Type checkers see records as dataclasses (``typing.dataclass_transform``).
 
 from __future__ import annotations
 
-import typing
+import sys
 from collections.abc import Callable
 from operator import attrgetter
-from typing import Any, Final, TypeVar, dataclass_transform, overload
+
+# Not typing's TYPE_CHECKING: records are made in every command, and importing typing
+# costs ~3 ms a start. Type checkers read typing's dataclass_transform; at run time it
+# only marks the function, so a stand-in that returns it does.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final, TypeVar, dataclass_transform
+
+    _R = TypeVar("_R")
+else:
+    def dataclass_transform(**_markers: object) -> Callable[[object], object]:
+        return lambda function: function
 
 __all__ = ["Field", "FrozenRecordError", "asdict", "field", "fields", "is_record",
            "record", "replace"]
-
-_T = TypeVar("_T")
-_C = TypeVar("_C", bound=type)
-_R = TypeVar("_R")
 
 
 class _Missing:
@@ -93,24 +100,12 @@ class Field:
                 f"default_factory={self.default_factory!r}, compare={self.compare})")
 
 
-@overload
-def field(*, default: _T, compare: bool = True, repr: bool = True) -> _T: ...
-@overload
-def field(*, default_factory: Callable[[], _T], compare: bool = True,
-          repr: bool = True) -> _T: ...
-@overload
-def field(*, compare: bool = True, repr: bool = True) -> Any: ...
-def field(*, default: Any = MISSING, default_factory: Any = MISSING, compare: bool = True,
-          repr: bool = True) -> Any:
+def field(*, default: Any = MISSING, default_factory: Callable[[], Any] | Any = MISSING,
+          compare: bool = True, repr: bool = True) -> Any:
     """A field's options, as the value of its class attribute (as ``dataclasses.field``)."""
     return Field(default, default_factory, compare, repr)
 
 
-@overload
-def record(cls: _C, /) -> _C: ...
-@overload
-def record(*, frozen: bool = True, order: bool = False,
-           slots: bool = False) -> Callable[[_C], _C]: ...
 @dataclass_transform(frozen_default=True, field_specifiers=(field, Field))
 def record(cls: type | None = None, /, *, frozen: bool = True, order: bool = False,
            slots: bool = False) -> Any:
@@ -223,7 +218,8 @@ def _make_record(cls: type, *, frozen: bool, order: bool, slots: bool) -> type:
 def _is_classvar(annotation: object) -> bool:
     if isinstance(annotation, str):
         return annotation.startswith(("ClassVar", "typing.ClassVar"))
-    return getattr(annotation, "__origin__", annotation) is typing.ClassVar
+    typing = sys.modules.get("typing")  # (without typing loaded, nothing is a ClassVar)
+    return typing is not None and getattr(annotation, "__origin__", annotation) is typing.ClassVar
 
 
 def _check_order(cls: type, all_fields: tuple[Field, ...]) -> None:

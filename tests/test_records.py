@@ -218,7 +218,7 @@ def test_definition_errors() -> None:
 
             a: list[int] = []
     with pytest.raises(ValueError, match="both"):
-        field(default=1, default_factory=int)  # type: ignore[call-overload]
+        field(default=1, default_factory=int)
     with pytest.raises(TypeError, match="frozen"):
         @record(frozen=False)
         class Thawed(Where):  # type: ignore[misc]

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, NoReturn
 
 from provisioner.errors import UsageError
+
+TYPE_CHECKING = False  # (not typing's: importing typing costs ~3 ms a start)
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 #: Exit codes, documented in the README. ``plan --detailed-exitcode`` uses CHANGES.
 EXIT_OK = 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
 
 import yaml
 
@@ -27,6 +26,10 @@ from provisioner.manifest.document import (
     locate,
     no_gc,
 )
+
+TYPE_CHECKING = False  # (not typing's: importing typing costs ~3 ms a start)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "Document", "decode", "load_documents", "locate",
            "no_gc"]
