@@ -142,8 +142,8 @@ def replace(obj: _R, /, **changes: Any) -> _R:
 
 
 def asdict(obj: object) -> dict[str, Any]:
-    """``obj``'s fields as a dict, records inside it (also in lists, tuples and dicts)
-    turned into dicts too; other values are shared, not copied."""
+    """``obj``'s fields as a dict, records inside it (also in lists, tuples - named ones
+    stay named - and dicts) turned into dicts too; other values are shared, not copied."""
     if not is_record(obj):
         raise TypeError(f"asdict() needs a record, not {type(obj).__name__}")
     out: dict[str, Any] = _plain(obj)
@@ -153,11 +153,14 @@ def asdict(obj: object) -> dict[str, Any]:
 def _plain(value: Any) -> Any:
     if is_record(value):
         return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, list | tuple):
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, tuple):
         items = [_plain(v) for v in value]
-        return items if type(value) is list else type(value)(items)  # (named tuples too)
+        # (a named tuple takes its items as arguments, a tuple as one iterable)
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
     if isinstance(value, dict):
-        return type(value)((_plain(k), _plain(v)) for k, v in value.items())
+        return {_plain(k): _plain(v) for k, v in value.items()}
     return value
 
 

@@ -50,7 +50,7 @@ from provisioner.errors import (
     ProvisionerError,
     Unavailable,
 )
-from provisioner.names import check_cell_path, check_dns_label
+from provisioner.names import check_cell_path, check_dns_label, container_process_name
 from provisioner.node.cgroups.base import EXECUTABLE_LEAF_PREFIX, mark_state, walk_bottom_up
 from provisioner.node.oci.config import check_cgroups_path, runtime_config
 from provisioner.node.oci.mounts import (
@@ -80,6 +80,11 @@ _LIVE_STATES = ("created", "running", "paused", "creating")
 def runc_root(state_dir: str) -> str:
     """runc's state directory (``runc --root``): ours, not /run/runc."""
     return os.path.join(state_dir, RUNC_DIR)
+
+
+def _runc_state(state_dir: str, container_id: str) -> str:
+    """The directory runc keeps for one container in its root while it knows it."""
+    return os.path.join(runc_root(state_dir), container_id)
 
 
 def pod_dir(state_dir: str, pod: str) -> str:
@@ -263,8 +268,8 @@ def remove_bundle(state_dir: str, pod: str, container: str) -> None:
     in its root: without one under that id, no runc is run at all."""
     bundle = bundle_dir(state_dir, pod, container)
     cgroups_path = _configured_cgroups_path(bundle)
-    container_id = f"{pod}.{container}"  # (both checked by bundle_dir)
-    if os.path.lexists(os.path.join(runc_root(state_dir), container_id)):
+    container_id = container_process_name(pod, container)
+    if os.path.lexists(_runc_state(state_dir, container_id)):
         _delete_container(state_dir, container_id)
     if cgroups_path is not None:
         _prune_cgroups(cgroups_path)
@@ -377,10 +382,9 @@ def container_command(state_dir: str, bundle: str, container_id: str) -> str:
     root = shlex.quote(runc_root(state_dir))
     ident = shlex.quote(container_id)
     log = shlex.quote(os.path.join(bundle, RUNC_LOG))
-    # runc keeps a directory per container in its root: without one under this id
-    # there is nothing to delete, and no second runc process to wait for (~5 ms); the
-    # last run's log is emptied by the shell itself (no rm process: ~2 ms)
-    left = shlex.quote(os.path.join(runc_root(state_dir), container_id))
+    # no runc state under this id: nothing to delete, and no second runc process to
+    # wait for (~5 ms); the last run's log is emptied by the shell itself (no rm: ~2 ms)
+    left = shlex.quote(_runc_state(state_dir, container_id))
     return (f"[ ! -e {left} ] || {runc} --root {root} delete --force {ident} "
             f">/dev/null 2>&1; : > {log}; "
             f"exec {runc} --root {root} --log {log} --log-format json run "
