@@ -10,7 +10,7 @@ also sets ``route_localnet`` on the bridge and masquerades 127.0.0.1, which is w
 makes ``127.0.0.1:<hostPort>`` reach the pod.
 
 Crash safety: the record ``<state>/cni/pods/<pod>.json`` names the pod's namespace
-(written before ``ip netns add``, for loopback pods too) and, for a bridge pod, the
+(written before the namespace is made, for loopback pods too) and, for a bridge pod, the
 chain's configurations and container id (written *before* the ADD; the result added
 after it). Whatever a crash interrupts is therefore known: the next
 :meth:`PodNetworks.attach` of that pod DELetes a record without a result (or one made

@@ -19,19 +19,22 @@ from provisioner.errors import NodeError, PermissionDenied, Unavailable
 
 #: Characters a path in the overlay options may not hold (split, unescaped, or ambiguous).
 OVERLAY_UNSAFE = re.compile(r"[,:\\\s]")
-_MNT_DETACH, _UMOUNT_NOFOLLOW = 2, 8
+MNT_DETACH, _UMOUNT_NOFOLLOW = 2, 8
 
 _libc: ctypes.CDLL | None = None
 
 
-def _c() -> ctypes.CDLL:
+def libc() -> ctypes.CDLL:
+    """The C library, with the argument types of the calls the node layer makes
+    through it (mount, umount2, unshare); errno is kept (``ctypes.get_errno``)."""
     global _libc
     if _libc is None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
-                               ctypes.c_ulong, ctypes.c_char_p]
-        libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-        _libc = libc
+        lib = ctypes.CDLL(None, use_errno=True)
+        lib.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+                              ctypes.c_ulong, ctypes.c_char_p]
+        lib.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        lib.unshare.argtypes = [ctypes.c_int]
+        _libc = lib
     return _libc
 
 
@@ -41,7 +44,7 @@ def mount_overlay(lower: str, upper: str, work: str, target: str) -> None:
     kernel refuses.
     """
     data = f"lowerdir={lower},upperdir={upper},workdir={work}"
-    if _c().mount(b"overlay", os.fsencode(target), b"overlay", 0, os.fsencode(data)) == 0:
+    if libc().mount(b"overlay", os.fsencode(target), b"overlay", 0, os.fsencode(data)) == 0:
         return
     err = ctypes.get_errno()
     message = (f"cannot mount the overlay root file system of {os.path.dirname(target)} "
@@ -63,7 +66,7 @@ def unmount(target: str) -> None:
     (~10 ms of every container's removal on this test machine's kernel, 6.18, against
     ~1 ms detached); it also fails while something is busy on the mount, where
     detaching does not."""
-    if _c().umount2(os.fsencode(target), _UMOUNT_NOFOLLOW | _MNT_DETACH) == 0:
+    if libc().umount2(os.fsencode(target), _UMOUNT_NOFOLLOW | MNT_DETACH) == 0:
         return
     err = ctypes.get_errno()
     if err in (errno.EINVAL, errno.ENOENT):

@@ -18,17 +18,32 @@ a safe file name.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
+import ctypes
+import errno
+import fcntl
 import os
-import shutil
+import struct
+import threading
 
-from provisioner.errors import InvalidArgument, NodeError, Unavailable
+from provisioner.errors import (
+    InvalidArgument,
+    NodeError,
+    PermissionDenied,
+    ProvisionerError,
+)
 from provisioner.model import PodSpec
 from provisioner.names import check_dns_label
-from provisioner.node.oci.containers import run_program
+from provisioner.node.oci.mounts import MNT_DETACH, libc
 from provisioner.podnet import pod_network_problems
 
 NETNS_DIR = "/run/netns"
+_CLONE_NEWNET = 0x40000000
+_MS_BIND, _MS_REC, _MS_SHARED = 0x1000, 0x4000, 0x100000
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+#: struct ifreq with ifr_flags: the interface's name, the flags, padding to 32 bytes.
+_IFREQ_FLAGS = "16sH14x"
 
 
 def netns_name(root_name: str, pod: str) -> str:
@@ -42,13 +57,6 @@ def netns_path(name: str) -> str:
     return os.path.join(NETNS_DIR, name)
 
 
-def _ip() -> str:
-    found = shutil.which("ip")
-    if found is None:
-        raise Unavailable("ip is not installed (apt-get install iproute2): pods need it")
-    return found
-
-
 def is_live(name: str) -> bool:
     """The namespace file is there and a namespace is mounted on it (after a reboot on
     a /run that is not a tmpfs, only the empty file is left)."""
@@ -60,28 +68,100 @@ def is_live(name: str) -> bool:
 
 
 def ensure_netns(name: str) -> str:
-    """Make the pod's namespace (loopback up) unless it is live; its path."""
+    """Make the pod's namespace (loopback up) unless it is live; its path.
+
+    Made here as ``ip netns add NAME`` + ``ip -n NAME link set lo up`` make it - a
+    shared ``/run/netns``, the empty file, a bind mount of a new namespace on it - but
+    with syscalls from a thread of this process: two programs fewer to start (~10 ms of
+    every pod's allocation)."""
     if is_live(name):
         return netns_path(name)
+    path = netns_path(name)
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(netns_path(name))  # a stale file: ip netns add would refuse it
-    ip = _ip()
-    run_program([ip, "netns", "add", name], f"creating network namespace {name}")
+        os.unlink(path)  # a stale file, left by a reboot
+    _share_netns_dir()
     try:
-        run_program([ip, "-n", name, "link", "set", "lo", "up"],
-                    f"bringing up loopback in {name}")
-    except NodeError:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    except OSError as exc:
+        raise _error(f"creating network namespace {name}", exc.errno or 0) from None
+    failure: list[BaseException] = []
+    maker = threading.Thread(target=_make_namespace, args=(name, path, failure),
+                             name=f"netns-{name}")
+    maker.start()
+    maker.join()
+    if failure:
         remove_netns(name)
-        raise
-    return netns_path(name)
+        if isinstance(failure[0], ProvisionerError):
+            raise failure[0]
+        raise NodeError(f"creating network namespace {name}: {failure[0]}")
+    return path
+
+
+def _make_namespace(name: str, path: str, failure: list[BaseException]) -> None:
+    """In a thread of its own (a network namespace is a thread's; the thread ends in
+    it): a new namespace, bound on ``path``, with loopback up."""
+    what = f"creating network namespace {name}"
+    try:
+        lib = libc()
+        if lib.unshare(_CLONE_NEWNET) != 0:
+            raise _error(what, ctypes.get_errno())
+        if lib.mount(b"/proc/thread-self/ns/net", os.fsencode(path), b"none", _MS_BIND,
+                     None) != 0:
+            raise _error(f"{what} (binding it on {path})", ctypes.get_errno())
+        _loopback_up(name)
+    except BaseException as exc:  # reported to the caller, in its thread
+        failure.append(exc)
+
+
+def _loopback_up(name: str) -> None:
+    """``lo`` up in this thread's network namespace (SIOCSIFFLAGS, as ip link does)."""
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        request = struct.pack(_IFREQ_FLAGS, b"lo", 0)
+        flags = struct.unpack(_IFREQ_FLAGS, fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS,
+                                                        request))[1]
+        fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS,
+                    struct.pack(_IFREQ_FLAGS, b"lo", flags | _IFF_UP))
+    except OSError as exc:
+        raise _error(f"bringing up loopback in {name}", exc.errno or 0) from None
+    finally:
+        sock.close()
+
+
+def _share_netns_dir() -> None:
+    """``/run/netns`` made, and a shared mount point (as ip makes it): a namespace
+    bound there later is seen in mount namespaces made from this one meanwhile."""
+    os.makedirs(NETNS_DIR, mode=0o755, exist_ok=True)
+    lib, where = libc(), os.fsencode(NETNS_DIR)
+    if lib.mount(b"", where, b"none", _MS_SHARED | _MS_REC, None) == 0:
+        return
+    err = ctypes.get_errno()
+    if err == errno.EINVAL:  # not a mount point yet: bind it on itself, then share it
+        if lib.mount(where, where, b"none", _MS_BIND | _MS_REC, None) == 0 and \
+                lib.mount(b"", where, b"none", _MS_SHARED | _MS_REC, None) == 0:
+            return
+        err = ctypes.get_errno()
+    raise _error(f"making {NETNS_DIR} a shared mount", err)
 
 
 def remove_netns(name: str) -> None:
-    """Delete the namespace (missing is fine)."""
-    if is_live(name):
-        run_program([_ip(), "netns", "delete", name], f"deleting network namespace {name}")
+    """Delete the namespace (missing is fine): detach its mount, remove its file (as
+    ``ip netns delete`` does; the kernel frees the namespace when nothing is in it)."""
+    path = netns_path(name)
+    if is_live(name) and libc().umount2(os.fsencode(path), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise _error(f"deleting network namespace {name}", err)
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(netns_path(name))
+        os.unlink(path)
+
+
+def _error(what: str, err: int) -> ProvisionerError:
+    """The error for a syscall that failed with ``err``."""
+    message = f"{what}: {os.strerror(err)}"
+    if err == errno.EPERM:
+        return PermissionDenied(message + " (network namespaces need root)")
+    return NodeError(message)
 
 
 def check_pod_network(spec: PodSpec) -> None:
