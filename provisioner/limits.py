@@ -15,6 +15,9 @@ import math
 #: stopGracePeriod: time between SIGTERM and SIGKILL. An hour is far beyond any sane
 #: shutdown; the SIGKILL of the whole leaf comes then at the latest.
 MAX_STOP_GRACE_S = 3600.0
+#: How long a shim gives a container runtime to exit by itself once its container is
+#: killed (csrc/shim.h MAX_SETTLE_S).
+MAX_SETTLE_S = 60.0
 #: The longest text a duration field may have (``1h30m15s500ms`` is 13).
 MAX_DURATION_CHARS = 32
 

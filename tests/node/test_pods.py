@@ -15,6 +15,7 @@ import pytest
 from provisioner.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from provisioner.model import CellSpec, ContainerSpec, Kind, PodSpec, PullPolicy, RestartPolicy
 from provisioner.names import container_process_name
+from provisioner.node.oci.containers import runc_root
 from provisioner.node.process.logs import LogReader
 from provisioner.node.runtime.layer import NodeLayer
 from provisioner.node.runtime.observe import observe
@@ -178,6 +179,10 @@ def test_a_container_ignoring_sigterm_is_killed_after_the_grace(node: NodeLayer,
     assert final.state == "stopped" and time.monotonic() - started < 5
     leaf = node.cgroups.leaf("", "_x.stubborn.c")
     assert not {p for d in leaf.dirs for p in _procs_below(d)}
+    # the container was killed first and runc, left to exit, deleted it itself: no
+    # state for a `runc delete` to clear, no container cgroup left
+    assert not os.path.exists(os.path.join(runc_root(node.config.state_dir), "stubborn.c"))
+    assert not any(os.path.exists(os.path.join(d, "ctr")) for d in leaf.dirs)
     pods.free("stubborn")
 
 

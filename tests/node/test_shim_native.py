@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.errors import FailedPrecondition
+from provisioner.errors import FailedPrecondition, InvalidArgument
 from provisioner.node.process import leaf as leafops
 from provisioner.node.process.logs import STDERR, STDOUT, LogLimits, LogReader
 from provisioner.node.process.procs import is_same_process, process_alive
@@ -229,6 +229,92 @@ def test_stop_kills_what_hides_in_a_sub_cgroup(tmp_path: Path, leaf: LeafCgroup,
         for d in subs:
             with contextlib.suppress(FileNotFoundError):
                 os.rmdir(d)
+
+
+def _runtime_with_a_container(tmp_path: Path, leaf: LeafCgroup,
+                              after_container: str) -> tuple[str, list[str], Path]:
+    """A command standing for ``runc run``: it ignores SIGTERM, puts a "container"
+    (``sleep``, ignoring SIGTERM too) in the sub-cgroup ``ctr`` of the leaf, waits for
+    it, then runs AFTER_CONTAINER (its clean-up). Returns (command, the sub-cgroups,
+    the container's pid file)."""
+    subs = [os.path.join(d, "ctr") for d in leaf.dirs]
+    pid_file = tmp_path / "container.pid"
+    moves = "; ".join(f"echo $$ > {d}/cgroup.procs" for d in subs)
+    container = tmp_path / "container.sh"
+    container.write_text(f"trap '' TERM; {moves}; echo $$ > {pid_file}; exec sleep 1000\n")
+    command = (f"trap '' TERM; mkdir {' '.join(subs)} && sh {container} & wait; "
+               f"{after_container}")
+    return command, subs, pid_file
+
+
+def _wait_for_pid(pid_file: Path) -> int:
+    deadline = time.monotonic() + 5
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.monotonic() < deadline, "the container never wrote its pid"
+        time.sleep(0.01)
+    return int(pid_file.read_text())
+
+
+@pytest.mark.parametrize("settle_s", [0.0, 5.0])
+def test_settle_kills_the_container_first_and_lets_the_runtime_clean_up(
+        tmp_path: Path, leaf: LeafCgroup, settle_s: float) -> None:
+    # With a settle time, the grace period over, the shim kills what is in the leaf's
+    # sub-cgroups first and the runtime finishes its clean-up (here: writes a file, as
+    # runc removes its state); without one, the runtime dies with its container.
+    cleaned = tmp_path / "cleaned"
+    subs = [os.path.join(d, "ctr") for d in leaf.dirs]
+    command, _, pid_file = _runtime_with_a_container(
+        tmp_path, leaf, f"echo done > {cleaned}; rmdir {' '.join(subs)}")
+    try:
+        st = launch(make_spec(tmp_path, leaf, command, settle_s=settle_s))
+        container = _wait_for_pid(pid_file)
+        started = time.monotonic()
+        final = request_stop(st)
+        took = time.monotonic() - started
+        assert final.state == "stopped" and not final.last_error
+        assert not process_alive(container)
+        assert leafops.pids(leaf) == set()
+        if settle_s:
+            assert cleaned.read_text() == "done\n"
+            assert not any(os.path.exists(d) for d in subs)  # the runtime removed them
+            assert took < 0.3 + 2.0, took  # not the whole settle time
+        else:
+            assert not cleaned.exists()
+    finally:
+        leafops.kill_all(leaf)
+        for d in subs:
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+
+
+def test_a_runtime_that_does_not_exit_in_its_settle_time_is_killed(
+        tmp_path: Path, leaf: LeafCgroup) -> None:
+    cleaned = tmp_path / "cleaned"
+    command, subs, pid_file = _runtime_with_a_container(
+        tmp_path, leaf, f"while :; do sleep 0.05; done; echo done > {cleaned}")
+    try:
+        st = launch(make_spec(tmp_path, leaf, command, settle_s=0.5))
+        container = _wait_for_pid(pid_file)
+        started = time.monotonic()
+        final = request_stop(st)
+        took = time.monotonic() - started
+        assert final.state == "stopped" and not final.last_error
+        assert not process_alive(container)
+        assert leafops.pids(leaf) == set()
+        assert not cleaned.exists()
+        assert 0.3 + 0.5 <= took < 0.3 + 0.5 + 3.0, took  # grace, settle, then the kill
+    finally:
+        leafops.kill_all(leaf)
+        for d in subs:
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+
+
+@pytest.mark.parametrize("settle_s", [-1.0, 61.0, float("nan")])
+def test_a_settle_time_out_of_range_is_refused(tmp_path: Path, leaf: LeafCgroup,
+                                               settle_s: float) -> None:
+    with pytest.raises(InvalidArgument, match="settle time"):
+        make_spec(tmp_path, leaf, "true", settle_s=settle_s).check()
 
 
 # -- log files, against the reference writer ----------------------------------------

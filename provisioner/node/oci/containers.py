@@ -25,9 +25,13 @@ reuses the bundle and keeps them). It refuses while a runc container of that bun
 still runs. :func:`remove_bundle` deletes the runc container (``delete --force``),
 unmounts and removes the bundle.
 
-A SIGKILLed runc (the shim's kill after the grace period) leaves its state and its
-container's (empty) cgroups behind: the ``runc delete --force`` that starts the
-command clears them before ``runc run``, as :func:`remove_bundle` does.
+After the grace period the shim kills the container (the leaf's sub-cgroups) first and
+gives runc :data:`RUNC_SETTLE_S` to exit by itself (``ShimSpec.settle_s``): runc then
+removes the container's state and cgroups, and :func:`remove_bundle` has no ``runc
+delete`` to run (~10 ms of a pod's removal). A runc SIGKILLed anyway (it did not exit
+in time, or a stop without a shim) leaves its state and its container's (empty) cgroups
+behind: the ``runc delete --force`` that starts the command clears them before ``runc
+run``, as :func:`remove_bundle` does.
 """
 
 from __future__ import annotations
@@ -68,6 +72,9 @@ __all__ = ["bundle_dir", "check_container_id", "container_command", "prepare_bun
 
 PODS_DIR = "pods"
 RUNC_DIR = "runc"
+#: How long a shim waits for ``runc run`` to exit once its container is killed (it
+#: deletes the container then, in a few ms); then runc is killed too.
+RUNC_SETTLE_S = 1.0
 ROOTFS, UPPER, WORK, CONFIG = "rootfs", "upper", "work", "config.json"
 #: runc's own rule is [\w+-.]+ (which, as a range, also admits ','); ours is stricter.
 _CONTAINER_ID_RE = re.compile(r"[A-Za-z0-9_+.-]{1,1024}")

@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 from provisioner.errors import InvalidArgument, NodeError, NotFound
-from provisioner.limits import MAX_BACKOFF_S, MAX_STOP_GRACE_S, clamp
+from provisioner.limits import MAX_BACKOFF_S, MAX_SETTLE_S, MAX_STOP_GRACE_S, clamp
 from provisioner.node.process.exec_limits import check_exec_size
 from provisioner.node.process.logs import LogLimits
 from provisioner.node.types import LeafCgroup, NamespaceTarget
@@ -59,6 +59,10 @@ class ShimSpec:
     backoff_cap_s: float = 60.0
     backoff_reset_s: float = 10.0  # a run this long resets the back-off to base
     launch_id: str = ""  # set by the launcher; echoed in the status it waits for
+    #: After the grace period, kill the leaf's sub-cgroups first and give the main
+    #: process this long to exit by itself (a container runtime, which then cleans
+    #: up after its container); 0: the whole leaf at once.
+    settle_s: float = 0.0
 
     def check(self) -> None:
         """Raise InvalidArgument for a spec the shim could not run."""
@@ -80,6 +84,9 @@ class ShimSpec:
         if not 0 <= self.stop_grace_s <= MAX_STOP_GRACE_S:
             raise InvalidArgument(f"{self.name}: stop grace period {self.stop_grace_s!r} s is "
                                   f"not within 0..{MAX_STOP_GRACE_S:g} s")
+        if not 0 <= self.settle_s <= MAX_SETTLE_S:
+            raise InvalidArgument(f"{self.name}: settle time {self.settle_s!r} s is not "
+                                  f"within 0..{MAX_SETTLE_S:g} s")
         for what in ("backoff_base_s", "backoff_cap_s", "backoff_reset_s"):
             value = getattr(self, what)
             if not 0 <= value <= MAX_BACKOFF_S:
@@ -109,7 +116,7 @@ class ShimSpec:
             **data,
             **_clamped(data, name, ("stop_grace_s", MAX_STOP_GRACE_S),
                        ("backoff_base_s", MAX_BACKOFF_S), ("backoff_cap_s", MAX_BACKOFF_S),
-                       ("backoff_reset_s", MAX_BACKOFF_S)),
+                       ("backoff_reset_s", MAX_BACKOFF_S), ("settle_s", MAX_SETTLE_S)),
             "leaf": leaf_from_json(data["leaf"]),
             "namespace": None if ns is None else NamespaceTarget(
                 int(ns["holder_pid"]), int(ns["holder_start_time"]),
@@ -248,6 +255,7 @@ def native_spec(spec: ShimSpec, crash_log: str) -> bytes:
         ("backoff_base_s", repr(float(spec.backoff_base_s))),
         ("backoff_cap_s", repr(float(spec.backoff_cap_s))),
         ("backoff_reset_s", repr(float(spec.backoff_reset_s))),
+        ("settle_s", repr(float(spec.settle_s))),
         ("log_max_bytes", str(spec.log_limits.max_bytes)),
         ("log_keep", str(spec.log_limits.keep)),
         ("log_max_line_bytes", str(spec.log_limits.max_line_bytes)),

@@ -41,6 +41,7 @@ from provisioner.node.oci.cni_etc import add_mounts
 from provisioner.node.oci.cni_pods import PodNetworks
 from provisioner.node.oci.config import HOST_NETWORK
 from provisioner.node.oci.containers import (
+    RUNC_SETTLE_S,
     container_command,
     prepare_bundle,
     remove_bundle,
@@ -223,7 +224,7 @@ class Pods:
                 restart_policy=spec.restart_policy.value, stop_grace_s=spec.stop_grace_s,
                 log_limits=layer.config.log_limits,
                 backoff_base_s=layer.config.backoff_base_s,
-                backoff_cap_s=layer.config.backoff_cap_s)
+                backoff_cap_s=layer.config.backoff_cap_s, settle_s=RUNC_SETTLE_S)
 
         return layer.launch_process(process, spec.cell, prepare)
 

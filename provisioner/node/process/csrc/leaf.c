@@ -62,6 +62,8 @@ static int each_subdir(char *path, size_t len, int depth,
 
 struct pid_list { pid_t *out; int n, cap; };
 
+static void set_frozen(const struct spec *s, int frozen);
+
 /* Add the pids of DIR's cgroup.procs to the list; -1 when it is full. */
 static int add_procs(const char *dir, void *arg) {
     static char text[PROCS_BUF];
@@ -114,6 +116,37 @@ void leaf_signal(const struct spec *s, int sig) {
         n = 8192;
     for (int i = 0; i < n; i++)
         kill(pids[i], sig);
+}
+
+/* SIGKILL what runs in the leaf's sub-cgroups and not in the leaf itself (a
+ * container below the runtime that supervises it), frozen meanwhile where a freezer
+ * is, so that the container cannot fork past it; the runtime is left to notice. */
+int leaf_kill_below(const struct spec *s) {
+    static pid_t own[8192], below[8192];
+    struct pid_list top = {own, 0, 8192}, sub = {below, 0, 8192};
+    int can_freeze = s->leaf_v2 || s->freezer_dir != NULL;
+    if (can_freeze)
+        set_frozen(s, 1);
+    for (int i = 0; i < s->n_leaf; i++) {
+        char path[PATH_CAP];
+        size_t len = strlen(s->leaf[i]);
+        if (len >= PATH_CAP)
+            continue;
+        memcpy(path, s->leaf[i], len + 1);
+        add_procs(path, &top); /* full lists only leave some for the leaf-wide kill */
+        each_subdir(path, len, 0, add_procs, &sub);
+    }
+    int killed = 0;
+    for (int i = 0; i < sub.n; i++) {
+        int in_leaf = 0;
+        for (int k = 0; k < top.n && !in_leaf; k++)
+            in_leaf = own[k] == below[i];
+        if (!in_leaf && kill(below[i], SIGKILL) == 0)
+            killed++;
+    }
+    if (can_freeze)
+        set_frozen(s, 0);
+    return killed;
 }
 
 static int thaw_v1(const char *dir, void *arg) {

@@ -307,7 +307,7 @@ static int reap(int *wstatus) {
 
 /* Wait for the running child to exit, handling a stop; returns its wait status. */
 static int supervise_run(void) {
-    int wstatus = 0, ended = 0, stopping = 0;
+    int wstatus = 0, ended = 0, stopping = 0, settling = 0;
     double deadline = 0, poll_s = LEAF_POLL_MIN_S;
     for (;;) {
         if (!ended)
@@ -327,6 +327,16 @@ static int supervise_run(void) {
         if (ended && leaf_empty(&S))
             break; /* stopping, and everything in the leaf has gone */
         double timeout = -1, now = mono_s();
+        if (stopping && now >= deadline && !ended && !settling && S.settle_s > 0) {
+            /* The grace period is over, and the main process is a container runtime
+             * (runc run): kill its container (the leaf's sub-cgroups) first and give it
+             * SETTLE_S to exit by itself. runc then removes the container's state and
+             * cgroups; killed together with it, it would leave them for a `runc
+             * delete` to clear. */
+            settling = 1;
+            if (leaf_kill_below(&S) > 0)
+                deadline = now + S.settle_s;
+        }
         if (stopping && now >= deadline) {
             kill_leaf();
             if (child)

@@ -12,6 +12,7 @@
  * launcher never sends more; a larger value (or nan / inf) is clamped, not trusted. */
 #define MAX_STOP_GRACE_S 3600.0
 #define MAX_STOP_GRACE_TEXT "3600.0"
+#define MAX_SETTLE_S 60.0
 #define MAX_BACKOFF_S 3600.0
 #define MAX_LOG_FILE_BYTES (1LL << 30)
 #define MAX_LOG_FILES_KEPT 100LL
@@ -22,6 +23,7 @@ struct spec {
     const char *name, *status_file, *log_dir, *launch_id, *crash_log;
     const char *stop_grace_text; /* echoed verbatim into the status (a JSON number) */
     double stop_grace_s, backoff_base_s, backoff_cap_s, backoff_reset_s;
+    double settle_s;             /* 0: kill the whole leaf at once after the grace period */
     int restart_policy;          /* RESTART_NEVER / _ON_FAILURE / _ALWAYS */
     const char *leaf[MAX_LIST];
     int n_leaf;
@@ -65,6 +67,7 @@ int leaf_pids(const struct spec *s, pid_t *out, int cap); /* -1 on overflow */
 int leaf_empty(const struct spec *s);
 int leaf_kill_all(const struct spec *s, double timeout_s, char *err, size_t errlen);
 void leaf_signal(const struct spec *s, int sig);
+int leaf_kill_below(const struct spec *s); /* how many were killed */
 
 /* logs.c */
 struct logwriter {

@@ -106,6 +106,9 @@ int spec_parse(struct spec *s, char *buf, size_t len, char *err, size_t errlen) 
             have_grace = 1;
             if (number(key, value, &s->stop_grace_s, err, errlen) < 0)
                 return -1;
+        } else if (!strcmp(key, "settle_s")) {
+            if (number(key, value, &s->settle_s, err, errlen) < 0)
+                return -1;
         } else if (!strcmp(key, "backoff_base_s")) {
             if (number(key, value, &s->backoff_base_s, err, errlen) < 0)
                 return -1;
@@ -168,6 +171,8 @@ int spec_parse(struct spec *s, char *buf, size_t len, char *err, size_t errlen) 
         s->stop_grace_s = MAX_STOP_GRACE_S;
         s->stop_grace_text = MAX_STOP_GRACE_TEXT;
     }
+    if (!(s->settle_s <= MAX_SETTLE_S))
+        s->settle_s = MAX_SETTLE_S;
     if (!(s->backoff_base_s <= MAX_BACKOFF_S))
         s->backoff_base_s = MAX_BACKOFF_S;
     if (!(s->backoff_cap_s <= MAX_BACKOFF_S))
