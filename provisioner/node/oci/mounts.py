@@ -91,6 +91,8 @@ def mountinfo() -> list[tuple[str, str, str]]:
 
 def _unescape(field: bytes) -> str:
     # The kernel writes space, tab, newline and backslash as \ooo (octal).
+    if b"\\" not in field:  # nearly every field: no regular expression to run
+        return os.fsdecode(field)
     return os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]),
                               field))
 
