@@ -12,6 +12,7 @@ import pytest
 
 from provisioner.errors import (
     AlreadyExists,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     NotOwned,
@@ -19,8 +20,12 @@ from provisioner.errors import (
     UnsafeName,
 )
 from provisioner.model import CellLimits, CellSpec, ExecutableSpec, Kind
+from provisioner.node.cgroups.layout import executable_leaf
+from provisioner.node.process import leaf as leafops
+from provisioner.node.process import supervise
 from provisioner.node.process.logs import LogReader
 from provisioner.node.process.procs import is_same_process
+from provisioner.node.runtime import layer as layer_module
 from provisioner.node.runtime.layer import NodeLayer
 from provisioner.node.runtime.observe import observe, reconcile
 from provisioner.state import ProcessPhase
@@ -255,6 +260,38 @@ def test_bad_working_dir_is_a_clear_error_and_leaves_no_process(node: NodeLayer)
     with pytest.raises(Exception, match="/no/such/dir"):
         node.start_executable(ExecutableSpec("lost", "true", working_dir="/no/such/dir"), "s")
     assert not node.is_running("lost")
+
+
+def test_only_a_leaf_made_by_the_start_goes_unlisted(
+        node: NodeLayer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A start that made its leaf tells the launch so (nothing can be in it); a leaf
+    left by an earlier run is adopted and listed, and a stray process in it refuses the
+    start - with the stray left alone and nothing recorded."""
+    seen: list[bool] = []
+
+    def spy(*args, **kw):  # type: ignore[no-untyped-def]
+        seen.append(kw.get("new_leaf", False))
+        return supervise.launch(*args, **kw)
+
+    monkeypatch.setattr(layer_module, "launch", spy)
+    node.allocate_cell(CellSpec("web"), "s")
+    node.start_executable(ExecutableSpec("fresh", "sleep 1000", cell="web"), "s")
+    assert seen == [True]
+    leaf = node.cgroups.create_leaf("web", executable_leaf("adopted"))  # an earlier run's
+    stray = subprocess.Popen(["sleep", "1000"])
+    try:
+        leafops.attach(leaf, stray.pid)
+        with pytest.raises(FailedPrecondition, match="is not empty"):
+            node.start_executable(ExecutableSpec("adopted", "sleep 1000", cell="web"), "s")
+        assert seen == [True, False]
+        assert stray.poll() is None and leafops.pids(leaf) == {stray.pid}
+        assert node.store.get_process("adopted") is None
+        assert node.store.get_resource(Kind.EXECUTABLE, "adopted") is None
+    finally:
+        stray.kill()
+        stray.wait()
+    node.start_executable(ExecutableSpec("adopted", "sleep 1000", cell="web"), "s")
+    assert seen == [True, False, False] and node.is_running("adopted")
 
 
 def test_without_root_the_error_is_clear(tmp_path: Path) -> None:

@@ -119,6 +119,33 @@ def test_launch_puts_the_child_in_the_leaf(h: Harness, layout: str) -> None:
     assert not shim_alive(final)
 
 
+def test_a_leaf_with_a_stray_process_is_refused_unless_made_by_the_caller(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shim never starts next to processes it does not know: an adopted leaf is
+    listed first. A leaf the caller has just made (``new_leaf``) holds nothing, so it
+    is not listed."""
+    spec = h.spec("sleep 1000")
+    stray = subprocess.Popen(["sleep", "1000"])
+    try:
+        leafops.attach(spec.leaf, stray.pid)
+        with pytest.raises(FailedPrecondition, match="is not empty"):
+            launch(spec)
+        assert not os.path.exists(spec.status_file)  # nothing was started
+    finally:
+        stray.kill()
+        stray.wait()
+    listed: list[LeafCgroup] = []
+    monkeypatch.setattr(leafops, "pids", lambda leaf: listed.append(leaf) or set())
+    st = launch(spec, new_leaf=True)
+    assert listed == [] and st.state == "running"
+    launch_again = h.spec("sleep 1000")
+    st2 = launch(launch_again)
+    assert listed == [launch_again.leaf] and st2.state == "running"
+    monkeypatch.undo()
+    for status in (st, st2):
+        assert request_stop(status).state == "stopped"
+
+
 def test_stdout_and_stderr_lines_with_timestamps(h: Harness) -> None:
     before = time.time_ns()
     script = ("for i in $(seq 1 3000); do echo o$i; echo e$i >&2; done; "

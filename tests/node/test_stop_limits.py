@@ -64,7 +64,7 @@ def test_a_shim_that_does_not_finish_in_time_is_replaced_by_a_kill_of_the_leaf(
     no second grace period."""
     spec = node._prepare_launch(
         ExecutableSpec("stubborn", "trap '' TERM; sleep 1000 & sleep 1000 & wait",
-                       stop_grace_s=1.0), "stubborn")
+                       stop_grace_s=1.0), "stubborn", None).spec
 
     def huge_grace(spec: ShimSpec, crash_log: str) -> bytes:
         raw = native_spec(spec, crash_log)

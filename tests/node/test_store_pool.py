@@ -112,6 +112,24 @@ def test_a_store_closed_while_a_reader_is_lent_closes_it_on_return(tmp_path: Pat
         store.generation()
 
 
+def test_borrow_and_give_back_lend_the_same_bounded_readers(tmp_path: Path) -> None:
+    store = Store.open(tmp_path, readers=2, busy_timeout_s=0.2)
+    try:
+        a, b = store.pool.borrow(), store.pool.borrow()
+        assert a is not b
+        with pytest.raises(LockBusy, match="reader connections"):
+            store.pool.borrow()  # both lent: waits for the timeout, then refuses
+        store.pool.give_back(a)
+        assert store.pool.borrow() is a  # an idle one is lent again, none is made
+        assert store.pool.open_connections() == 3  # the writer and two readers
+        store.pool.give_back(a)
+        store.close()
+        store.pool.give_back(b)  # given back after the close: closed, not kept
+        assert store.pool.open_connections() == 0
+    finally:
+        store.close()
+
+
 def test_event_bounds_beyond_64_bits_are_clamped(tmp_path: Path) -> None:
     """Fuzzing found it: a time filter in the far future (ns) overflowed SQLite."""
     store = Store.open(tmp_path)

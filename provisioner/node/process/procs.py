@@ -28,16 +28,21 @@ def _read_stat(pid: int) -> list[str] | None:
     Field 2 (comm) is wrapped in parentheses and may itself contain spaces and ``)``,
     so the line is split at the *last* ``)``; everything after it is space-separated.
     """
+    # Raw os.open/os.read: a Python file object costs more than the syscalls, and
+    # this runs before every signal and every liveness check.
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, ProcessLookupError):
         return None
+    try:
+        data = os.read(fd, 4096)  # one line, well below a page (comm is 15 bytes at most)
     except OSError as exc:
         # ESRCH is what a read returns when the task died between open and read.
         if exc.errno == errno.ESRCH:
             return None
         raise
+    finally:
+        os.close(fd)
     close = data.rfind(b")")
     if close < 0:
         return None

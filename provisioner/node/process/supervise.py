@@ -169,9 +169,12 @@ class ShimLaunch:
 
 
 def launch(spec: ShimSpec, timeout_s: float = 5.0,
-           shim: ShimLaunch | None = None) -> ShimStatus:
+           shim: ShimLaunch | None = None, new_leaf: bool = False) -> ShimStatus:
     """Have a detached shim supervise SPEC (SHIM if given: spawned ahead, else a new
     one); return its status once its child runs. SHIM is used up either way.
+
+    ``new_leaf``: the caller has just made every directory of the spec's leaf, so no
+    process can be in it yet, and it is not listed (an adopted leaf always is).
 
     Raises FailedPrecondition if a shim for this status file is still running or if the
     child could not be started (the reason comes from the shim: a missing working_dir,
@@ -192,7 +195,7 @@ def launch(spec: ShimSpec, timeout_s: float = 5.0,
                 f"{spec.name} is already supervised by shim {old.shim_pid}")
         # A shim kills its whole leaf when its child exits: it must not start next to
         # processes it does not know (e.g. the child of a crashed shim; request_stop that).
-        leftovers = leafops.pids(spec.leaf)
+        leftovers = set() if new_leaf else leafops.pids(spec.leaf)
         if leftovers:
             raise FailedPrecondition(
                 f"leaf of {spec.name} is not empty (pids "

@@ -118,6 +118,16 @@ def process_record(name: str, cell: str, status: ShimStatus) -> ProcessRecord:
         exited_at_ns=status.exited_at_ns, restart_count=status.restart_count)
 
 
+@record
+class PreparedLaunch:
+    """What a ``prepare`` of :meth:`NodeLayer.launch_process` may return instead of a
+    bare spec: the spec, and whether its leaf was made by this very preparation (every
+    directory new, so it holds no process: the launch need not list it)."""
+
+    spec: ShimSpec
+    new_leaf: bool = False
+
+
 class NodeLayer:
     """Cells (cgroups + namespaces) and supervised executables, with their records."""
 
@@ -356,8 +366,8 @@ class NodeLayer:
         check_exec_size(f"executable {name!r}", spec.command, dict(spec.env))
         if spec.cell and self.store.get_resource(Kind.CELL, spec.cell) is None:
             raise NotFound(f"cell {spec.cell!r} does not exist")
-        new = (self.store.get_process(name) is None
-               and self.store.get_resource(Kind.EXECUTABLE, name) is None)
+        owner = self.store.get_process(name)
+        new = owner is None and self.store.get_resource(Kind.EXECUTABLE, name) is None
 
         def record_pending(store: Store) -> None:
             store.put_resource(Kind.EXECUTABLE, name, dumps(spec), manifest_set)
@@ -367,7 +377,7 @@ class NodeLayer:
 
         try:
             return self.launch_process(name, spec.cell,
-                                       lambda: self._prepare_launch(spec, name),
+                                       lambda: self._prepare_launch(spec, name, owner),
                                        record_pending, record_started)
         except Exception:
             if new:
@@ -387,7 +397,8 @@ class NodeLayer:
             store.delete_resource(Kind.EXECUTABLE, name)
         self.remove_status_files(name)
 
-    def launch_process(self, name: str, cell: str, prepare: Callable[[], ShimSpec],
+    def launch_process(self, name: str, cell: str,
+                       prepare: Callable[[], ShimSpec | PreparedLaunch],
                        record_pending: Callable[[Store], None] | None = None,
                        record_started: Callable[[Store, ShimStatus], None] | None = None,
                        ) -> ShimStatus:
@@ -395,14 +406,19 @@ class NodeLayer:
 
         The shim is spawned first and waits for its spec: its process start overlaps
         ``prepare`` (checks, clean-up, the leaf, whatever the process needs; it returns
-        the spec). The process is recorded as pending - with ``record_pending``'s writes,
-        in one transaction - *before* the launch, so a crash never loses it; the launch
-        is recorded after, with ``record_started``'s writes. If anything fails before
-        the launch, the spawned shim exits having done nothing.
+        the spec, or a :class:`PreparedLaunch` saying its leaf was just made). The
+        process is recorded as pending - with ``record_pending``'s writes, in one
+        transaction - *before* the launch, so a crash never loses it; the launch is
+        recorded after, with ``record_started``'s writes. If anything fails before the
+        launch, the spawned shim exits having done nothing.
         """
         shim = ShimLaunch(self.runtime_dir)
         try:
-            shim_spec = prepare()
+            prepared = prepare()
+            if isinstance(prepared, PreparedLaunch):
+                shim_spec, new_leaf = prepared.spec, prepared.new_leaf
+            else:
+                shim_spec, new_leaf = prepared, False
             with self.store.transaction() as store:
                 if record_pending is not None:
                     record_pending(store)
@@ -410,32 +426,35 @@ class NodeLayer:
         except BaseException:
             shim.abandon()
             raise
-        status = launch(shim_spec, shim=shim)
+        status = launch(shim_spec, shim=shim, new_leaf=new_leaf)
         with self.store.transaction() as store:
             store.put_process(process_record(name, cell, status))
             if record_started is not None:
                 record_started(store, status)
         return status
 
-    def _prepare_launch(self, spec: ExecutableSpec, name: str) -> ShimSpec:
-        """Clean up what an earlier run left, make the leaf; the shim's spec."""
+    def _prepare_launch(self, spec: ExecutableSpec, name: str,
+                        owner: ProcessRecord | None) -> PreparedLaunch:
+        """Clean up what an earlier run left, make the leaf; the shim's spec. ``owner``:
+        the process record of NAME as read just before (the store's writers are
+        serialized by the caller, as for every operation on one name)."""
         old = self.read_shim_status(name)
         if old is not None:
             if shim_alive(old) and old.state not in TERMINAL_STATES:
                 raise AlreadyExists(f"executable {name!r} is already running (pid "
                                     f"{old.child_pid}); stop it first")
             request_stop(old)  # kills whatever a dead supervisor left behind
-        owner = self.store.get_process(name)
         if owner is not None and owner.cell != spec.cell:
             self.remove_leaf(owner.cell, name)
-        leaf = self.cgroups.create_leaf(spec.cell, executable_leaf(name))
-        return ShimSpec(
+        leaf, new_leaf = self.cgroups.make_leaf(spec.cell, executable_leaf(name))
+        return PreparedLaunch(new_leaf=new_leaf, spec=ShimSpec(
             name=name, command=spec.command, leaf=leaf, log_dir=self.log_dir(name),
             status_file=self.status_file(name), env=dict(spec.env),
             working_dir=spec.working_dir, uid=spec.uid, gid=spec.gid,
             restart_policy=spec.restart_policy.value, stop_grace_s=spec.stop_grace_s,
             namespace=self.namespace_of(spec.cell), log_limits=self.config.log_limits,
-            backoff_base_s=self.config.backoff_base_s, backoff_cap_s=self.config.backoff_cap_s)
+            backoff_base_s=self.config.backoff_base_s,
+            backoff_cap_s=self.config.backoff_cap_s))
 
     def stop_executable(self, name: str, forget: bool = False) -> ShimStatus | None:
         """SIGTERM, the grace period, then SIGKILL of everything left in its leaf.

@@ -78,20 +78,26 @@ class ConnectionPool:
     @contextlib.contextmanager
     def reader(self) -> Iterator[sqlite3.Connection]:
         """Borrow a reader connection for the ``with`` block."""
-        conn = self._borrow()
+        conn = self.borrow()
         try:
             yield conn
         finally:
-            with self._cond:
-                if self._closed:
-                    self._made -= 1
-                    conn.close()
-                else:
-                    self._idle.append(conn)
-                    self._cond.notify()
+            self.give_back(conn)
 
-    def _borrow(self) -> sqlite3.Connection:
-        deadline = time.monotonic() + self.busy_timeout_s
+    def give_back(self, conn: sqlite3.Connection) -> None:
+        """Return a connection :meth:`borrow` lent (closed if the pool was closed)."""
+        with self._cond:
+            if self._closed:
+                self._made -= 1
+                conn.close()
+            else:
+                self._idle.append(conn)
+                self._cond.notify()
+
+    def borrow(self) -> sqlite3.Connection:
+        """A reader connection, lent until :meth:`give_back` (:meth:`reader` pairs the
+        two; a caller on a hot path calls them itself, sparing a generator)."""
+        deadline = None  # taken only when the thread has to wait
         with self._cond:
             while True:
                 self._check_open()
@@ -100,6 +106,8 @@ class ConnectionPool:
                 if self._made < self.max_readers:
                     self._made += 1  # reserved; made outside the lock
                     break
+                if deadline is None:
+                    deadline = time.monotonic() + self.busy_timeout_s
                 left = deadline - time.monotonic()
                 if (left <= 0 or not self._cond.wait(left)) and not self._idle and (
                         self._made >= self.max_readers):

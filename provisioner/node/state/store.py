@@ -231,8 +231,11 @@ class Store:
             conn = self._bound()
             if conn is not None:
                 return conn.execute(sql, params).fetchall()
-            with self.pool.reader() as conn:
+            conn = self.pool.borrow()
+            try:
                 return conn.execute(sql, params).fetchall()
+            finally:
+                self.pool.give_back(conn)
         except sqlite3.Error as e:
             raise self._translate(e) from e
 
@@ -270,20 +273,24 @@ class Store:
         if not self._write_lock.acquire(timeout=self._busy_timeout_s):
             raise LockBusy(f"state database {self.path} is busy (another thread's "
                            f"transaction, waited {self._busy_timeout_s}s)")
+        # (Plain try blocks, not _errors(): its generator costs as much as a statement.)
         try:
-            with self._errors():
-                conn = self.pool.writer()
-                conn.execute("BEGIN IMMEDIATE")
-        except BaseException:
+            conn = self.pool.writer()
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException as e:
             self._write_lock.release()
+            if isinstance(e, sqlite3.Error):
+                raise self._translate(e) from e
             raise
         self._local.conn = conn
         tx = self._local.tx = _Tx(bump=not observation)
         try:
             yield self
-            with self._errors():
+            try:
                 trimmed_to = self._finish(conn, tx)
                 conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                raise self._translate(e) from e
             if trimmed_to is not None:  # only once committed: a rollback undoes a trim
                 self._trim_floor = max(self._trim_floor, trimmed_to + 1)
         except BaseException:
