@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 from provisioner.errors import InvalidArgument
+from provisioner.lazyre import lazy_pattern
 
-_ITEM_RE = re.compile(r"([0-9]+)(?:-([0-9]+))?", re.ASCII)
+_ITEM_RE = lazy_pattern(r"([0-9]+)(?:-([0-9]+))?", re.ASCII)
 #: Larger than any kernel's NR_CPUS / MAX_NUMNODES; caps a list like ``0-99999999999``
 #: before it is expanded into memory.
 MAX_ID = 65535

@@ -21,15 +21,16 @@ from __future__ import annotations
 import re
 
 from provisioner.errors import InvalidArgument
+from provisioner.lazyre import lazy_pattern
 from provisioner.records import record
 
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-_TAG_RE = re.compile(_TAG)
+_TAG_RE = lazy_pattern(_TAG)
 _HOST_PART = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
 _HOST = rf"(?:{_HOST_PART}(?:\.{_HOST_PART})*|\[[0-9A-Fa-f:]+\])(?::[0-9]{{1,5}})?"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_COMPONENT_RE = re.compile(_COMPONENT)
-_REGISTRY_RE = re.compile(
+_COMPONENT_RE = lazy_pattern(_COMPONENT)
+_REGISTRY_RE = lazy_pattern(
     rf"(?:(?P<host>{_HOST})/)?(?P<name>{_COMPONENT}(?:/{_COMPONENT})*)"
     rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>sha256:[0-9a-f]{{64}}))?")
 #: The most a repository name may have (distribution's reference grammar).
@@ -40,7 +41,7 @@ FORMS = "oci:/path/of/a/layout[:tag], or [HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST
 
 #: Docker Hub, the host of a reference that names none (and no ``registry`` is given).
 DEFAULT_REGISTRY = "docker.io"
-_REGISTRY_HOST_RE = re.compile(_HOST)
+_REGISTRY_HOST_RE = lazy_pattern(_HOST)
 
 
 @record

@@ -7,19 +7,18 @@ it is joined to. The regular expressions are also exported into the JSON Schemas
 
 from __future__ import annotations
 
-import re
-
 from provisioner.errors import UnsafeName
+from provisioner.lazyre import lazy_pattern
 
 #: One DNS label (RFC 1123): 1-63 of [a-zA-Z0-9-], no leading or trailing '-'.
 DNS_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
-DNS_LABEL_RE = re.compile(rf"^{DNS_LABEL}$")
+DNS_LABEL_RE = lazy_pattern(rf"^{DNS_LABEL}$")
 #: A cell path: DNS labels joined by '/', e.g. ``web`` or ``web/cache``.
 CELL_PATH = rf"{DNS_LABEL}(?:/{DNS_LABEL})*"
-CELL_PATH_RE = re.compile(rf"^{CELL_PATH}$")
+CELL_PATH_RE = lazy_pattern(rf"^{CELL_PATH}$")
 #: Names of drivers and driver versions (file names in the registry store).
 ARTIFACT_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._+-]{0,126}[A-Za-z0-9])?"
-ARTIFACT_NAME_RE = re.compile(rf"^{ARTIFACT_NAME}$")
+ARTIFACT_NAME_RE = lazy_pattern(rf"^{ARTIFACT_NAME}$")
 #: Cells may nest this deep; deeper trees are refused (cgroupfs paths stay short).
 MAX_CELL_DEPTH = 8
 
@@ -41,7 +40,7 @@ def container_process_name(pod: str, container: str) -> str:
 
 
 #: A supervised process: an executable (a DNS label) or a pod's container.
-PROCESS_NAME_RE = re.compile(rf"^{DNS_LABEL}(?:\.{DNS_LABEL})?$")
+PROCESS_NAME_RE = lazy_pattern(rf"^{DNS_LABEL}(?:\.{DNS_LABEL})?$")
 
 
 def check_process_name(name: str) -> str:

@@ -6,13 +6,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
 
 from provisioner.cli.base import emit_json
 from provisioner.events import ApplyEvent, EventType, Summary
 from provisioner.plan.render import MARKS
 from provisioner.plan.steps import Plan, Step
 from provisioner.records import asdict
+
+TYPE_CHECKING = False  # (not typing's: importing typing costs ~3 ms a start)
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    Protocol = object  # (an interface for type checkers only)
 
 
 def event_to_json(event: ApplyEvent) -> dict[str, Any]:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
 from provisioner.events import ApplyEvent
 from provisioner.model import DesiredState
@@ -46,13 +45,20 @@ from provisioner.plan.steps import Plan
 from provisioner.records import record
 from provisioner.state import NodeState
 
+TYPE_CHECKING = False  # (not typing's: importing typing costs ~3 ms a start)
 if TYPE_CHECKING:  # (only named in signatures: a command that applies builds none)
+    from typing import Any, Literal, Protocol, Self
+
     from provisioner.image_state import ImageList, ImagePrune
     from provisioner.logline import LogLine
 
-#: What is known of the writer lock: nobody holds it, somebody does, or (a daemon's)
-#: this client cannot see it.
-LockWord = Literal["free", "held", "unknown"]
+    #: What is known of the writer lock: nobody holds it, somebody does, or (a
+    #: daemon's) this client cannot see it.
+    LockWord = Literal["free", "held", "unknown"]
+else:
+    # Executor is an interface for the type checker: at run time nothing checks an
+    # object against it, so it is a plain class there.
+    Protocol = object
 
 
 @record

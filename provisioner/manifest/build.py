@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from functools import cache
 
+from provisioner.lazyre import lazy_pattern
 from provisioner.manifest.document import Document
 from provisioner.model import (
     DEFAULT_STOP_GRACE_S,
@@ -34,7 +34,7 @@ TYPE_CHECKING = False  # (not typing's: importing typing costs ~3 ms a start)
 if TYPE_CHECKING:
     from typing import Any
 
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_DURATION_PART = lazy_pattern(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from provisioner.errors import LoadError
+from provisioner.lazyre import lazy_pattern
 from provisioner.records import record
 
 TYPE_CHECKING = False  # (not typing's: importing typing costs ~3 ms a start)
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
 
     import yaml
 
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_RE = lazy_pattern(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _escape(match: re.Match[str]) -> str:

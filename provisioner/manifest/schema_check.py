@@ -7,7 +7,6 @@ alone; ``jsonschema`` (~50 ms to import) is imported only to explain a failure.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from functools import cache
 
 from provisioner.cpulist import parse_cpu_list
 from provisioner.errors import InvalidArgument
+from provisioner.lazyre import lazy_pattern
 from provisioner.limits import MAX_STOP_GRACE_S, format_seconds
 from provisioner.manifest.build import parse_duration
 from provisioner.manifest.document import Document, locate
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from jsonschema import Draft7Validator, FormatChecker
     from jsonschema.exceptions import ValidationError
 
-DURATION_RE = re.compile(DURATION)
+DURATION_RE = lazy_pattern(DURATION)
 
 
 def _is_cpu_list(value: object) -> bool:
@@ -104,6 +104,8 @@ def load_schema(name: str) -> dict[str, Any]:
 
         text = resources.files("provisioner").joinpath("schemas", name).read_text(
             encoding="utf-8")
+    import json  # (only to explain a failure: valid documents never read a schema)
+
     schema: dict[str, Any] = json.loads(text)
     return schema
 
@@ -167,8 +169,12 @@ def pass_fail_source(schema: dict[str, Any]) -> tuple[str, str]:
     schema of every rule into the generated code, five times as long and slower to build,
     and its own ``detailed_exceptions=False`` breaks on ``const`` (2.22). Which data pass
     is the same; why is ``validator_for``'s. The format checks are the call's
-    ``custom_formats`` (see :func:`fast_check_for`)."""
+    ``custom_formats`` (see :func:`fast_check_for`).
+
+    Its ``REGEX_PATTERNS`` are compiled on first use (``provisioner.lazyre``), not when
+    the module is imported: a document uses few of them."""
     from fastjsonschema.draft07 import CodeGeneratorDraft07
+    from fastjsonschema.generator import serialize_regexes
     from fastjsonschema.ref_resolver import RefResolver
 
     class PassFail(CodeGeneratorDraft07):
@@ -180,11 +186,27 @@ def pass_fail_source(schema: dict[str, Any]) -> tuple[str, str]:
     generator = PassFail(  # type: ignore[no-untyped-call]
         schema, resolver=resolver, formats=_FAST_FORMATS, use_default=False)
     head = generator.global_state_code
-    for line, ours in _OWN_IMPORTS.items():
+    patterns: dict[str, re.Pattern[str]] = generator._compile_regexps
+    replacements = dict(_OWN_IMPORTS)
+    if patterns:
+        replacements["import re\n"] = "from provisioner.lazyre import LazyPatterns\n"
+        table = "REGEX_PATTERNS = " + serialize_regexes(patterns)  # type: ignore[no-untyped-call]
+        replacements[table] = _lazy_table(patterns)
+    for line, ours in replacements.items():
         if line not in head:
             raise RuntimeError(f"fastjsonschema's generated code no longer has {line!r}")
         head = head.replace(line, ours)
     return f"{head}\n{generator.func_code}\n", resolver.get_scope_name()
+
+
+def _lazy_table(patterns: dict[str, re.Pattern[str]]) -> str:
+    """``REGEX_PATTERNS`` as source: a :class:`~provisioner.lazyre.LazyPatterns` of the
+    same keys and patterns (which have no flags but ``str`` patterns' own)."""
+    for pattern in patterns.values():
+        if pattern.flags != re.UNICODE:
+            raise RuntimeError(f"a schema pattern with flags: {pattern!r}")
+    items = ",\n    ".join(f"{key!r}: {pattern.pattern!r}" for key, pattern in patterns.items())
+    return f"REGEX_PATTERNS = LazyPatterns({{\n    {items}\n}})"
 
 
 class CheckFailed(Exception):
@@ -253,7 +275,7 @@ def check_document(doc: Document) -> list[Issue]:
     return sorted(issues)
 
 
-_SNAKE_RE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)+$")
+_SNAKE_RE = lazy_pattern(r"^[a-z][a-z0-9]*(_[a-z0-9]+)+$")
 _FREE_FORM = {"env", "labels", "annotations"}
 
 
@@ -334,6 +356,8 @@ def _explain(doc: Document, error: ValidationError) -> Issue:
 
 
 def _message(error: ValidationError, path: tuple[str | int, ...]) -> str:
+    import json
+
     value: Any = error.instance
     validator = error.validator
     expected: Any = error.validator_value

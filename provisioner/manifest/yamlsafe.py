@@ -11,11 +11,11 @@ the fully expanded document is computed first, without expanding it, so a
 from __future__ import annotations
 
 import math
-import re
 
 import yaml
 
 from provisioner.errors import LoadError
+from provisioner.lazyre import lazy_pattern
 from provisioner.manifest.document import (
     MAX_DEPTH,
     MAX_FILE_BYTES,
@@ -53,8 +53,8 @@ class _Loader(_BaseLoader):  # type: ignore[misc]
 
 MAX_EXPANDED_NODES = 2_000_000
 
-_INT_RE = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
-_FLOAT_RE = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_INT_RE = lazy_pattern(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT_RE = lazy_pattern(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
 _FLOAT_SPECIAL = {".inf": math.inf, "+.inf": math.inf, "-.inf": -math.inf, ".nan": math.nan}
 _NULLS = frozenset(("", "~", "null", "Null", "NULL"))
 _BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}

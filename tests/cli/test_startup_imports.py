@@ -10,6 +10,7 @@ loads the node layer. ``bench/cli_startup.py`` measures what this saves.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -39,6 +40,15 @@ sys.exit(code)
 FORGET_PATHLIB = """\
 import sys
 sys.modules.pop("pathlib", None)
+"""
+
+#: Put before PROBE: forgets what the development install's import hook loads besides
+#: ``pathlib`` (``contextlib``, and ``ipaddress`` through ``urllib.parse``), for the
+#: tests that pin that a command does not load them itself.
+FORGET_HOOK_MODULES = """\
+import sys
+for name in ("pathlib", "ipaddress", "contextlib"):
+    sys.modules.pop(name, None)
 """
 
 HEAVY = ("grpc", "google.protobuf", "provisioner.node", "provisioner.daemon",
@@ -143,6 +153,35 @@ def test_version_and_validate_load_no_typing(tmp_path: Path, argv: list[str]) ->
     assert loaded(modules, "typing") == []
 
 
+def test_validate_loads_no_json_hashlib_shutil_ipaddress_or_image_references(
+        tmp_path: Path) -> None:
+    """What a valid Cell's check does not need: json (only to explain a failure),
+    OpenSSL (hashlib), shutil, ipaddress, contextlib, the image-reference grammar."""
+    (tmp_path / "cell.yaml").write_text(VALID)
+
+    result, modules = run_cli(tmp_path, "validate", "cell.yaml",
+                              probe=FORGET_HOOK_MODULES + PROBE)
+
+    assert result.returncode == 0, result.stderr
+    assert loaded(modules, "json", "hashlib", "_hashlib", "shutil", "ipaddress",
+                  "contextlib", "provisioner.imageref", "provisioner.digests") == []
+
+
+def test_a_command_line_naming_a_command_builds_only_its_parser() -> None:
+    """(argparse makes a full parser per command: ~0.1 ms each.) Help and errors that
+    list the commands still see them all."""
+    from provisioner.cli.main import COMMANDS, build_parser
+
+    def commands(argv: list[str]) -> list[str]:
+        action = build_parser(argv)._subparsers._group_actions[0]  # type: ignore[union-attr]
+        return list(action.choices)
+
+    assert commands(["validate", "x.yaml"]) == ["validate"]
+    assert commands(["images", "list"]) == ["images"]
+    for argv in (["--help"], ["-h", "validate"], ["bogus"], [], ["Validate"]):
+        assert commands(argv) == list(COMMANDS), argv
+
+
 def test_validate_of_an_invalid_file_still_explains_where(tmp_path: Path) -> None:
     manifest = tmp_path / "cell.yaml"
     manifest.write_text(INVALID)
@@ -230,6 +269,48 @@ spec:
     # was logged), uuid/platform (random names come from os.urandom).
     assert loaded(modules, "tarfile", "concurrent.futures", "logging", "uuid",
                   "platform", "secrets", "fastjsonschema", "decimal") == []
+
+
+def test_a_loopback_pod_applies_and_destroys_without_ipaddress(tmp_path: Path) -> None:
+    """ipaddress (~1.5 ms) is for bridge pods' subnets and name servers in 127.0.0.0/8:
+    neither apply nor destroy of a ``network: loopback`` pod loads it (nor OpenSSL's
+    hashlib for the bridge's name, nor the image-reference grammar for the registry
+    options)."""
+    import shutil
+
+    from provisioner.node.runtime.layer import NodeLayer
+    from tests.conftest import make_config, tear_down
+    from tests.oci_fixture import build_busybox_layout
+
+    if os.geteuid() != 0 or shutil.which("runc") is None:
+        pytest.skip("a pod needs root and runc")
+    image = build_busybox_layout(tmp_path / "busybox")
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(f"""\
+apiVersion: provisioner/v1
+kind: Pod
+metadata: {{name: solo}}
+spec:
+  network: loopback
+  stopGracePeriod: 0s
+  containers:
+    - {{name: c, image: "oci:{image}", command: [sleep, "60"]}}
+""")
+    config = make_config(tmp_path / "state")
+    where = ["--state-dir", config.state_dir, "--cgroup-root", config.cgroup_root]
+    try:
+        applied, apply_modules = run_cli(tmp_path, "apply", str(manifest), *where,
+                                         probe=FORGET_HOOK_MODULES + PROBE)
+        assert applied.returncode == 0, applied.stderr
+        destroyed, destroy_modules = run_cli(tmp_path, "destroy", str(manifest), *where,
+                                             probe=FORGET_HOOK_MODULES + PROBE)
+    finally:
+        tear_down(NodeLayer(config))
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert "1 deleted" in destroyed.stdout
+    assert "provisioner.node.oci.containers" in apply_modules  # it did run a container
+    assert loaded(apply_modules, "ipaddress") == []
+    assert loaded(destroy_modules, "ipaddress", "hashlib", "_hashlib", "yaml") == []
 
 
 def test_destroy_reads_no_manifest(tmp_path: Path) -> None:

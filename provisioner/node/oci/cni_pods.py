@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import ipaddress
 import json
 import os
 import subprocess
 from collections.abc import Iterator
-from typing import Any
 
 from provisioner.defaults import DEFAULT_POD_SUBNET
 from provisioner.errors import FailedPrecondition, InvalidArgument, NodeError, ProvisionerError
@@ -52,6 +50,11 @@ from provisioner.node.oci.network import (
 )
 from provisioner.node.types import POD_NETWORK_RECORDS
 from provisioner.records import record
+
+TYPE_CHECKING = False  # (not typing's: importing typing costs ~3 ms a start)
+if TYPE_CHECKING:
+    import ipaddress
+    from typing import Any
 
 LOCK_FILE = "/run/lock/provisioner-cni.lock"
 IFNAME = "eth0"
@@ -74,13 +77,15 @@ def bridge_name(root_name: str) -> str:
         return "provisioner0"
     if len(root) <= 10:
         return f"prov-{root}"
-    import hashlib  # (OpenSSL: ~4 ms to load, for long root names only)
+    from provisioner.digests import sha256_hex  # (without loading OpenSSL, ~5 ms)
 
-    return "prov-" + hashlib.sha256(root.encode()).hexdigest()[:10]
+    return "prov-" + sha256_hex(root.encode())[:10]
 
 
 def check_subnet(text: str) -> ipaddress.IPv4Network:
     """An IPv4 subnet with room for a gateway and pods (prefix /8 to /29)."""
+    import ipaddress  # (~1.5 ms: loaded when a subnet is used, not for loopback pods)
+
     try:
         net = ipaddress.IPv4Network(text, strict=True)
     except ValueError as exc:
@@ -132,10 +137,20 @@ class PodNetworks:
     def __init__(self, state_dir: str, root_name: str, subnet: str = DEFAULT_POD_SUBNET):
         self.state_dir = state_dir
         self.root_name = check_dns_label(root_name, "cgroup root name")
-        self.subnet = check_subnet(subnet)
+        # A subnet given is checked now; the default (valid: a test pins it) is parsed
+        # when a bridge pod first needs it, so loopback pods never import ipaddress.
+        self._subnet_text = subnet
+        self._subnet = None if subnet == DEFAULT_POD_SUBNET else check_subnet(subnet)
         self.name = f"provisioner-{self.root_name}"
         self.bridge = bridge_name(self.root_name)
         self.records_dir = os.path.join(state_dir, *POD_NETWORK_RECORDS)
+
+    @property
+    def subnet(self) -> ipaddress.IPv4Network:
+        """The pods' subnet (:func:`check_subnet`)."""
+        if self._subnet is None:
+            self._subnet = check_subnet(self._subnet_text)
+        return self._subnet
 
     # -- configuration ---------------------------------------------------------------
     def plugins(self, ports: list[PortMapping]) -> list[dict[str, Any]]:
