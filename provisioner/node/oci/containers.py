@@ -41,7 +41,6 @@ import errno
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 from typing import Any
@@ -385,6 +384,8 @@ def container_command(state_dir: str, bundle: str, container_id: str) -> str:
     check_container_id(container_id)
     if not isinstance(bundle, str) or not os.path.isabs(bundle) or "\0" in bundle:
         raise InvalidArgument(f"bundle {bundle!r} is not an absolute path")
+    import shlex  # (only to start a container: destroy never needs it)
+
     runc = shlex.quote(runc_binary())
     root = shlex.quote(runc_root(state_dir))
     ident = shlex.quote(container_id)
