@@ -9,9 +9,12 @@ loads the node layer. ``bench/cli_startup.py`` measures what this saves.
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -332,3 +335,66 @@ def test_destroy_reads_no_manifest(tmp_path: Path) -> None:
     assert "1 deleted" in result.stdout
     assert loaded(modules, "yaml", "jinja2", "jsonschema", "fastjsonschema",
                   "provisioner.manifest.loader", "provisioner.manifest.yamlsafe") == []
+
+
+@pytest.mark.kernel
+@pytest.mark.skipif(shutil.which("runc") is None, reason="needs runc")
+def test_destroy_of_a_loopback_pod_loads_no_image_code(tmp_path: Path) -> None:
+    """Stopping and freeing a pod reads no image (``provisioner.node.oci.images`` and
+    the layout code, ~1 ms), quotes no shell command (``shlex``) and brings no loopback
+    up (``_socket``); and neither command runs a program from the node layer, so its
+    own modules leave ``subprocess`` out (here it comes from the pod network's code:
+    ``provisioner.node.oci.cni_pods``)."""
+    from provisioner.node.runtime.layer import NodeLayer
+    from tests.conftest import make_config, tear_down
+    from tests.oci_fixture import build_busybox_layout
+
+    if os.geteuid() != 0:
+        pytest.skip("the node layer needs root, cgroups and namespaces")
+    image = build_busybox_layout(tmp_path / "busybox")
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(f"""\
+apiVersion: provisioner/v1
+kind: Pod
+metadata: {{name: solo}}
+spec:
+  network: loopback
+  stopGracePeriod: 0s
+  containers:
+    - {{name: c, image: "oci:{image}:latest", command: [sleep, "3600"]}}
+""")
+    config = make_config(tmp_path / "state")
+    where = ["--state-dir", config.state_dir, "--cgroup-root", config.cgroup_root]
+    try:
+        result, applied = run_cli(tmp_path, "apply", str(manifest), *where)
+        assert result.returncode == 0, result.stderr
+        result, destroyed = run_cli(tmp_path, "destroy", str(manifest), *where)
+    finally:
+        tear_down(NodeLayer(config))
+    assert result.returncode == 0, result.stderr
+    assert "1 deleted" in result.stdout
+    assert loaded(destroyed, "provisioner.node.oci.images", "provisioner.node.oci.image_info",
+                  "provisioner.node.oci.layout", "shlex", "_socket") == []
+    assert "provisioner.node.oci.images" in applied  # apply did read the image
+    ours = {m for m in applied | destroyed if m == "provisioner.executors.local" or (
+        m.startswith("provisioner.node.") and not m.startswith("provisioner.node.oci.cni"))}
+    assert "provisioner.node.oci.containers" in ours
+    assert sorted(m for m in ours if "subprocess" in _module_level_imports(m)) == []
+
+
+def _module_level_imports(module: str) -> set[str]:
+    """The modules ``module``'s source imports outside its functions."""
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin is not None
+    with open(spec.origin, encoding="utf-8") as f:
+        pending: list[ast.AST] = [ast.parse(f.read())]
+    found: set[str] = set()
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+        elif not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            pending.extend(ast.iter_child_nodes(node))
+    return found

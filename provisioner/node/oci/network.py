@@ -18,7 +18,6 @@ a safe file name.
 
 from __future__ import annotations
 
-import _socket
 import contextlib
 import ctypes
 import errno
@@ -115,6 +114,8 @@ def _make_namespace(name: str, path: str, failure: list[BaseException]) -> None:
 
 def _loopback_up(name: str) -> None:
     """``lo`` up in this thread's network namespace (SIOCSIFFLAGS, as ip link does)."""
+    import _socket  # (only to make a namespace: destroy never needs it)
+
     sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     try:
         request = struct.pack(_IFREQ_FLAGS, b"lo", 0)

@@ -15,7 +15,6 @@ import contextlib
 import fcntl
 import os
 import shutil
-import subprocess
 import sys
 
 from provisioner.errors import NodeError, Unavailable
@@ -45,6 +44,8 @@ def _stale(binary: str) -> bool:
 def build(output: str = BINARY) -> str:
     """Compile the shim into OUTPUT (atomically); the path. Unavailable without a C
     compiler, NodeError with the compiler's message if the build fails."""
+    import subprocess  # (~1.5 ms; a build is rare: shim_binary() finds the binary built)
+
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:
         raise Unavailable("the supervisor provisioner-shim must be built and no C compiler "

@@ -28,9 +28,10 @@ runc.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provisioner.errors import AlreadyExists, InvalidArgument, NotFound
 from provisioner.model import ContainerSpec, Kind, PodSpec
@@ -48,11 +49,13 @@ from provisioner.node.oci.containers import (
     remove_pod_dir,
     remove_runc_cgroups,
 )
-from provisioner.node.oci.images import Image, ImageStore
 from provisioner.node.oci.network import check_pod_network, netns_name, netns_path
 from provisioner.node.process.shimspec import TERMINAL_STATES, ShimSpec, ShimStatus
 from provisioner.node.process.supervise import request_stop, shim_alive
 from provisioner.node.runtime.layer import NodeLayer, stopped_record
+
+if TYPE_CHECKING:
+    from provisioner.node.oci.images import Image, ImageStore
 
 #: The cgroup of a container, below its shim's leaf (runc creates and removes it).
 CONTAINER_CGROUP = "ctr"
@@ -63,9 +66,16 @@ class Pods:
 
     def __init__(self, layer: NodeLayer) -> None:
         self.layer = layer
-        self.images = ImageStore(layer.config.state_dir, layer.config.registries)
         self.networks = PodNetworks(layer.config.state_dir, layer.cgroups.root_name,
                                     layer.config.pod_subnet)
+
+    @functools.cached_property
+    def images(self) -> ImageStore:
+        """The node's unpacked images; made (and :mod:`images` loaded, ~1 ms) on first
+        use: stopping and freeing a pod read none."""
+        from provisioner.node.oci.images import ImageStore
+
+        return ImageStore(self.layer.config.state_dir, self.layer.config.registries)
 
     # -- lifecycle -----------------------------------------------------------------
     def allocate(self, spec: PodSpec, manifest_set: str = "") -> bool:
