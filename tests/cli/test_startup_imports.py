@@ -316,6 +316,47 @@ spec:
     assert loaded(destroy_modules, "ipaddress", "hashlib", "_hashlib", "yaml") == []
 
 
+def test_a_repeat_apply_of_a_loopback_pod_loads_only_what_it_runs(tmp_path: Path) -> None:
+    """Once the image is unpacked (the first apply's work), applying the pod again
+    starts its container without typing, OpenSSL's hashlib (the layout's manifest is
+    hashed by CPython's own SHA-256), shutil (with bz2 and lzma) or subprocess: the
+    namespace is made with syscalls and runc is found without shutil.which."""
+    import shutil
+
+    from provisioner.node.runtime.layer import NodeLayer
+    from tests.conftest import make_config, tear_down
+    from tests.oci_fixture import build_busybox_layout
+
+    if os.geteuid() != 0 or shutil.which("runc") is None:
+        pytest.skip("a pod needs root and runc")
+    image = build_busybox_layout(tmp_path / "busybox")
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(f"""\
+apiVersion: provisioner/v1
+kind: Pod
+metadata: {{name: again}}
+spec:
+  network: loopback
+  stopGracePeriod: 0s
+  containers:
+    - {{name: c, image: "oci:{image}", command: [sleep, "60"]}}
+""")
+    config = make_config(tmp_path / "state")
+    where = ["--state-dir", config.state_dir, "--cgroup-root", config.cgroup_root]
+    try:
+        for argv in (["apply"], ["destroy"]):
+            first, _ = run_cli(tmp_path, *argv, str(manifest), *where)
+            assert first.returncode == 0, first.stderr
+        again, modules = run_cli(tmp_path, "apply", str(manifest), *where,
+                                 probe=FORGET_HOOK_MODULES + PROBE)
+        assert again.returncode == 0, again.stderr
+    finally:
+        tear_down(NodeLayer(config))
+    assert "+ start" in again.stdout and "provisioner.node.oci.containers" in modules
+    assert loaded(modules, "typing", "hashlib", "_hashlib", "shutil", "bz2", "lzma",
+                  "subprocess", "ipaddress") == []
+
+
 def test_destroy_reads_no_manifest(tmp_path: Path) -> None:
     """destroy learns its set from the paths' names: no YAML, no schema, no Jinja."""
     from provisioner.node.runtime.layer import NodeLayer

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -44,6 +43,7 @@ from provisioner.node.process.procs import (
 )
 from provisioner.node.process.procs import wait_gone as _wait_gone
 from provisioner.node.types import LeafCgroup, NamespaceTarget
+from provisioner.pathnames import find_program
 
 #: Namespaces of ``isolate_process``, as nsenter's option names.
 PROCESS_NAMESPACES = ("pid", "mount", "ipc", "uts")
@@ -189,7 +189,8 @@ def nsenter_prefix(target: NamespaceTarget, working_dir: str | None = None) -> l
     nsenter forks when it enters a pid namespace, so the command really is in it (its
     children too). ``working_dir`` is resolved inside the cell's mount namespace.
     """
-    argv = [shutil.which("nsenter") or "/usr/bin/nsenter", f"--target={target.holder_pid}",
+    nsenter = find_program("nsenter", os.environ.get("PATH", os.defpath))
+    argv = [nsenter or "/usr/bin/nsenter", f"--target={target.holder_pid}",
             *(f"--{name}" for name in target.namespaces)]
     if working_dir is not None:
         argv.append(f"--wdns={working_dir}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import sys
 
 from provisioner.errors import NodeError, Unavailable
@@ -44,6 +43,7 @@ def _stale(binary: str) -> bool:
 def build(output: str = BINARY) -> str:
     """Compile the shim into OUTPUT (atomically); the path. Unavailable without a C
     compiler, NodeError with the compiler's message if the build fails."""
+    import shutil  # (only to build the shim)
     import subprocess  # (~1.5 ms; a build is rare: shim_binary() finds the binary built)
 
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")

@@ -31,7 +31,6 @@ import contextlib
 import functools
 import json
 import os
-from typing import TYPE_CHECKING, Any
 
 from provisioner.errors import AlreadyExists, InvalidArgument, NotFound
 from provisioner.model import ContainerSpec, Kind, PodSpec
@@ -54,7 +53,10 @@ from provisioner.node.process.shimspec import TERMINAL_STATES, ShimSpec, ShimSta
 from provisioner.node.process.supervise import request_stop, shim_alive
 from provisioner.node.runtime.layer import NodeLayer, stopped_record
 
+TYPE_CHECKING = False  # (not typing's: importing typing costs ~3 ms a start)
 if TYPE_CHECKING:
+    from typing import Any
+
     from provisioner.node.oci.images import Image, ImageStore
 
 #: The cgroup of a container, below its shim's leaf (runc creates and removes it).
