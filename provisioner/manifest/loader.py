@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 
 from provisioner.errors import LoadError
@@ -46,8 +47,10 @@ def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[Issue]]:
     issues: list[Issue] = []
     for given in paths:
         if os.path.isdir(given):
-            found = sorted(_manifests_below(given))
-            if not found:
+            unreadable: list[Issue] = []
+            found = sorted(_manifests_below(given, unreadable))
+            issues.extend(unreadable)
+            if not found and not unreadable:
                 issues.append(Issue(given, 0, 0, "", "directory holds no *.yaml or *.yml files"))
             files.extend(found)
         elif os.path.isfile(given) or given == "-":
@@ -57,15 +60,33 @@ def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[Issue]]:
     return files, issues
 
 
-def _manifests_below(folder: str) -> Iterator[str]:
+def _manifests_below(folder: str, unreadable: list[Issue]) -> Iterator[str]:
     """The *.yaml / *.yml files below ``folder``, skipping hidden files and folders
-    (and not entering linked folders), named as pathlib names them (``./a//`` -> ``a``)."""
-    for parent, folders, names in os.walk(folder):
+    (and not entering linked folders), named as pathlib names them (``./a//`` -> ``a``).
+
+    A folder that cannot be listed, or a manifest whose kind of file cannot be told,
+    is an issue in ``unreadable``, never skipped: the set would silently lack its
+    resources, and an apply with ``--prune`` would remove them."""
+    def refused(error: OSError) -> None:
+        where = error.filename if isinstance(error.filename, str) else folder
+        unreadable.append(Issue(tidy_path(where), 0, 0, "",
+                                f"cannot list this directory: {error.strerror}"))
+
+    for parent, folders, names in os.walk(folder, onerror=refused):
         folders[:] = [name for name in folders if not name.startswith(".")]
         for name in names:
+            if name.startswith(".") or os.path.splitext(name)[1] not in MANIFEST_SUFFIXES:
+                continue
             path = os.path.join(parent, name)
-            if (not name.startswith(".") and os.path.splitext(name)[1] in MANIFEST_SUFFIXES
-                    and os.path.isfile(path)):
+            try:
+                is_file = stat.S_ISREG(os.stat(path).st_mode)
+            except FileNotFoundError:
+                continue  # removed meanwhile, or a dangling link: not a manifest
+            except OSError as exc:
+                unreadable.append(Issue(tidy_path(path), 0, 0, "",
+                                        f"cannot read: {exc.strerror}"))
+                continue
+            if is_file:
                 yield tidy_path(path)
 
 

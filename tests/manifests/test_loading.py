@@ -168,6 +168,54 @@ def test_files_found_in_a_folder_are_those_and_named_as_pathlib_found_them(
         "a.yaml", "elsewhere/g.yaml", "link.yaml", "sub/b.yml", "sub/deeper/c.yaml"]
 
 
+def _expand_as_nobody(folder: str) -> tuple[list[str], list[str]]:
+    """expand_paths([folder]) in a child that has dropped root (root reads past file
+    modes): the files, and the issues rendered."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            files, issues = expand_paths([folder])
+            os.write(write_end, json.dumps([files, [i.render() for i in issues]]).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    files, rendered = json.loads(data)
+    return files, rendered
+
+
+def test_a_folder_that_cannot_be_read_is_an_issue_not_skipped() -> None:
+    # A set that silently lacked a sub-folder's resources would lose them to --prune.
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to another user")
+    import shutil
+    import tempfile
+
+    top = tempfile.mkdtemp(prefix="prov-unreadable-")
+    try:
+        os.chmod(top, 0o755)
+        for folder, mode in (("ok", 0o755), ("closed", 0o000), ("listed", 0o644)):
+            os.mkdir(os.path.join(top, folder))
+            with open(os.path.join(top, folder, "a.yaml"), "w") as f:
+                f.write("apiVersion: provisioner/v1\n")
+            os.chmod(os.path.join(top, folder), mode)
+        files, issues = _expand_as_nobody(top)
+    finally:
+        for folder in ("closed", "listed"):
+            os.chmod(os.path.join(top, folder), 0o755)
+        shutil.rmtree(top)
+    assert files == [f"{top}/ok/a.yaml"]
+    assert sorted(issues) == [f"{top}/closed: cannot list this directory: Permission denied",
+                              f"{top}/listed/a.yaml: cannot read: Permission denied"]
+
+
 def test_a_drivers_source_is_spelt_as_before(tmp_path: Path) -> None:
     """Relative to the manifest's real folder, ``..`` kept: the spec compares equal to
     the one recorded by earlier versions (no spurious update)."""
