@@ -219,15 +219,21 @@ def test_on_failure_backs_off_exponentially_up_to_the_cap(h: Harness) -> None:
 
 
 def test_a_healthy_run_resets_the_back_off(h: Harness) -> None:
-    spec = h.spec("echo run; sleep 0.2; exit 1", restart_policy="on-failure",
-                  backoff_base_s=0.15, backoff_reset_s=0.1)
+    # Each run outlives backoff_reset_s, so each wait before a restart is the base
+    # (0.3 s), never its double. Timed from a run's last line to the next run's first,
+    # so a run slowed by the machine's load does not count.
+    spec = h.spec("echo run; sleep 0.2; echo end; exit 1", restart_policy="on-failure",
+                  backoff_base_s=0.3, backoff_reset_s=0.1)
     st = launch(spec)
+    # restart_count is raised as run N+1 starts: runs 1..3 have ended by 3.
     st = wait_status(st.status_file, lambda s: s.restart_count >= 3)
     request_stop(st)
-    starts = [x.ts_ns / 1e9 for x in LogReader(spec.log_dir).read()][:4]
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    # Each gap is the 0.2 s run plus the 0.15 s base: a healthy run never doubles it.
-    assert len(gaps) >= 2 and all(0.33 <= g < 0.6 for g in gaps), gaps
+    lines = [(x.text, x.ts_ns / 1e9) for x in LogReader(spec.log_dir).read()]
+    ends = [ts for text, ts in lines if text == "end"][:3]
+    starts = [ts for text, ts in lines if text == "run"][1:4]
+    waits = [start - end for end, start in zip(ends, starts, strict=True)]
+    # A doubled back-off would wait >= 0.6 s from the second restart on.
+    assert len(waits) == 3 and all(0.28 <= w < 0.5 for w in waits), waits
 
 
 @pytest.mark.parametrize("layout", ["v1", "v2"])
