@@ -19,10 +19,15 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.daemon.node_harness import running_daemon
+
+if TYPE_CHECKING:
+    from provisioner.node.runtime.layer import NodeConfig
+
 
 #: Runs ``provisioner.cli.main(argv)`` as the console script does, then writes the
 #: names of every module imported to the file named by its first argument.
@@ -274,15 +279,11 @@ spec:
                   "platform", "secrets", "fastjsonschema", "decimal") == []
 
 
-def test_a_loopback_pod_applies_and_destroys_without_ipaddress(tmp_path: Path) -> None:
-    """ipaddress (~1.5 ms) is for bridge pods' subnets and name servers in 127.0.0.0/8:
-    neither apply nor destroy of a ``network: loopback`` pod loads it (nor OpenSSL's
-    hashlib for the bridge's name, nor the image-reference grammar for the registry
-    options)."""
-    import shutil
-
-    from provisioner.node.runtime.layer import NodeLayer
-    from tests.conftest import make_config, tear_down
+def _loopback_pod(tmp_path: Path, name: str) -> tuple[str, list[str], NodeConfig]:
+    """A ``network: loopback`` busybox pod's manifest, the options that put its node in
+    ``tmp_path`` (``--state-dir``, ``--cgroup-root``) and that node's config (for
+    ``tear_down``); skips without root or runc."""
+    from tests.conftest import make_config
     from tests.oci_fixture import build_busybox_layout
 
     if os.geteuid() != 0 or shutil.which("runc") is None:
@@ -292,7 +293,7 @@ def test_a_loopback_pod_applies_and_destroys_without_ipaddress(tmp_path: Path) -
     manifest.write_text(f"""\
 apiVersion: provisioner/v1
 kind: Pod
-metadata: {{name: solo}}
+metadata: {{name: {name}}}
 spec:
   network: loopback
   stopGracePeriod: 0s
@@ -300,12 +301,24 @@ spec:
     - {{name: c, image: "oci:{image}", command: [sleep, "60"]}}
 """)
     config = make_config(tmp_path / "state")
-    where = ["--state-dir", config.state_dir, "--cgroup-root", config.cgroup_root]
+    return str(manifest), ["--state-dir", config.state_dir, "--cgroup-root",
+                           config.cgroup_root], config
+
+
+def test_a_loopback_pod_applies_and_destroys_without_ipaddress(tmp_path: Path) -> None:
+    """ipaddress (~1.5 ms) is for bridge pods' subnets and name servers in 127.0.0.0/8:
+    neither apply nor destroy of a ``network: loopback`` pod loads it (nor OpenSSL's
+    hashlib for the bridge's name, nor the image-reference grammar for the registry
+    options)."""
+    from provisioner.node.runtime.layer import NodeLayer
+    from tests.conftest import tear_down
+
+    manifest, where, config = _loopback_pod(tmp_path, "solo")
     try:
-        applied, apply_modules = run_cli(tmp_path, "apply", str(manifest), *where,
+        applied, apply_modules = run_cli(tmp_path, "apply", manifest, *where,
                                          probe=FORGET_HOOK_MODULES + PROBE)
         assert applied.returncode == 0, applied.stderr
-        destroyed, destroy_modules = run_cli(tmp_path, "destroy", str(manifest), *where,
+        destroyed, destroy_modules = run_cli(tmp_path, "destroy", manifest, *where,
                                              probe=FORGET_HOOK_MODULES + PROBE)
     finally:
         tear_down(NodeLayer(config))
@@ -321,33 +334,15 @@ def test_a_repeat_apply_of_a_loopback_pod_loads_only_what_it_runs(tmp_path: Path
     starts its container without typing, OpenSSL's hashlib (the layout's manifest is
     hashed by CPython's own SHA-256), shutil (with bz2 and lzma) or subprocess: the
     namespace is made with syscalls and runc is found without shutil.which."""
-    import shutil
-
     from provisioner.node.runtime.layer import NodeLayer
-    from tests.conftest import make_config, tear_down
-    from tests.oci_fixture import build_busybox_layout
+    from tests.conftest import tear_down
 
-    if os.geteuid() != 0 or shutil.which("runc") is None:
-        pytest.skip("a pod needs root and runc")
-    image = build_busybox_layout(tmp_path / "busybox")
-    manifest = tmp_path / "pod.yaml"
-    manifest.write_text(f"""\
-apiVersion: provisioner/v1
-kind: Pod
-metadata: {{name: again}}
-spec:
-  network: loopback
-  stopGracePeriod: 0s
-  containers:
-    - {{name: c, image: "oci:{image}", command: [sleep, "60"]}}
-""")
-    config = make_config(tmp_path / "state")
-    where = ["--state-dir", config.state_dir, "--cgroup-root", config.cgroup_root]
+    manifest, where, config = _loopback_pod(tmp_path, "again")
     try:
         for argv in (["apply"], ["destroy"]):
-            first, _ = run_cli(tmp_path, *argv, str(manifest), *where)
+            first, _ = run_cli(tmp_path, *argv, manifest, *where)
             assert first.returncode == 0, first.stderr
-        again, modules = run_cli(tmp_path, "apply", str(manifest), *where,
+        again, modules = run_cli(tmp_path, "apply", manifest, *where,
                                  probe=FORGET_HOOK_MODULES + PROBE)
         assert again.returncode == 0, again.stderr
     finally:
@@ -384,32 +379,16 @@ def test_destroy_of_a_loopback_pod_loads_no_image_code(tmp_path: Path) -> None:
     """Stopping and freeing a pod reads no image (``provisioner.node.oci.images`` and
     the layout code, ~1 ms), quotes no shell command (``shlex``) and brings no loopback
     up (``_socket``); and neither command runs a program from the node layer, so its
-    own modules leave ``subprocess`` out (here it comes from the pod network's code:
-    ``provisioner.node.oci.cni_pods``)."""
+    modules import ``subprocess`` only inside the functions that run one (the pod
+    network's CNI modules are left out of this check: a bridge pod runs plugins)."""
     from provisioner.node.runtime.layer import NodeLayer
-    from tests.conftest import make_config, tear_down
-    from tests.oci_fixture import build_busybox_layout
+    from tests.conftest import tear_down
 
-    if os.geteuid() != 0:
-        pytest.skip("the node layer needs root, cgroups and namespaces")
-    image = build_busybox_layout(tmp_path / "busybox")
-    manifest = tmp_path / "pod.yaml"
-    manifest.write_text(f"""\
-apiVersion: provisioner/v1
-kind: Pod
-metadata: {{name: solo}}
-spec:
-  network: loopback
-  stopGracePeriod: 0s
-  containers:
-    - {{name: c, image: "oci:{image}:latest", command: [sleep, "3600"]}}
-""")
-    config = make_config(tmp_path / "state")
-    where = ["--state-dir", config.state_dir, "--cgroup-root", config.cgroup_root]
+    manifest, where, config = _loopback_pod(tmp_path, "solo")
     try:
-        result, applied = run_cli(tmp_path, "apply", str(manifest), *where)
+        result, applied = run_cli(tmp_path, "apply", manifest, *where)
         assert result.returncode == 0, result.stderr
-        result, destroyed = run_cli(tmp_path, "destroy", str(manifest), *where)
+        result, destroyed = run_cli(tmp_path, "destroy", manifest, *where)
     finally:
         tear_down(NodeLayer(config))
     assert result.returncode == 0, result.stderr

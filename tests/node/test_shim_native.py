@@ -237,7 +237,7 @@ def _runtime_with_a_container(tmp_path: Path, leaf: LeafCgroup,
     (``sleep``, ignoring SIGTERM too) in the sub-cgroup ``ctr`` of the leaf, waits for
     it, then runs AFTER_CONTAINER (its clean-up). Returns (command, the sub-cgroups,
     the container's pid file)."""
-    subs = [os.path.join(d, "ctr") for d in leaf.dirs]
+    subs = _container_dirs(leaf)
     pid_file = tmp_path / "container.pid"
     moves = "; ".join(f"echo $$ > {d}/cgroup.procs" for d in subs)
     container = tmp_path / "container.sh"
@@ -245,6 +245,20 @@ def _runtime_with_a_container(tmp_path: Path, leaf: LeafCgroup,
     command = (f"trap '' TERM; mkdir {' '.join(subs)} && sh {container} & wait; "
                f"{after_container}")
     return command, subs, pid_file
+
+
+def _container_dirs(leaf: LeafCgroup) -> list[str]:
+    """The sub-cgroup ``ctr`` of the leaf in every hierarchy (runc's place for a pod's
+    container)."""
+    return [os.path.join(d, "ctr") for d in leaf.dirs]
+
+
+def _kill_and_remove(leaf: LeafCgroup, subs: list[str]) -> None:
+    """Whatever a test left: every process of the leaf killed, the sub-cgroups gone."""
+    leafops.kill_all(leaf)
+    for d in subs:
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
 
 
 def _wait_for_pid(pid_file: Path) -> int:
@@ -262,7 +276,7 @@ def test_settle_kills_the_container_first_and_lets_the_runtime_clean_up(
     # sub-cgroups first and the runtime finishes its clean-up (here: writes a file, as
     # runc removes its state); without one, the runtime dies with its container.
     cleaned = tmp_path / "cleaned"
-    subs = [os.path.join(d, "ctr") for d in leaf.dirs]
+    subs = _container_dirs(leaf)
     command, _, pid_file = _runtime_with_a_container(
         tmp_path, leaf, f"echo done > {cleaned}; rmdir {' '.join(subs)}")
     try:
@@ -281,10 +295,7 @@ def test_settle_kills_the_container_first_and_lets_the_runtime_clean_up(
         else:
             assert not cleaned.exists()
     finally:
-        leafops.kill_all(leaf)
-        for d in subs:
-            with contextlib.suppress(OSError):
-                os.rmdir(d)
+        _kill_and_remove(leaf, subs)
 
 
 def test_a_runtime_that_does_not_exit_in_its_settle_time_is_killed(
@@ -304,10 +315,7 @@ def test_a_runtime_that_does_not_exit_in_its_settle_time_is_killed(
         assert not cleaned.exists()
         assert 0.3 + 0.5 <= took < 0.3 + 0.5 + 3.0, took  # grace, settle, then the kill
     finally:
-        leafops.kill_all(leaf)
-        for d in subs:
-            with contextlib.suppress(OSError):
-                os.rmdir(d)
+        _kill_and_remove(leaf, subs)
 
 
 @pytest.mark.parametrize("settle_s", [-1.0, 61.0, float("nan")])

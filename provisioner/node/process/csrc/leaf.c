@@ -90,18 +90,28 @@ static int add_procs(const char *dir, void *arg) {
     return 0;
 }
 
-int leaf_pids(const struct spec *s, pid_t *out, int cap) {
-    struct pid_list l = {out, 0, cap};
+/* Add the members of every leaf directory to TOP and those of their sub-cgroups to
+ * SUB (one list for both: all of them); -1 as soon as a list is full. */
+static int collect(const struct spec *s, struct pid_list *top, struct pid_list *sub) {
     for (int i = 0; i < s->n_leaf; i++) {
         char path[PATH_CAP];
         size_t len = strlen(s->leaf[i]);
         if (len >= PATH_CAP)
             continue;
         memcpy(path, s->leaf[i], len + 1);
-        if (add_procs(path, &l) < 0 || each_subdir(path, len, 0, add_procs, &l) < 0)
+        if (add_procs(path, top) < 0 || each_subdir(path, len, 0, add_procs, sub) < 0)
             return -1;
     }
-    return l.n;
+    return 0;
+}
+
+static int can_freeze(const struct spec *s) {
+    return s->leaf_v2 || s->freezer_dir != NULL;
+}
+
+int leaf_pids(const struct spec *s, pid_t *out, int cap) {
+    struct pid_list l = {out, 0, cap};
+    return collect(s, &l, &l) < 0 ? -1 : l.n;
 }
 
 int leaf_empty(const struct spec *s) {
@@ -124,18 +134,9 @@ void leaf_signal(const struct spec *s, int sig) {
 int leaf_kill_below(const struct spec *s) {
     static pid_t own[8192], below[8192];
     struct pid_list top = {own, 0, 8192}, sub = {below, 0, 8192};
-    int can_freeze = s->leaf_v2 || s->freezer_dir != NULL;
-    if (can_freeze)
+    if (can_freeze(s))
         set_frozen(s, 1);
-    for (int i = 0; i < s->n_leaf; i++) {
-        char path[PATH_CAP];
-        size_t len = strlen(s->leaf[i]);
-        if (len >= PATH_CAP)
-            continue;
-        memcpy(path, s->leaf[i], len + 1);
-        add_procs(path, &top); /* full lists only leave some for the leaf-wide kill */
-        each_subdir(path, len, 0, add_procs, &sub);
-    }
+    collect(s, &top, &sub); /* a full list only leaves some for the leaf-wide kill */
     int killed = 0;
     for (int i = 0; i < sub.n; i++) {
         int in_leaf = 0;
@@ -144,7 +145,7 @@ int leaf_kill_below(const struct spec *s) {
         if (!in_leaf && kill(below[i], SIGKILL) == 0)
             killed++;
     }
-    if (can_freeze)
+    if (can_freeze(s))
         set_frozen(s, 0);
     return killed;
 }
@@ -204,15 +205,15 @@ static void kill_round(const struct spec *s) {
             return;
         }
     }
-    int can_freeze = s->leaf_v2 || s->freezer_dir != NULL;
-    if (can_freeze)
+    int frozen = can_freeze(s);
+    if (frozen)
         set_frozen(s, 1);
     int n = leaf_pids(s, pids, 8192);
     if (n < 0)
         n = 8192; /* the rest in the next round */
     for (int i = 0; i < n; i++)
         kill(pids[i], SIGKILL);
-    if (can_freeze)
+    if (frozen)
         set_frozen(s, 0); /* always: a frozen leaf would hang its processes forever */
 }
 
