@@ -13,9 +13,14 @@ the same run. Both servers run as separate processes; the client is this process
    executable each: both p50 / p99, GetState's p99 against its target (<= 50 ms), and
    the daemon's open file descriptors and threads after a warm-up round and after the
    load (target: flat).
+6. Idle: the daemon's CPU time per second while nothing happens (every thread's, from
+   ``/proc/PID/task/*/schedstat``), with nothing on the node and with 10 cells running
+   40 executables (target <= 10 ms/s, 1% of a core, with them), against the raw echo
+   server's idle CPU in the same run.
 
     python bench/daemon.py [--calls 2000] [--lifecycles 50] [--lines 300000] [--mib 64]
-                           [--clients 50] [--client-calls 1000] [--only NAME ...]
+                           [--clients 50] [--client-calls 1000] [--idle-s 5]
+                           [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ from provisioner.node.runtime.layer import NodeConfig, NodeLayer
 from provisioner.node.runtime.teardown import remove_everything
 
 MiB = 1024 * 1024
-BENCHES = ("latency", "lifecycle", "logs", "registry", "load")
+BENCHES = ("latency", "lifecycle", "logs", "registry", "load", "idle")
+IDLE_TARGET_MS_PER_S = 10.0
 
 
 def echo_server(path: str) -> None:
@@ -262,6 +268,50 @@ def bench_under_load(channel: grpc.Channel, sock: str, echo_sock: str, daemon_pi
           f"{'met' if flat else 'NOT met'}")
 
 
+def _cpu_ns(pid: int) -> int:
+    """CPU time of every thread of PID so far (ns; a thread that ended meanwhile drops
+    out, which an idle process's do not)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def idle_cpu(pid: int, seconds: float) -> float:
+    """PID's CPU milliseconds per second over SECONDS of doing nothing."""
+    before = _cpu_ns(pid)
+    time.sleep(seconds)
+    return (_cpu_ns(pid) - before) / 1e6 / seconds
+
+
+def bench_idle(channel: grpc.Channel, daemon_pid: int, echo_pid: int, seconds: float) -> None:
+    time.sleep(1)  # what the previous benchmarks started has settled
+    echo = idle_cpu(echo_pid, seconds)
+    empty = idle_cpu(daemon_pid, seconds)
+    cells = rt_grpc.CellServiceStub(channel)
+    for i in range(10):
+        cells.Allocate(rt.CellServiceAllocateRequest(cell=rt.Cell(name=f"idle{i}")))
+    for i in range(40):
+        cells.Start(rt.CellServiceStartRequest(
+            cell_name=f"idle{i % 10}",
+            executable=rt.Executable(name=f"idle-e{i}", command="sleep 1000")))
+    time.sleep(1)
+    busy = idle_cpu(daemon_pid, seconds)
+    for i in range(40):
+        cells.Stop(rt.CellServiceStopRequest(cell_name=f"idle{i % 10}",
+                                             executable_name=f"idle-e{i}"))
+    for i in range(10):
+        cells.Free(rt.CellServiceFreeRequest(cell_name=f"idle{i}"))
+    print(f"idle CPU over {seconds:g} s: raw echo server {echo:.1f} ms/s; daemon, empty node "
+          f"{empty:.1f} ms/s; daemon, 10 cells running 40 executables {busy:.1f} ms/s "
+          f"(target <= {IDLE_TARGET_MS_PER_S:g}): "
+          f"{'met' if busy <= IDLE_TARGET_MS_PER_S else 'NOT met'}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
@@ -270,6 +320,8 @@ def main() -> int:
     parser.add_argument("--mib", type=int, default=64)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--client-calls", type=int, default=1000)
+    parser.add_argument("--idle-s", type=float, default=5.0,
+                        help="seconds each idle CPU figure is measured over")
     parser.add_argument("--only", choices=BENCHES, action="append",
                         help="run only this benchmark (repeatable; default: all)")
     parser.add_argument("--echo-server", metavar="PATH", help=argparse.SUPPRESS)
@@ -307,6 +359,8 @@ def main() -> int:
                 if "load" in only:
                     bench_under_load(channel, sock, echo_sock, daemon.pid, args.clients,
                                      args.client_calls)
+                if "idle" in only:
+                    bench_idle(channel, daemon.pid, echo.pid, args.idle_s)
         finally:
             echo.terminate()
             daemon.terminate()

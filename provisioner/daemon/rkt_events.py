@@ -2,9 +2,14 @@
 observation, each transition recorded once.
 
 A :class:`EventWatcher` looks at the pods of a :class:`~provisioner.daemon.rkt.PodSource`
-every ``interval_s`` (0.2 s; and when asked, see :meth:`EventWatcher.scan`) and compares
-them with the previous observation, which it keeps in the store (meta key
-:data:`SNAPSHOT_KEY`) and replaces in the same transaction that records the events. So
+(:meth:`EventWatcher.scan`) and compares them with the previous observation, which it
+keeps in the store (meta key :data:`SNAPSHOT_KEY`) and replaces in the same transaction
+that records the events. Every ``interval_s`` (0.2 s) it checks whether anything can
+have changed - the store's generation and the shim status folder's time
+(:func:`~provisioner.daemon.state_cache.change_key`: one query and one stat) - and
+scans only then, and every ``rescan_s`` (5 s) regardless. An idle daemon used to
+observe every pod five times a second: ~4 ms of CPU a scan for 50 resources, 2% of a
+core for doing nothing (and ten times that for 500). So
 every transition is recorded exactly once, whoever caused it - an API call, a manifest
 applied by the local executor, the supervisor restarting a process, the daemon starting
 persistent executables at its start - and across daemon restarts: what changed while no
@@ -27,7 +32,10 @@ Transitions (:func:`transitions`), in this order per pod:
 
 Event ``id`` is the pod's id, ``from`` the pod's name for pod events and the app's name
 for app events; the events are store events of kind ``rkt`` (``rkt_match.event_from_store``).
-Timestamps are those of the observation (at most ``interval_s`` late).
+Timestamps are those of the observation: at most ``interval_s`` late for what the
+provisioner and its supervisors do (every start, exit, restart and stop of a process is
+a status written in that folder), at most ``rescan_s`` for what only a full look shows
+(a process that died after its supervisor was killed by hand).
 """
 
 from __future__ import annotations
@@ -35,11 +43,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Any, Protocol
 
 from provisioner._proto.v1alpha import api_pb2 as rkt
 from provisioner.daemon.rkt_match import EVENT_KIND
 from provisioner.daemon.rkt_pods import NAME_KEY, RESTARTS_KEY, STARTED_KEY, annotation
+from provisioner.daemon.state_cache import change_key, is_racy
 from provisioner.errors import ProvisionerError
 from provisioner.node import NodeLayer
 from provisioner.records import record
@@ -47,6 +57,8 @@ from provisioner.records import record
 log = logging.getLogger("provisioner.daemon.rkt")
 
 SNAPSHOT_KEY = "rkt.observed_pods"
+#: How often the watcher looks at every pod even when nothing it knows of has changed.
+RESCAN_S = 5.0
 E = rkt.EventType
 
 
@@ -144,15 +156,21 @@ def _load(raw: str | None) -> dict[str, Any]:
 class EventWatcher:
     """Observes the pods and records their transitions (see the module docstring)."""
 
-    def __init__(self, layer: NodeLayer, source: Pods, interval_s: float = 0.2) -> None:
+    def __init__(self, layer: NodeLayer, source: Pods, interval_s: float = 0.2,
+                 rescan_s: float = RESCAN_S) -> None:
         self.layer, self.source, self.interval_s = layer, source, interval_s
+        self.rescan_s = rescan_s
         self._lock = threading.Lock()
+        # The change key of the last scan and when it ran; None: scan at the next poll.
+        self._scanned: tuple[tuple[int, int], float] | None = None
+        self.scans = 0  # how many times the pods were observed (for tests)
 
     def scan(self) -> int:
         """Observe once and record what changed; the number of events recorded. The
         comparison with the stored observation and the write happen in one write
         transaction, so two watchers of one store never record a transition twice."""
         with self._lock:
+            self.scans += 1
             store = self.layer.store
             now = observe(self.source.pods())
             if now == _load(store.get_meta(SNAPSHOT_KEY)):
@@ -165,11 +183,24 @@ class EventWatcher:
                                     json.dumps({"id": e.id, "data": e.data}))
             return len(events)
 
+    def poll(self) -> int:
+        """:meth:`scan` if anything can have changed since the last poll's scan (its
+        change key differs, or that scan's key could not be trusted), or if that scan is
+        ``rescan_s`` old; else nothing. The number of events recorded."""
+        key, at = change_key(self.layer), time.monotonic()
+        last = self._scanned
+        if last is not None and last[0] == key and at - last[1] < self.rescan_s:
+            return 0
+        started_ns = time.time_ns()
+        recorded = self.scan()
+        self._scanned = None if is_racy(key, started_ns) else (key, at)
+        return recorded
+
     def run(self, stopping: threading.Event) -> None:
-        """Scan every ``interval_s`` until ``stopping`` is set."""
+        """:meth:`poll` every ``interval_s`` until ``stopping`` is set."""
         while True:
             try:
-                self.scan()
+                self.poll()
             except (ProvisionerError, OSError) as exc:  # the next scan tries again
                 if stopping.is_set() or str(exc).endswith(" is closed"):
                     return  # the daemon is closing (or closed) its store

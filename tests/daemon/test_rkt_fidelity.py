@@ -247,8 +247,13 @@ def test_events_follow_real_transitions_exactly_once(daemon: Daemon, tmp_path: P
     step = mark()
     os.kill(status.child_pid, signal.SIGKILL)
     wait_for(lambda: by_name(api, "keeper").pid not in (0, keeper.pid), 10, "a restart")
-    restarted = events_since(api, step, ids=[keeper.id])
-    assert kinds(restarted) == [("APP_EXITED", "keeper"), ("APP_STARTED", "keeper")]
+    restarted = kinds(events_since(api, step, ids=[keeper.id]))
+    # The supervisor waits out its back-off (50 ms here) before the restart: a look at
+    # the pod in that moment sees it stopped, and the pod's own events say so (the
+    # watcher looks when a status is written, so that moment is often seen).
+    assert restarted in ([("APP_EXITED", "keeper"), ("APP_STARTED", "keeper")],
+                         [("APP_EXITED", "keeper"), ("POD_EXITED", "keeper"),
+                          ("POD_STARTED", "keeper"), ("APP_STARTED", "keeper")])
     persistent.destroy(daemon.layer, "keeper")
 
 
