@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from provisioner.node.runtime.layer import NodeConfig, NodeLayer
 from tests.conftest import make_config, tear_down
 
 REPO = Path(__file__).parents[2]
-VENV_BIN = REPO / ".venv" / "bin"
+VENV_BIN = Path(sys.executable).parent  # the virtualenv running the tests
 EXAMPLES = REPO / "examples" / "node"
 RECAP_RE = re.compile(r"\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+"
                       r"failed=(\d+)\s+skipped=\d+\s+rescued=\d+\s+ignored=(\d+)")

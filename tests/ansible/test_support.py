@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -233,7 +234,7 @@ def ansible_doc() -> dict[str, Any]:
     """Every module's documentation as ansible-doc reads it, doc fragments merged."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     done = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "ansible-doc"), "--json",
+        [str(Path(sys.executable).parent / "ansible-doc"), "--json",
          *(f"provisioner.node.{name}" for name in MODULES)],
         cwd=REPO, env={**env, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_COLLECTIONS_PATH": str(REPO)},
         capture_output=True, text=True, timeout=60, check=False)

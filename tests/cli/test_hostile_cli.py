@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from tests.hostile_templates import assert_every_file_refused_at_its_line, write_hostile_set
 
-PROVISIONER = Path(__file__).parents[2] / ".venv" / "bin" / "provisioner"
+PROVISIONER = Path(sys.executable).parent / "provisioner"  # the tests' virtualenv
 
 
 @pytest.mark.parametrize("command", ["validate", "plan", "apply"])

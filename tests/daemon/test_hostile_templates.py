@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -28,7 +29,7 @@ from tests.hostile_templates import (
 
 __all__ = ["daemon"]
 pytestmark = pytest.mark.kernel
-PROVISIONER = Path(__file__).parents[2] / ".venv" / "bin" / "provisioner"
+PROVISIONER = Path(sys.executable).parent / "provisioner"  # the tests' virtualenv
 
 
 def node_is_empty(daemon: Daemon) -> bool:
