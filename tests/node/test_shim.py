@@ -225,10 +225,16 @@ def test_a_healthy_run_resets_the_back_off(h: Harness) -> None:
     spec = h.spec("echo run; sleep 0.2; echo end; exit 1", restart_policy="on-failure",
                   backoff_base_s=0.3, backoff_reset_s=0.1)
     st = launch(spec)
-    # restart_count is raised as run N+1 starts: runs 1..3 have ended by 3.
-    st = wait_status(st.status_file, lambda s: s.restart_count >= 3)
-    request_stop(st)
-    lines = [(x.text, x.ts_ns / 1e9) for x in LogReader(spec.log_dir).read()]
+    # Until the fourth run has logged its start (restart_count is raised before a run
+    # is spawned, so a status saying 3 can come before that run's first line).
+    deadline = time.monotonic() + 15
+    while True:
+        lines = [(x.text, x.ts_ns / 1e9) for x in LogReader(spec.log_dir).read()]
+        if sum(text == "run" for text, _ in lines) >= 4:
+            break
+        assert time.monotonic() < deadline, lines
+        time.sleep(0.05)
+    request_stop(read_status(st.status_file))
     ends = [ts for text, ts in lines if text == "end"][:3]
     starts = [ts for text, ts in lines if text == "run"][1:4]
     waits = [start - end for end, start in zip(ends, starts, strict=True)]
