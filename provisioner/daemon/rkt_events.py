@@ -4,17 +4,18 @@ observation, each transition recorded once.
 A :class:`EventWatcher` looks at the pods of a :class:`~provisioner.daemon.rkt.PodSource`
 (:meth:`EventWatcher.scan`) and compares them with the previous observation, which it
 keeps in the store (meta key :data:`SNAPSHOT_KEY`) and replaces in the same transaction
-that records the events. Every ``interval_s`` (0.2 s) it checks whether anything can
-have changed - the store's generation and the shim status folder's time
-(:func:`~provisioner.daemon.state_cache.change_key`: one query and one stat) - and
-scans only then, and every ``rescan_s`` (5 s) regardless. An idle daemon used to
-observe every pod five times a second: ~4 ms of CPU a scan for 50 resources, 2% of a
-core for doing nothing (and ten times that for 500). So
-every transition is recorded exactly once, whoever caused it - an API call, a manifest
-applied by the local executor, the supervisor restarting a process, the daemon starting
-persistent executables at its start - and across daemon restarts: what changed while no
-daemon ran is recorded at the next start. A call that changes nothing changes no
-observation, and sends nothing.
+that records the events. So every transition is recorded exactly once, whoever caused
+it - an API call, a manifest applied by the local executor, the supervisor restarting a
+process, the daemon starting persistent executables at its start - and across daemon
+restarts: what changed while no daemon ran is recorded at the next start. A call that
+changes nothing changes no observation, and sends nothing.
+
+Every ``interval_s`` (0.2 s) the watcher asks an
+:class:`~provisioner.daemon.state_cache.ObservedCache` for the pods, which observes them
+again only when GetState's would (the store's generation or the shim status folder's
+time changed: one query and one stat), and every ``rescan_s`` (5 s) regardless. An
+idle daemon used to observe every pod five times a second: ~4 ms of CPU a scan for 50
+resources, 2% of a core for doing nothing (and ten times that for 500).
 
 Transitions (:func:`transitions`), in this order per pod:
 
@@ -43,13 +44,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from typing import Any, Protocol
 
 from provisioner._proto.v1alpha import api_pb2 as rkt
 from provisioner.daemon.rkt_match import EVENT_KIND
 from provisioner.daemon.rkt_pods import NAME_KEY, RESTARTS_KEY, STARTED_KEY, annotation
-from provisioner.daemon.state_cache import change_key, is_racy
+from provisioner.daemon.state_cache import ObservedCache
 from provisioner.errors import ProvisionerError
 from provisioner.node import NodeLayer
 from provisioner.records import record
@@ -159,20 +159,38 @@ class EventWatcher:
     def __init__(self, layer: NodeLayer, source: Pods, interval_s: float = 0.2,
                  rescan_s: float = RESCAN_S) -> None:
         self.layer, self.source, self.interval_s = layer, source, interval_s
-        self.rescan_s = rescan_s
         self._lock = threading.Lock()
-        # The change key of the last scan and when it ran; None: scan at the next poll.
-        self._scanned: tuple[tuple[int, int], float] | None = None
-        self.scans = 0  # how many times the pods were observed (for tests)
+        # The pods observed, reused while nothing the change key shows has changed.
+        self._observed = ObservedCache(layer, lambda: observe(source.pods()), rescan_s)
+        self._recorded: dict[str, Any] | None = None  # the observation last recorded
+
+    @property
+    def scans(self) -> int:
+        """How many times :meth:`poll` observed the pods (for tests)."""
+        return self._observed.observations
 
     def scan(self) -> int:
-        """Observe once and record what changed; the number of events recorded. The
-        comparison with the stored observation and the write happen in one write
-        transaction, so two watchers of one store never record a transition twice."""
+        """Observe once and record what changed; the number of events recorded."""
+        return self._record(observe(self.source.pods()))
+
+    def poll(self) -> int:
+        """Record what changed if the pods were observed again: when anything can have
+        changed since the last observation (GetState's change key differs, or that
+        observation's key could not be trusted), or when it is ``rescan_s`` old; else
+        nothing. The number of events recorded."""
+        now = self._observed.get()
+        if now is self._recorded:
+            return 0
+        recorded = self._record(now)
+        self._recorded = now
+        return recorded
+
+    def _record(self, now: dict[str, Any]) -> int:
+        """Record the transitions from the stored observation to NOW. The comparison and
+        the write happen in one write transaction, so two watchers of one store never
+        record a transition twice."""
         with self._lock:
-            self.scans += 1
             store = self.layer.store
-            now = observe(self.source.pods())
             if now == _load(store.get_meta(SNAPSHOT_KEY)):
                 return 0
             with store.transaction(observation=True) as tx:
@@ -182,19 +200,6 @@ class EventWatcher:
                     tx.record_event(EVENT_KIND, e.name, E.Name(e.type),
                                     json.dumps({"id": e.id, "data": e.data}))
             return len(events)
-
-    def poll(self) -> int:
-        """:meth:`scan` if anything can have changed since the last poll's scan (its
-        change key differs, or that scan's key could not be trusted), or if that scan is
-        ``rescan_s`` old; else nothing. The number of events recorded."""
-        key, at = change_key(self.layer), time.monotonic()
-        last = self._scanned
-        if last is not None and last[0] == key and at - last[1] < self.rescan_s:
-            return 0
-        started_ns = time.time_ns()
-        recorded = self.scan()
-        self._scanned = None if is_racy(key, started_ns) else (key, at)
-        return recorded
 
     def run(self, stopping: threading.Event) -> None:
         """:meth:`poll` every ``interval_s`` until ``stopping`` is set."""

@@ -34,29 +34,11 @@ from provisioner.model_json import loads
 from provisioner.node import DriverStore, NodeLayer, driver_key
 from provisioner.records import record
 
-__all__ = ["RACY_NS", "ObservedCache", "change_key", "is_racy"]
+__all__ = ["RACY_NS", "ObservedCache"]
 
 T = TypeVar("T")
 #: A folder time this close to the observation's start may hide a later write.
 RACY_NS = 50_000_000
-
-
-def change_key(layer: NodeLayer) -> tuple[int, int]:
-    """What every change the provisioner makes on the node changes: the store's generation
-    and the modification time of the shim status folder (see the module docstring). One
-    query and one stat."""
-    try:
-        mtime = os.stat(layer.runtime_dir).st_mtime_ns
-    except FileNotFoundError:
-        mtime = 0
-    return layer.store.generation(), mtime
-
-
-def is_racy(key: tuple[int, int], started_ns: int) -> bool:
-    """Whether an observation that started at ``started_ns`` (``time.time_ns()``) with
-    KEY may have missed a status written in the folder's last clock tick: it must not be
-    trusted to stand for that key."""
-    return started_ns - key[1] < RACY_NS
 
 
 @record
@@ -77,8 +59,12 @@ class ObservedCache(Generic[T]):
         self.observations = 0  # how many times make() ran (for tests)
 
     def _key(self) -> tuple[int, int]:
-        """What a hit costs besides the driver files."""
-        return change_key(self.layer)
+        """One query and one stat: what a hit costs besides the driver files."""
+        try:
+            mtime = os.stat(self.layer.runtime_dir).st_mtime_ns
+        except FileNotFoundError:
+            mtime = 0
+        return self.layer.store.generation(), mtime
 
     def _drivers(self) -> tuple[tuple[str, bool], ...]:
         files = DriverStore(self.layer.config.state_dir)
@@ -110,5 +96,6 @@ class ObservedCache(Generic[T]):
             drivers = self._drivers()  # before: a driver deleted meanwhile is seen next
             value = self.make()
             self.observations += 1
-            self._entry = None if is_racy(key, wall) else _Entry(key, drivers, started, value)
+            racy = wall - key[1] < RACY_NS
+            self._entry = None if racy else _Entry(key, drivers, started, value)
             return value
