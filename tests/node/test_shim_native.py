@@ -269,6 +269,21 @@ def _wait_for_pid(pid_file: Path) -> int:
     return int(pid_file.read_text())
 
 
+def _stop_timed(tmp_path: Path, leaf: LeafCgroup, command: str, pid_file: Path,
+                settle_s: float) -> float:
+    """Launch COMMAND (a runtime with a container) with SETTLE_S and stop it; how long
+    the stop took, once it is checked to have left nothing running in the leaf."""
+    st = launch(make_spec(tmp_path, leaf, command, settle_s=settle_s))
+    container = _wait_for_pid(pid_file)
+    started = time.monotonic()
+    final = request_stop(st)
+    took = time.monotonic() - started
+    assert final.state == "stopped" and not final.last_error
+    assert not process_alive(container)
+    assert leafops.pids(leaf) == set()
+    return took
+
+
 @pytest.mark.parametrize("settle_s", [0.0, 5.0])
 def test_settle_kills_the_container_first_and_lets_the_runtime_clean_up(
         tmp_path: Path, leaf: LeafCgroup, settle_s: float) -> None:
@@ -280,14 +295,7 @@ def test_settle_kills_the_container_first_and_lets_the_runtime_clean_up(
     command, _, pid_file = _runtime_with_a_container(
         tmp_path, leaf, f"echo done > {cleaned}; rmdir {' '.join(subs)}")
     try:
-        st = launch(make_spec(tmp_path, leaf, command, settle_s=settle_s))
-        container = _wait_for_pid(pid_file)
-        started = time.monotonic()
-        final = request_stop(st)
-        took = time.monotonic() - started
-        assert final.state == "stopped" and not final.last_error
-        assert not process_alive(container)
-        assert leafops.pids(leaf) == set()
+        took = _stop_timed(tmp_path, leaf, command, pid_file, settle_s)
         if settle_s:
             assert cleaned.read_text() == "done\n"
             assert not any(os.path.exists(d) for d in subs)  # the runtime removed them
@@ -304,14 +312,7 @@ def test_a_runtime_that_does_not_exit_in_its_settle_time_is_killed(
     command, subs, pid_file = _runtime_with_a_container(
         tmp_path, leaf, f"while :; do sleep 0.05; done; echo done > {cleaned}")
     try:
-        st = launch(make_spec(tmp_path, leaf, command, settle_s=0.5))
-        container = _wait_for_pid(pid_file)
-        started = time.monotonic()
-        final = request_stop(st)
-        took = time.monotonic() - started
-        assert final.state == "stopped" and not final.last_error
-        assert not process_alive(container)
-        assert leafops.pids(leaf) == set()
+        took = _stop_timed(tmp_path, leaf, command, pid_file, 0.5)
         assert not cleaned.exists()
         assert 0.3 + 0.5 <= took < 0.3 + 0.5 + 3.0, took  # grace, settle, then the kill
     finally:
